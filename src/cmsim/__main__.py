@@ -1,0 +1,5 @@
+import sys
+
+from cmsim.cli import main
+
+sys.exit(main())
