@@ -1,0 +1,10 @@
+"""Unit operations of the line: LIW feeders, continuous blender, tablet press, RTD stages.
+
+Numpy/numba only; constructors take plain SI floats (s, kg, kg/s, fractions), so every unit is
+usable alone from Python. Stream chunks are ``(n_channels, n_ticks)`` arrays of mass flows
+[kg/s] laid out by a :class:`cmsim.streams.ChannelMap`.
+"""
+
+from cmsim.unitops.feeder import Hopper, LossInWeightFeeder
+
+__all__ = ["Hopper", "LossInWeightFeeder"]

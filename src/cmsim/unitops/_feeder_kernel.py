@@ -1,0 +1,248 @@
+"""Numba kernel of the loss-in-weight feeder: the per-tick state machine.
+
+State lives in plain arrays owned by :class:`cmsim.unitops.feeder.LossInWeightFeeder`; the
+kernel advances it tick by tick and writes flows into the caller's chunk. Index constants below
+name the slots of the state arrays.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+# ---- float state (fs) slots
+F_SP = 0          # set point [kg/s]
+F_RSD = 1         # noise relative standard deviation [-]
+F_AR = 2          # AR(1) state in unit variance (value at the last tick)
+F_DRIFT = 3       # feed-factor drift multiplier D at the end of the last tick [-]
+F_DRIFT_RATE = 4  # dD/dt [1/s]
+F_FROZEN = 5      # frozen (volumetric) flow basis [kg/s]
+F_LEVEL_V = 6     # level factor 1 + kappa (l - l_ref) when the screw was frozen [-]
+F_DRIFT_V = 7     # drift multiplier when the screw was frozen [-]
+F_RATE = 8        # current refill rate [kg/s]
+F_TARGET = 9      # current refill target hopper mass [kg]
+F_CHARGED = 10    # mass charged by the current refill [kg]
+F_SURGE_K = 11    # tick at which the current refill started
+N_FS = 12
+
+# ---- int state (is) slots
+I_RUNNING = 0     # 1 running, 0 stopped
+I_REFILL = 1      # 0 gravimetric, 1 refilling, 2 settling after a refill
+I_SETTLE = 2      # settling ticks left
+I_STUCK = 3       # 1 stuck in volumetric mode
+I_STARVED = 4     # 1 while the hopper cannot deliver the demanded flow
+I_LOT = 5         # lot index (within the material) of the current refill lot
+I_HEAD = 6        # FIFO ring head
+I_COUNT = 7       # FIFO parcels in the ring
+N_IS = 8
+
+# ---- parameter (pr) slots
+P_HAS_HOPPER = 0
+P_CAPACITY = 1
+P_LOW = 2
+P_HIGH = 3
+P_SETTLE_TICKS = 4
+P_SURGE = 5
+P_SURGE_DECAY = 6
+P_KAPPA = 7
+P_LEVEL_REF = 8
+P_PHI = 9
+P_DT = 10
+P_FIFO = 11
+P_REFILL_RATE = 12
+N_PR = 13
+
+# ---- event codes
+EV_REFILL_START = 1
+EV_REFILL_END = 2
+EV_GRAVIMETRIC = 3
+EV_EMPTY = 4
+EV_EMPTY_END = 5
+
+EV_CAP = 64  # events buffered per kernel call; the kernel returns early when nearly full
+
+
+@njit(cache=True)
+def _level_factor(mass, pr):
+    if pr[P_HAS_HOPPER] == 0.0:
+        return 1.0
+    return 1.0 + pr[P_KAPPA] * (mass / pr[P_CAPACITY] - pr[P_LEVEL_REF])
+
+
+@njit(cache=True)
+def _push_event(ev_i, ev_f, n_ev, tick, code, lot, a, b, c):
+    ev_i[n_ev, 0] = tick
+    ev_i[n_ev, 1] = code
+    ev_i[n_ev, 2] = lot
+    ev_f[n_ev, 0] = a
+    ev_f[n_ev, 1] = b
+    ev_f[n_ev, 2] = c
+    return n_ev + 1
+
+
+@njit(cache=True)
+def feeder_kernel(out, rows, noise, fs, ist, pr, lot_mass, fifo_lot, fifo_mass, fed, charged,
+                  k0, ev_i, ev_f):
+    """Advance the feeder over ``noise.size`` ticks starting at tick ``k0``.
+
+    Adds flows [kg/s] into ``out[rows[j], i]``, discharged masses [kg] into ``fed[j]`` and
+    refill masses [kg] into ``charged[j]``.
+    Returns ``(ticks_done, n_events)``; the caller calls again for the remaining ticks when
+    ``ticks_done < noise.size`` (event buffer nearly full).
+    """
+    n = noise.size
+    dt = pr[P_DT]
+    phi = pr[P_PHI]
+    innov = math.sqrt(max(0.0, 1.0 - phi * phi))
+    has_hopper = pr[P_HAS_HOPPER] != 0.0
+    cap = pr[P_CAPACITY]
+    fifo = pr[P_FIFO] != 0.0
+    ring = fifo_lot.size
+    n_lots = lot_mass.size
+    decay = pr[P_SURGE_DECAY]
+    if decay > 0.0:
+        surge_avg = decay / dt * (1.0 - math.exp(-dt / decay))
+    else:
+        surge_avg = 0.0
+    n_ev = 0
+    for i in range(n):
+        if n_ev > EV_CAP - 4:
+            return i, n_ev
+        k = k0 + i
+        # coloured noise (unit-variance AR(1), scaled by the current RSD)
+        ar = phi * fs[F_AR] + innov * noise[i]
+        fs[F_AR] = ar
+        xi = fs[F_RSD] * ar
+        # feed-factor drift: tick average of the linear ramp
+        d_avg = fs[F_DRIFT] + 0.5 * fs[F_DRIFT_RATE] * dt
+        fs[F_DRIFT] = fs[F_DRIFT] + fs[F_DRIFT_RATE] * dt
+        mass = 0.0
+        for j in range(n_lots):
+            mass += lot_mass[j]
+        # automatic refill trigger
+        if has_hopper and ist[I_REFILL] == 0 and mass < pr[P_LOW] * cap:
+            ist[I_REFILL] = 1
+            fs[F_TARGET] = pr[P_HIGH] * cap
+            fs[F_CHARGED] = 0.0
+            fs[F_SURGE_K] = k
+            fs[F_RATE] = pr[P_REFILL_RATE]
+            if ist[I_STUCK] == 0:
+                fs[F_FROZEN] = fs[F_SP]
+                fs[F_LEVEL_V] = _level_factor(mass, pr)
+                fs[F_DRIFT_V] = d_avg
+            n_ev = _push_event(ev_i, ev_f, n_ev, k, EV_REFILL_START, ist[I_LOT], mass,
+                               fs[F_TARGET], fs[F_RATE])
+        # demanded flow
+        q = 0.0
+        if ist[I_RUNNING] == 1:
+            if ist[I_STUCK] == 1 or ist[I_REFILL] != 0:
+                q = fs[F_FROZEN] * (_level_factor(mass, pr) / fs[F_LEVEL_V]) \
+                    * (d_avg / fs[F_DRIFT_V])
+                if ist[I_REFILL] != 0 and decay > 0.0:
+                    q *= 1.0 + pr[P_SURGE] * surge_avg * math.exp(
+                        -(k - fs[F_SURGE_K]) * dt / decay)
+            else:
+                q = fs[F_SP]
+            q *= 1.0 + xi
+            if q < 0.0:
+                q = 0.0
+        if not has_hopper:
+            j = ist[I_LOT]
+            out[rows[j], i] += q
+            fed[j] += q * dt
+            continue
+        # refill addition (bounded by the target) and discharge (bounded by the contents)
+        add_max = fs[F_RATE] * dt if ist[I_REFILL] == 1 else 0.0
+        demand = q * dt
+        d = min(demand, mass + add_max)
+        add = 0.0
+        if ist[I_REFILL] == 1:
+            add = min(add_max, max(0.0, fs[F_TARGET] - mass + d))
+            lot = ist[I_LOT]
+            lot_mass[lot] += add
+            charged[lot] += add
+            fs[F_CHARGED] += add
+            if fifo and add > 0.0:
+                if ist[I_COUNT] > 0 and fifo_lot[(ist[I_HEAD] + ist[I_COUNT] - 1) % ring] == lot:
+                    fifo_mass[(ist[I_HEAD] + ist[I_COUNT] - 1) % ring] += add
+                else:
+                    if ist[I_COUNT] == ring:
+                        # ring full: merge into the newest parcel (documented loss of FIFO
+                        # order for > ring alternating lots in the hopper at once)
+                        fifo_mass[(ist[I_HEAD] + ist[I_COUNT] - 1) % ring] += add
+                    else:
+                        slot = (ist[I_HEAD] + ist[I_COUNT]) % ring
+                        fifo_lot[slot] = lot
+                        fifo_mass[slot] = add
+                        ist[I_COUNT] += 1
+        total = mass + add
+        if d > 0.0:
+            if not fifo:
+                if d >= total:
+                    for j in range(n_lots):
+                        dj = lot_mass[j]
+                        lot_mass[j] = 0.0
+                        out[rows[j], i] += dj / dt
+                        fed[j] += dj
+                else:
+                    frac = d / total
+                    for j in range(n_lots):
+                        dj = lot_mass[j] * frac
+                        lot_mass[j] -= dj
+                        out[rows[j], i] += dj / dt
+                        fed[j] += dj
+            else:
+                rem = d
+                while rem > 0.0 and ist[I_COUNT] > 0:
+                    h = ist[I_HEAD]
+                    j = fifo_lot[h]
+                    if fifo_mass[h] <= rem:
+                        dj = fifo_mass[h]
+                        fifo_mass[h] = 0.0
+                        ist[I_HEAD] = (h + 1) % ring
+                        ist[I_COUNT] -= 1
+                    else:
+                        dj = rem
+                        fifo_mass[h] -= dj
+                    rem -= dj
+                    out[rows[j], i] += dj / dt
+                    fed[j] += dj
+                for j in range(n_lots):
+                    lot_mass[j] = 0.0
+                for p in range(ist[I_COUNT]):
+                    slot = (ist[I_HEAD] + p) % ring
+                    lot_mass[fifo_lot[slot]] += fifo_mass[slot]
+        # starvation bookkeeping
+        if demand > 0.0 and d < demand * (1.0 - 1e-12):
+            if ist[I_STARVED] == 0:
+                ist[I_STARVED] = 1
+                n_ev = _push_event(ev_i, ev_f, n_ev, k, EV_EMPTY, ist[I_LOT], demand / dt,
+                                   d / dt, 0.0)
+        elif ist[I_STARVED] == 1 and demand > 0.0:
+            ist[I_STARVED] = 0
+            n_ev = _push_event(ev_i, ev_f, n_ev, k, EV_EMPTY_END, ist[I_LOT], 0.0, 0.0, 0.0)
+        # refill end / settling
+        if ist[I_REFILL] == 1 and add < add_max:
+            ist[I_REFILL] = 2
+            ist[I_SETTLE] = int(pr[P_SETTLE_TICKS])
+            m_end = 0.0
+            for j in range(n_lots):
+                m_end += lot_mass[j]
+            n_ev = _push_event(ev_i, ev_f, n_ev, k + 1, EV_REFILL_END, ist[I_LOT],
+                               fs[F_CHARGED], m_end, 0.0)
+        elif ist[I_REFILL] == 2:
+            ist[I_SETTLE] -= 1
+        if ist[I_REFILL] == 2 and ist[I_SETTLE] <= 0:
+            ist[I_REFILL] = 0
+            n_ev = _push_event(ev_i, ev_f, n_ev, k + 1, EV_GRAVIMETRIC, ist[I_LOT], 0.0, 0.0,
+                               0.0)
+    return n, n_ev
+
+
+def new_state(n_lots: int, fifo_ring: int = 256):
+    """Fresh zeroed state arrays ``(fs, is, pr, lot_mass, fifo_lot, fifo_mass, fed)``."""
+    return (np.zeros(N_FS), np.zeros(N_IS, dtype=np.int64), np.zeros(N_PR),
+            np.zeros(n_lots), np.zeros(fifo_ring, dtype=np.int64), np.zeros(fifo_ring),
+            np.zeros(n_lots))

@@ -1,0 +1,460 @@
+"""Loss-in-weight (LIW) feeder: a source of (material, lot) channel flows.
+
+Model (domain brief 4.2, 4.6), per tick ``k`` covering ``[k dt, (k+1) dt)``:
+
+* **Gravimetric mode** (normal): the gravimetric loop holds the mean, the delivered flow is
+  ``set_point * (1 + xi_k)`` with coloured noise ``xi_k = rsd * e_k``, ``e_k`` a unit-variance
+  AR(1) process ``e_k = phi e_{k-1} + sqrt(1 - phi^2) z_k``, ``phi = exp(-dt / correlation_time)``.
+  The innovations ``z_k`` are pre-drawn per tick index from a private generator seeded once from
+  the ``rng`` passed in, so results do not depend on how the run is chunked.
+* **Volumetric mode** (during a hopper refill and ``settle_time`` after it, or permanently after
+  ``set_drift(..., volumetric=True)``): the screw speed is frozen, so feed-factor changes pass
+  through: ``flow = frozen * L(l)/L(l_v) * D/D_v * (1 + surge * exp(-(t - t_refill)/surge_decay))
+  * (1 + xi)`` with the level effect ``L(l) = 1 + kappa (l - l_ref)`` (``l`` = hopper fill
+  fraction), the feed-factor drift multiplier ``D`` (``set_drift``), values at the moment the
+  screw froze marked ``_v``; the surge term is the exact tick average of the exponential and acts
+  only while a refill or its settling lasts.
+* **Hopper**: per-lot masses. Automatic refill when the hopper mass is below
+  ``refill_low * capacity`` at the start of a tick: mass is added at ``refill_rate`` until the
+  hopper holds ``refill_high * capacity`` (the last tick adds only what is needed), charging the lot
+  currently assigned to the feeder. Discharge lot shares follow ``mixing``: ``"mixed"`` (well-mixed
+  hopper contents) or ``"fifo"`` (parcels leave in the order they were charged). An empty hopper
+  starves the feeder (it delivers what is there, then zero; logged).
+* Without a hopper the feeder is an inexhaustible source of its current lot.
+
+Internal happenings are appended to :attr:`LossInWeightFeeder.events` as dicts with ``time_s``,
+``type`` (``refill_start``, ``refill_end``, ``gravimetric_resume``, ``hopper_empty``,
+``hopper_empty_end``) and ``data``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from cmsim import _validate as v
+from cmsim.errors import ParameterError, SimulationError
+from cmsim.streams import ChannelMap
+from cmsim.unitops import _feeder_kernel as fk
+
+__all__ = ["Hopper", "LossInWeightFeeder"]
+
+_EVENT_NAMES = {
+    fk.EV_REFILL_START: "refill_start",
+    fk.EV_REFILL_END: "refill_end",
+    fk.EV_GRAVIMETRIC: "gravimetric_resume",
+    fk.EV_EMPTY: "hopper_empty",
+    fk.EV_EMPTY_END: "hopper_empty_end",
+}
+
+
+@dataclass(frozen=True)
+class Hopper:
+    """Hopper and refill parameters of a LIW feeder.
+
+    Parameters
+    ----------
+    capacity : float
+        Hopper capacity [kg].
+    initial_mass : float or None
+        Initial contents [kg] (of the feeder's initial lot); default ``refill_high * capacity``.
+    refill_low, refill_high : float
+        Refill trigger and target as fractions of ``capacity`` [-], ``0 <= low < high <= 1``.
+    refill_rate : float
+        Mass added per second during an automatic refill [kg/s].
+    settle_time : float
+        Volumetric time after a refill ends [s].
+    surge : float
+        Relative flow excursion when a refill starts [-] (e.g. 0.05 for +5 %).
+    surge_decay : float
+        Decay time of the excursion [s].
+    mixing : {"mixed", "fifo"}
+        Lot model of the hopper contents.
+    level_coefficient : float
+        ``kappa``: relative feed-factor change per unit fill fraction [-] (volumetric mode only).
+    level_ref : float
+        Reference fill fraction of the level effect [-].
+    """
+
+    capacity: float
+    initial_mass: float | None = None
+    refill_low: float = 0.2
+    refill_high: float = 0.8
+    refill_rate: float = 1.0
+    settle_time: float = 0.0
+    surge: float = 0.0
+    surge_decay: float = 30.0
+    mixing: str = "mixed"
+    level_coefficient: float = 0.0
+    level_ref: float = 0.5
+
+    def __post_init__(self) -> None:
+        v.positive("hopper.capacity", self.capacity)
+        low = v.probability("hopper.refill_low", self.refill_low, open_interval=False)
+        high = v.probability("hopper.refill_high", self.refill_high, open_interval=False)
+        if not low < high:
+            raise ParameterError("hopper.refill_high", high,
+                                 f"must be > refill_low = {low}")
+        v.positive("hopper.refill_rate", self.refill_rate)
+        v.non_negative("hopper.settle_time", self.settle_time)
+        v._real("hopper.surge", self.surge)
+        if self.surge <= -1.0:
+            raise ParameterError("hopper.surge", self.surge, "must be > -1")
+        v.positive("hopper.surge_decay", self.surge_decay)
+        if self.mixing not in ("mixed", "fifo"):
+            raise ParameterError("hopper.mixing", self.mixing, "must be 'mixed' or 'fifo'")
+        v._real("hopper.level_coefficient", self.level_coefficient)
+        v.probability("hopper.level_ref", self.level_ref, open_interval=False)
+        if abs(self.level_coefficient) * max(self.level_ref, 1 - self.level_ref) >= 1.0:
+            raise ParameterError("hopper.level_coefficient", self.level_coefficient,
+                                 "must keep 1 + kappa (l - l_ref) > 0 for l in [0, 1]")
+        if self.initial_mass is not None:
+            m0 = v.non_negative("hopper.initial_mass", self.initial_mass)
+            if m0 > self.capacity:
+                raise ParameterError("hopper.initial_mass", m0,
+                                     f"must be <= capacity = {self.capacity}")
+
+    @property
+    def start_mass(self) -> float:
+        """Initial hopper mass [kg]."""
+        if self.initial_mass is None:
+            return self.refill_high * self.capacity
+        return float(self.initial_mass)
+
+
+class LossInWeightFeeder:
+    """Loss-in-weight feeder delivering one material into stream channels.
+
+    Parameters
+    ----------
+    name : str
+        Feeder name (used in events).
+    material : str
+        Material fed; must be in ``channel_map``.
+    mass_flow : float
+        Set point [kg/s], >= 0.
+    channel_map : cmsim.streams.ChannelMap
+        Channel layout of the stream the feeder writes into.
+    lot : str
+        Initial lot (of the initial hopper contents and of refills until changed).
+    dt : float
+        Tick length [s].
+    duration : float, optional
+        Planned run length [s]; noise is pre-drawn for ``ceil(duration/dt)`` ticks (more is
+        drawn, in fixed blocks, if the run goes on).
+    n_ticks : int, optional
+        Alternative to ``duration``.
+    rng : numpy.random.Generator, optional
+        Source of the noise seed; required when ``noise_rsd > 0`` or ``set_noise`` is used.
+    noise_rsd : float
+        Relative standard deviation of the coloured flow noise [-].
+    noise_correlation_time : float
+        Correlation time of the AR(1) noise [s].
+    hopper : Hopper, optional
+        Hopper and refill model; ``None`` for an inexhaustible source.
+    """
+
+    def __init__(self, name: str, material: str, mass_flow: float, channel_map: ChannelMap,
+                 lot: str, dt: float, *, duration: float | None = None,
+                 n_ticks: int | None = None, rng: np.random.Generator | None = None,
+                 noise_rsd: float = 0.0, noise_correlation_time: float = 2.0,
+                 hopper: Hopper | None = None) -> None:
+        self.name = str(name)
+        self.material = str(material)
+        self.channel_map = channel_map
+        self.dt = v.positive("dt", dt)
+        self.rows = np.ascontiguousarray(channel_map.material_rows(self.material),
+                                         dtype=np.int64)
+        self._lots = channel_map.lots(self.material)
+        self.hopper = hopper
+        if hopper is not None and not isinstance(hopper, Hopper):
+            raise ParameterError("hopper", hopper, "must be a cmsim.unitops.Hopper or None")
+        if n_ticks is None:
+            n_ticks = 0 if duration is None else int(np.ceil(v.non_negative(
+                "duration", duration) / self.dt - 1e-9))
+        elif isinstance(n_ticks, bool) or int(n_ticks) != n_ticks or n_ticks < 0:
+            raise ParameterError("n_ticks", n_ticks, "must be an integer >= 0")
+        self._block = max(int(n_ticks), 4096)
+        self.noise_correlation_time = v.positive("noise_correlation_time",
+                                                 noise_correlation_time)
+        if rng is not None and not isinstance(rng, np.random.Generator):
+            raise ParameterError("rng", rng, "must be a numpy.random.Generator")
+        # private generator: the caller's rng is touched exactly once
+        self._noise_rng = (None if rng is None
+                           else np.random.default_rng(int(rng.integers(0, 2**63 - 1))))
+        self._noise = np.zeros(0)
+        self.events: list[dict[str, Any]] = []
+        self.k = 0
+        (self._fs, self._is, self._pr, self._lot_mass, self._fifo_lot, self._fifo_mass,
+         self.fed) = fk.new_state(len(self._lots))
+        pr = self._pr
+        pr[fk.P_DT] = self.dt
+        pr[fk.P_PHI] = np.exp(-self.dt / self.noise_correlation_time)
+        if hopper is not None:
+            pr[fk.P_HAS_HOPPER] = 1.0
+            pr[fk.P_CAPACITY] = hopper.capacity
+            pr[fk.P_LOW] = hopper.refill_low
+            pr[fk.P_HIGH] = hopper.refill_high
+            pr[fk.P_SETTLE_TICKS] = round(hopper.settle_time / self.dt)
+            pr[fk.P_SURGE] = hopper.surge
+            pr[fk.P_SURGE_DECAY] = hopper.surge_decay
+            pr[fk.P_KAPPA] = hopper.level_coefficient
+            pr[fk.P_LEVEL_REF] = hopper.level_ref
+            pr[fk.P_FIFO] = 1.0 if hopper.mixing == "fifo" else 0.0
+            pr[fk.P_REFILL_RATE] = hopper.refill_rate
+        self._is[fk.I_RUNNING] = 1
+        self._is[fk.I_LOT] = self._lot_index(lot)
+        self._fs[fk.F_SP] = v.non_negative("mass_flow", mass_flow)
+        self._fs[fk.F_DRIFT] = 1.0
+        self._fs[fk.F_LEVEL_V] = 1.0
+        self._fs[fk.F_DRIFT_V] = 1.0
+        self._ev_i = np.zeros((fk.EV_CAP, 3), dtype=np.int64)
+        self._ev_f = np.zeros((fk.EV_CAP, 3))
+        self.set_noise(noise_rsd)
+        if hopper is not None:
+            m0 = hopper.start_mass
+            self._lot_mass[self._is[fk.I_LOT]] = m0
+            if m0 > 0.0:
+                self._fifo_lot[0] = self._is[fk.I_LOT]
+                self._fifo_mass[0] = m0
+                self._is[fk.I_COUNT] = 1
+        self.initial_hopper_mass = self.hopper_mass
+        self.charged = np.zeros(len(self._lots))
+        """Mass charged into the hopper per lot channel [kg] (refills)."""
+        if n_ticks:
+            self._ensure_noise(int(n_ticks))
+
+    # ------------------------------------------------------------------ helpers
+    def _lot_index(self, lot: str) -> int:
+        try:
+            return self._lots.index(str(lot))
+        except ValueError:
+            raise ParameterError("lot", lot, f"must be one of the channel map's lots of "
+                                 f"{self.material!r}: {self._lots}") from None
+
+    def _ensure_noise(self, upto: int) -> None:
+        if self._noise_rng is None:
+            return
+        while self._noise.size < upto:
+            self._noise = np.concatenate([self._noise,
+                                          self._noise_rng.standard_normal(self._block)])
+
+    def _time(self, tick: int) -> float:
+        return tick * self.dt
+
+    # ------------------------------------------------------------------ state views
+    @property
+    def mass_flow(self) -> float:
+        """Current set point [kg/s]."""
+        return float(self._fs[fk.F_SP])
+
+    @property
+    def lot(self) -> str:
+        """Lot currently assigned to the feeder (charged by the next refill)."""
+        return self._lots[int(self._is[fk.I_LOT])]
+
+    @property
+    def running(self) -> bool:
+        """False while stopped."""
+        return bool(self._is[fk.I_RUNNING])
+
+    @property
+    def mode(self) -> str:
+        """``"gravimetric"``, ``"refill"``, ``"settling"`` or ``"volumetric"`` (stuck)."""
+        r = int(self._is[fk.I_REFILL])
+        if r == 1:
+            return "refill"
+        if r == 2:
+            return "settling"
+        return "volumetric" if self._is[fk.I_STUCK] else "gravimetric"
+
+    @property
+    def hopper_mass(self) -> float:
+        """Hopper contents [kg] (0 without a hopper)."""
+        return float(self._lot_mass.sum())
+
+    @property
+    def hopper_lot_masses(self) -> dict[str, float]:
+        """Hopper contents per lot [kg]."""
+        return {lot: float(m) for lot, m in zip(self._lots, self._lot_mass, strict=True)}
+
+    @property
+    def lots(self) -> tuple[str, ...]:
+        """Lots of the feeder's material in channel order (index of :attr:`fed`)."""
+        return self._lots
+
+    @property
+    def total_charged(self) -> float:
+        """Total mass charged by refills so far [kg]."""
+        return float(self.charged.sum())
+
+    # ------------------------------------------------------------------ streaming
+    def step(self, out: np.ndarray, k0: int) -> None:
+        """Add the feeder's flows for ticks ``k0 .. k0+n-1`` into ``out``.
+
+        Parameters
+        ----------
+        out : ndarray, shape (n_channels, n)
+            Stream chunk [kg/s]; the feeder's channels are *incremented*.
+        k0 : int
+            First tick; must equal the feeder's own tick counter :attr:`k`.
+
+        Raises
+        ------
+        cmsim.errors.SimulationError
+            If ``k0`` is not the next tick of this feeder.
+        """
+        if out.ndim != 2 or out.shape[0] != self.channel_map.n_channels or \
+                out.dtype != np.float64:
+            raise ParameterError("out", f"array of shape {out.shape}, dtype {out.dtype}",
+                                 f"must be float64 of shape ({self.channel_map.n_channels}, n)")
+        if int(k0) != self.k:
+            raise SimulationError(f"feeder {self.name!r}: step(k0={k0}) but the next tick is "
+                                  f"{self.k} (chunks must be contiguous)")
+        n = out.shape[1]
+        if n == 0:
+            return
+        if self._noise_rng is None:
+            noise = np.zeros(n)
+            base = 0
+        else:
+            self._ensure_noise(self.k + n)
+            noise = self._noise
+            base = self.k
+        done = 0
+        while done < n:
+            ticks, n_ev = fk.feeder_kernel(
+                out[:, done:], self.rows, noise[base + done: base + n], self._fs, self._is,
+                self._pr, self._lot_mass, self._fifo_lot, self._fifo_mass, self.fed,
+                self.charged, self.k, self._ev_i, self._ev_f)
+            self._record_events(n_ev)
+            self.k += ticks
+            done += ticks
+
+    def _record_events(self, n_ev: int) -> None:
+        for e in range(n_ev):
+            tick, code, lot = (int(x) for x in self._ev_i[e])
+            a, b, c = (float(x) for x in self._ev_f[e])
+            data: dict[str, Any] = {"feeder": self.name, "material": self.material,
+                                    "lot": self._lots[lot]}
+            if code == fk.EV_REFILL_START:
+                data.update(hopper_mass_kg=a, target_mass_kg=b, refill_rate_kg_s=c,
+                            scheduled=False)
+            elif code == fk.EV_REFILL_END:
+                data.update(charged_kg=a, hopper_mass_kg=b)
+            elif code == fk.EV_EMPTY:
+                data.update(demanded_kg_s=a, delivered_kg_s=b)
+            self.events.append({"time_s": self._time(tick), "type": _EVENT_NAMES[code],
+                                "data": data})
+
+    # ------------------------------------------------------------------ scheduled events
+    def set_mass_flow(self, mass_flow: float) -> None:
+        """Change the set point [kg/s] from the current tick on.
+
+        In volumetric mode the (open-loop) screw speed is rescaled in proportion.
+        """
+        new = v.non_negative("mass_flow", mass_flow)
+        old = self._fs[fk.F_SP]
+        if self._is[fk.I_STUCK] or self._is[fk.I_REFILL]:
+            self._fs[fk.F_FROZEN] = self._fs[fk.F_FROZEN] * (new / old) if old > 0 else new
+        self._fs[fk.F_SP] = new
+
+    def stop(self) -> None:
+        """Stop the screw: zero flow until :meth:`start`."""
+        self._is[fk.I_RUNNING] = 0
+
+    def start(self) -> None:
+        """Restart the screw after :meth:`stop`."""
+        self._is[fk.I_RUNNING] = 1
+
+    def set_noise(self, rsd: float, correlation_time: float | None = None) -> None:
+        """Set the relative standard deviation [-] (and optionally correlation time [s])."""
+        rsd = v.non_negative("noise_rsd", rsd)
+        if rsd > 0.0 and self._noise_rng is None:
+            raise ParameterError("rng", None, "a numpy Generator is required when noise_rsd > 0")
+        if correlation_time is not None:
+            self.noise_correlation_time = v.positive("noise_correlation_time",
+                                                     correlation_time)
+            self._pr[fk.P_PHI] = np.exp(-self.dt / self.noise_correlation_time)
+        self._fs[fk.F_RSD] = rsd
+
+    def set_drift(self, rate_per_s: float, volumetric: bool = False) -> None:
+        """Start a linear feed-factor drift [1/s] (e.g. -2 %/h = -0.02/3600).
+
+        In gravimetric mode the loop compensates the drift; it reaches the flow only while the
+        feeder is volumetric. ``volumetric=True`` freezes the screw now (stuck in volumetric
+        mode) so the drift passes through until :meth:`set_gravimetric`.
+        """
+        self._fs[fk.F_DRIFT_RATE] = v._real("rate_per_s", rate_per_s)
+        if volumetric and not self._is[fk.I_STUCK]:
+            self._is[fk.I_STUCK] = 1
+            if not self._is[fk.I_REFILL]:
+                self._freeze()
+
+    def set_gravimetric(self) -> None:
+        """Leave a stuck volumetric mode (gravimetric control resumes)."""
+        self._is[fk.I_STUCK] = 0
+
+    def _freeze(self) -> None:
+        fs = self._fs
+        fs[fk.F_FROZEN] = fs[fk.F_SP]
+        m = self.hopper_mass
+        fs[fk.F_LEVEL_V] = (1.0 if self.hopper is None else
+                            1.0 + self.hopper.level_coefficient
+                            * (m / self.hopper.capacity - self.hopper.level_ref))
+        fs[fk.F_DRIFT_V] = fs[fk.F_DRIFT]
+
+    def set_lot(self, lot: str) -> None:
+        """Assign ``lot`` to the feeder: charged by the next refill (or, without a hopper,
+        discharged from now on)."""
+        self._is[fk.I_LOT] = self._lot_index(lot)
+
+    def refill(self, lot: str, mass: float | None = None, duration: float | None = None) -> None:
+        """Start a scheduled refill charging ``lot`` (this is how lot changes happen).
+
+        Parameters
+        ----------
+        lot : str
+            Lot charged (becomes the feeder's current lot).
+        mass : float, optional
+            Mass to charge [kg]; default: up to ``refill_high * capacity``. The hopper is never
+            filled above its capacity.
+        duration : float, optional
+            Refill duration [s]; default: at the hopper's ``refill_rate``.
+
+        Without a hopper this only changes the lot.
+        """
+        idx = self._lot_index(lot)
+        if self.hopper is None:
+            self._is[fk.I_LOT] = idx
+            return
+        m_now = self.hopper_mass
+        if mass is None:
+            target = self.hopper.refill_high * self.hopper.capacity
+        else:
+            target = min(self.hopper.capacity, m_now + v.non_negative("mass", mass))
+        to_charge = max(0.0, target - m_now)
+        rate = self.hopper.refill_rate
+        if duration is not None:
+            dur = v.positive("duration", duration)
+            rate = to_charge / dur if to_charge > 0 else rate
+        if self._is[fk.I_REFILL] == 1:
+            self.events.append({"time_s": self._time(self.k), "type": "refill_end", "data": {
+                "feeder": self.name, "material": self.material, "lot": self.lot,
+                "charged_kg": float(self._fs[fk.F_CHARGED]), "hopper_mass_kg": m_now,
+                "interrupted": True}})
+        elif self._is[fk.I_REFILL] == 0 and not self._is[fk.I_STUCK]:
+            self._freeze()
+        if self._is[fk.I_REFILL] != 1:
+            self._fs[fk.F_SURGE_K] = self.k
+        self._is[fk.I_LOT] = idx
+        self._is[fk.I_REFILL] = 1
+        self._fs[fk.F_TARGET] = target
+        self._fs[fk.F_RATE] = rate
+        self._fs[fk.F_CHARGED] = 0.0
+        self.events.append({"time_s": self._time(self.k), "type": "refill_start", "data": {
+            "feeder": self.name, "material": self.material, "lot": self.lot,
+            "hopper_mass_kg": m_now, "target_mass_kg": target, "refill_rate_kg_s": rate,
+            "scheduled": True}})
