@@ -1,3 +1,278 @@
-"""Placeholder: filled by its owner."""
+"""Causal convolution with a discrete RTD kernel: one-shot dispatcher and streaming FIR.
 
-__all__: list[str] = []
+``y[k] = sum_j w[j] x[k-j]`` with ``len(y) == len(x)`` (zero history before ``x[0]``). With the
+bin kernel ``w[j] = F((j+1) dt) - F(j dt)`` and ``x`` a mass flow held over each tick, ``y[k]`` is
+the outlet flow of tick ``k`` (see ``docs/design.md``).
+
+Method choice (``method="auto"``, measured in ``docs/performance.md``, crossover re-measured on
+the development machine):
+
+* ``"direct"``: register-blocked numba loop (8 outputs per pass over the kernel), exact zeros and
+  no negative outputs for non-negative data; used when the effective kernel is short
+  (``K_eff = min(K, N) <= DIRECT_MAX_TAPS``) or the output is short (``N K / (N + K) <=
+  DIRECT_MAX_TAPS``);
+* ``"oa"``: :func:`scipy.signal.oaconvolve` when ``N >= 50 K``;
+* ``"fft"``: :func:`scipy.signal.fftconvolve` otherwise.
+
+FFT methods carry a round-off of about ``1e-17`` relative to the largest output, so a zero output
+can come out as ``-1e-17``; when both ``x`` and ``w`` are non-negative their output is clipped at
+0 (``np.maximum(y, 0)``), which only changes values at that round-off level. 2-D inputs
+``(batch, time)`` use numba ``prange`` over rows (direct) or one batched FFT with
+``scipy.fft`` workers. ``scipy.signal`` is imported lazily, inside the FFT paths.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from cmsim import _validate
+from cmsim.errors import ParameterError
+from cmsim.rtd.filters import _Streaming
+
+__all__ = ["DIRECT_MAX_TAPS", "Convolver", "convolution_method", "convolve"]
+
+#: Longest kernel (effective taps) for which the direct register-blocked loop is chosen.
+DIRECT_MAX_TAPS = 256
+#: ``N >= OA_MIN_RATIO * K`` selects overlap-add instead of a single FFT.
+OA_MIN_RATIO = 50
+#: Batch rows x samples from which the 2-D direct path uses the ``prange`` kernel.
+_PARALLEL_MIN_WORK = 2_000_000
+
+_METHODS = ("auto", "direct", "oa", "fft")
+
+
+def _kernels():
+    from cmsim.rtd import _kernels
+
+    return _kernels
+
+
+def convolution_method(n_samples: int, kernel_length: int) -> str:
+    """Method :func:`convolve` picks with ``method="auto"``.
+
+    Parameters
+    ----------
+    n_samples : int
+        Number of outputs per series ``N`` [-].
+    kernel_length : int
+        Kernel length ``K`` [-] (taps beyond ``N`` never contribute and are ignored).
+
+    Returns
+    -------
+    str
+        ``"direct"``, ``"oa"`` or ``"fft"``.
+    """
+    n = int(n_samples)
+    k = min(int(kernel_length), max(n, 1))
+    if k <= DIRECT_MAX_TAPS or n * k <= DIRECT_MAX_TAPS * (n + k):
+        return "direct"
+    if n >= OA_MIN_RATIO * k:
+        return "oa"
+    return "fft"
+
+
+def _check_kernel(w: Any) -> np.ndarray:
+    arr = _validate.finite_array("w", w, ndim=1)
+    if arr.size == 0:
+        raise ParameterError("w", "empty array", "must have at least one tap")
+    return np.ascontiguousarray(arr)
+
+
+def _check_method(method: Any) -> str:
+    if method not in _METHODS:
+        raise ParameterError("method", method, f"must be one of {_METHODS}")
+    return method
+
+
+def _check_out(out: Any, shape: tuple[int, ...]) -> np.ndarray:
+    if not isinstance(out, np.ndarray) or out.shape != shape or out.dtype != np.float64:
+        raise ParameterError("out", getattr(out, "shape", out),
+                             f"must be a float64 ndarray of shape {shape}")
+    if not out.flags.c_contiguous:
+        raise ParameterError("out", "non-contiguous array", "must be C-contiguous")
+    return out
+
+
+def _fft_valid(ext: np.ndarray, w: np.ndarray, method: str) -> np.ndarray:
+    """FFT convolution of 2-D ``ext`` rows with ``w``, mode "valid" (length ext - K + 1)."""
+    import scipy.fft
+    import scipy.signal
+
+    fn = scipy.signal.oaconvolve if method == "oa" else scipy.signal.fftconvolve
+    with scipy.fft.set_workers(os.cpu_count() or 1):
+        return fn(ext, w[None, :], mode="valid", axes=1)
+
+
+def _fft_causal(x2: np.ndarray, w: np.ndarray, method: str) -> np.ndarray:
+    import scipy.fft
+    import scipy.signal
+
+    n = x2.shape[1]
+    fn = scipy.signal.oaconvolve if method == "oa" else scipy.signal.fftconvolve
+    if x2.shape[0] == 1:
+        return fn(x2[0], w, mode="full")[None, :n]
+    with scipy.fft.set_workers(os.cpu_count() or 1):
+        return fn(x2, w[None, :], mode="full", axes=1)[:, :n]
+
+
+def convolve(
+    x: Any,
+    w: Any,
+    out: np.ndarray | None = None,
+    method: str = "auto",
+) -> np.ndarray:
+    """Causal convolution of a signal with a kernel, same length as the signal.
+
+    Parameters
+    ----------
+    x : array_like, shape (N,) or (batch, N)
+        Input signal per tick [any unit, e.g. kg/s]; 2-D inputs are convolved along the last axis.
+    w : array_like, shape (K,)
+        Kernel [-] (e.g. the bin-integrated RTD kernel), finite, at least one tap.
+    out : ndarray, optional
+        Preallocated C-contiguous float64 output with the shape of ``x``.
+    method : {"auto", "direct", "oa", "fft"}
+        Algorithm; ``"auto"`` picks per regime (see the module docstring and
+        :func:`convolution_method`).
+
+    Returns
+    -------
+    ndarray
+        ``y[..., k] = sum_j w[j] x[..., k-j]`` [unit of ``x``], same shape as ``x``.
+
+    Raises
+    ------
+    cmsim.errors.ParameterError
+        If ``x`` is not 1-D/2-D or not finite, ``w`` is not a non-empty finite 1-D array, ``out``
+        has the wrong shape/dtype, or ``method`` is unknown.
+    """
+    xa = _validate.finite_array("x", x, ndim=(1, 2))
+    wa = _check_kernel(w)
+    method = _check_method(method)
+    one_d = xa.ndim == 1
+    x2 = np.ascontiguousarray(xa.reshape(1, -1) if one_d else xa)
+    rows, n = x2.shape
+    y = _check_out(out, xa.shape) if out is not None else np.empty(xa.shape)
+    y2 = y.reshape(1, -1) if one_d else y
+    if n == 0 or rows == 0:
+        return y
+    wk = wa[:n]  # taps beyond N never reach an output
+    if method == "auto":
+        method = convolution_method(n, wk.size)
+    if method == "direct":
+        k = _kernels()
+        wr = np.ascontiguousarray(wk[::-1])
+        if rows == 1:
+            k.conv_causal(x2[0], wr, y2[0])
+        elif rows * n >= _PARALLEL_MIN_WORK:
+            k.conv_causal_rows_parallel(x2, wr, y2)
+        else:
+            k.conv_causal_rows_serial(x2, wr, y2)
+        return y
+    res = _fft_causal(x2, wk, method)
+    if x2.min() >= 0.0 and wk.min() >= 0.0:
+        np.maximum(res, 0.0, out=y2)
+    else:
+        np.copyto(y2, res)
+    return y
+
+
+class Convolver(_Streaming):
+    """Streaming causal FIR filter with state (the last ``K - 1`` inputs of each row).
+
+    Feeding a signal in chunks of any length (including 0, 1, or longer/shorter than ``K``)
+    gives the same output as one call to :func:`convolve` (to 1e-12).
+
+    Parameters
+    ----------
+    w : array_like, shape (K,)
+        Kernel [-], finite, at least one tap.
+    batch : int, optional
+        Number of series (rows); fixed by the first chunk when omitted.
+    dt : float, optional
+        Time step [s]; only used to express :attr:`holdup` in [input unit x s] (e.g. kg for an
+        input in kg/s). Without it :attr:`holdup` is in [input unit x tick].
+
+    Notes
+    -----
+    Chunks are computed with the direct kernel when ``chunk * K / (chunk + K) <=
+    DIRECT_MAX_TAPS`` (always for ``K <= DIRECT_MAX_TAPS``) and with an FFT (overlap-add for long
+    chunks) otherwise; FFT outputs are clipped at 0 when the chunk, the history and the kernel
+    are all non-negative.
+    """
+
+    def __init__(self, w: Any, batch: int | None = None, dt: float | None = None) -> None:
+        self._w = _check_kernel(w)
+        self._wr = np.ascontiguousarray(self._w[::-1])
+        self._dt = None if dt is None else _validate.positive("dt", dt)
+        # tail[m] = sum_{j > m} w[j]: share of an input m ticks old that is still to come out
+        tails = self._w.sum() - np.cumsum(self._w)
+        self._tail_rev = np.ascontiguousarray(tails[: self._w.size - 1][::-1])
+        self._nonneg_w = bool(self._w.min() >= 0.0)
+        self._hist: np.ndarray | None = None
+        self._init_batch(batch)
+        if self._batch is not None:
+            self._allocate_state(self._batch)
+
+    def _allocate_state(self, rows: int) -> None:
+        self._hist = np.zeros((rows, self._w.size - 1))
+
+    @property
+    def kernel(self) -> np.ndarray:
+        """The kernel ``w`` [-] (a copy)."""
+        return self._w.copy()
+
+    @property
+    def holdup(self) -> np.ndarray:
+        """Input not yet emitted per row, shape (batch,).
+
+        For a kernel summing to ``S`` this is ``S * sum(inputs) - sum(outputs)`` times ``dt``:
+        [input unit x s] (e.g. kg for kg/s) when ``dt`` was given, else [input unit x tick].
+        Mass a truncated kernel (``S < 1``) never emits is not counted.
+        """
+        self._ensure_state()
+        assert self._hist is not None
+        h = self._hist @ self._tail_rev
+        return h * (1.0 if self._dt is None else self._dt)
+
+    def step(self, chunk: Any, out: np.ndarray | None = None) -> np.ndarray:
+        """Filter one chunk.
+
+        Parameters
+        ----------
+        chunk : array_like, shape (n,) or (batch, n)
+            Input per tick [any unit]; finite.
+        out : ndarray, optional
+            Preallocated C-contiguous float64 output of the same shape.
+
+        Returns
+        -------
+        ndarray
+            Output per tick [unit of ``chunk``], same shape as ``chunk``.
+        """
+        x2, y2, one_d = self._prepare(chunk, out)
+        hist = self._hist
+        assert hist is not None
+        n = x2.shape[1]
+        k = self._w.size
+        if n > 0:
+            if k <= DIRECT_MAX_TAPS or n * k <= DIRECT_MAX_TAPS * (n + k):
+                _kernels().conv_stream_rows(hist, x2, self._wr, y2)
+            else:
+                ext = np.concatenate([hist, x2], axis=1)
+                method = "oa" if n >= OA_MIN_RATIO * k else "fft"
+                res = _fft_valid(ext, self._w, method)
+                if self._nonneg_w and ext.min() >= 0.0:
+                    np.maximum(res, 0.0, out=y2)
+                else:
+                    np.copyto(y2, res)
+                hist[...] = ext[:, ext.shape[1] - (k - 1) :]
+        return y2[0] if one_d and out is None else (out if out is not None else y2)
+
+    def reset(self) -> None:
+        """Forget the history (all past inputs become zero)."""
+        if self._hist is not None:
+            self._hist[:] = 0.0
