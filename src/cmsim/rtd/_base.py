@@ -1,0 +1,432 @@
+"""Base class of the residence-time-distribution models and the ``Kernel`` array type.
+
+Private module: the public names are re-exported by :mod:`cmsim.rtd.models`.
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from cmsim import _validate
+from cmsim.errors import ParameterError
+
+#: Largest kernel :meth:`RTDModel.kernel` builds before refusing (about 160 MB of float64).
+MAX_KERNEL_TAPS = 20_000_000
+
+
+class Kernel(np.ndarray):
+    """Bin-integrated discrete RTD kernel: a 1-D float64 array with metadata.
+
+    ``w[j] = F((j+1) dt) - F(j dt)`` (with ``F(0-) = 0``, so a point mass at ``t = 0`` lands in
+    ``w[0]``). Built by :meth:`RTDModel.kernel`.
+
+    Attributes
+    ----------
+    dt : float
+        Bin width [s].
+    tail : float
+        Truncation threshold on the survival function [-].
+    truncated_mass : float
+        ``1 - F(len(w) dt)``, the mass beyond the last bin, computed from the survival function
+        [-]. ``w.sum() + w.truncated_mass == 1`` to rounding.
+    """
+
+    dt: float
+    tail: float
+    truncated_mass: float
+
+    def __new__(cls, weights: Any, dt: float, tail: float, truncated_mass: float) -> Kernel:
+        obj = np.array(weights, dtype=np.float64, copy=True).view(cls)
+        if obj.ndim != 1:
+            raise ParameterError("weights", f"array of shape {obj.shape}", "must be 1-D")
+        obj.dt = float(dt)
+        obj.tail = float(tail)
+        obj.truncated_mass = float(truncated_mass)
+        return obj
+
+    def __array_finalize__(self, obj: Any) -> None:
+        if obj is None:
+            return
+        self.dt = getattr(obj, "dt", math.nan)
+        self.tail = getattr(obj, "tail", math.nan)
+        self.truncated_mass = getattr(obj, "truncated_mass", math.nan)
+
+    def __array_wrap__(self, obj: Any, context: Any = None, return_scalar: bool = False) -> Any:
+        # reductions (w.sum(), w.max()) give plain numbers, not 0-d kernels
+        if obj.ndim == 0 or return_scalar:
+            return obj[()]
+        return super().__array_wrap__(obj, context, return_scalar)
+
+    def __reduce__(self) -> tuple:
+        ctor, args, state = super().__reduce__()
+        return ctor, args, (*state, self.dt, self.tail, self.truncated_mass)
+
+    def __setstate__(self, state: tuple) -> None:
+        *base, dt, tail, truncated_mass = state
+        super().__setstate__(tuple(base))
+        self.dt = dt
+        self.tail = tail
+        self.truncated_mass = truncated_mass
+
+    @property
+    def times(self) -> np.ndarray:
+        """Right edges of the bins, ``(j + 1) dt`` [s] (where the ZOH output is exact)."""
+        return (np.arange(self.size) + 1.0) * self.dt
+
+    def __repr__(self) -> str:
+        return (f"Kernel(taps={self.size}, dt={self.dt!r}, tail={self.tail!r}, "
+                f"truncated_mass={self.truncated_mass!r})")
+
+
+def as_time(name: str, t: Any) -> np.ndarray:
+    """Times as a float64 array; NaN is rejected, +-inf allowed."""
+    try:
+        arr = np.asarray(t, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ParameterError(name, t, "must be real numbers") from None
+    if np.isnan(arr).any():
+        bad = int(np.flatnonzero(np.isnan(arr.ravel()))[0])
+        raise ParameterError(name, f"element {bad} = nan", "must not be NaN")
+    return arr
+
+
+def _out(arr: np.ndarray, scalar: bool) -> Any:
+    return float(arr) if scalar else arr
+
+
+class RTDModel(abc.ABC):
+    """Abstract residence-time distribution of a linear, time-invariant unit.
+
+    Subclasses are small immutable value objects: they compare equal when their constructor
+    parameters are equal, are hashable and pickle. All times are in seconds.
+
+    Notes
+    -----
+    Subclasses implement ``_pdf``, ``_cdf``, ``_sf`` (arrays of any shape, any real t, including
+    negative and infinite), ``_laplace`` (complex s), ``mean``, ``variance`` and ``params``.
+    ``quantile`` defaults to a vectorised bisection on ``cdf`` (lower half) or ``sf`` (upper half)
+    down to an interval of ``max(1e-10 s, 4 eps t)``.
+    """
+
+    __slots__ = ()
+
+    # ----------------------------------------------------------------- immutability / identity
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable")
+
+    def _set(self, **values: Any) -> None:
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
+
+    @property
+    @abc.abstractmethod
+    def params(self) -> dict[str, Any]:
+        """Constructor parameters (SI units), for audit records."""
+
+    def _key(self) -> tuple:
+        def freeze(v: Any) -> Any:
+            if isinstance(v, dict):
+                return tuple((k, freeze(x)) for k, x in v.items())
+            if isinstance(v, (list, tuple, np.ndarray)):
+                return tuple(freeze(x) for x in v)
+            return v
+
+        return (type(self).__name__, freeze(self.params))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, RTDModel):
+            return NotImplemented
+        return type(self) is type(other) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
+        return f"{type(self).__name__}({args})"
+
+    # ------------------------------------------------------------------ distribution functions
+    def pdf(self, t: Any) -> Any:
+        """Exit-age density E(t) [1/s]; 0 for t < 0.
+
+        Parameters
+        ----------
+        t : float or array_like
+            Times [s].
+
+        Returns
+        -------
+        float or numpy.ndarray
+            E(t) [1/s], same shape as ``t``.
+        """
+        arr = as_time("t", t)
+        return _out(self._pdf(arr), arr.ndim == 0)
+
+    def cdf(self, t: Any) -> Any:
+        """Cumulative distribution F(t) [-]; 0 for t < 0.
+
+        Parameters
+        ----------
+        t : float or array_like
+            Times [s].
+
+        Returns
+        -------
+        float or numpy.ndarray
+            F(t) in [0, 1], same shape as ``t``.
+        """
+        arr = as_time("t", t)
+        return _out(self._cdf(arr), arr.ndim == 0)
+
+    def sf(self, t: Any) -> Any:
+        """Survival (washout) function 1 - F(t) [-], accurate in the tail; 1 for t < 0.
+
+        Parameters
+        ----------
+        t : float or array_like
+            Times [s].
+
+        Returns
+        -------
+        float or numpy.ndarray
+            1 - F(t), same shape as ``t``.
+        """
+        arr = as_time("t", t)
+        return _out(self._sf(arr), arr.ndim == 0)
+
+    @abc.abstractmethod
+    def _pdf(self, t: np.ndarray) -> np.ndarray: ...
+
+    @abc.abstractmethod
+    def _cdf(self, t: np.ndarray) -> np.ndarray: ...
+
+    @abc.abstractmethod
+    def _sf(self, t: np.ndarray) -> np.ndarray: ...
+
+    @abc.abstractmethod
+    def _laplace(self, s: np.ndarray) -> np.ndarray:
+        """Transfer function G(s) = integral of E(t) exp(-s t) dt, complex s, Re s >= 0."""
+
+    # ------------------------------------------------------------------------------- moments
+    @property
+    @abc.abstractmethod
+    def mean(self) -> float:
+        """Mean residence time [s] (exact)."""
+
+    @property
+    @abc.abstractmethod
+    def variance(self) -> float:
+        """Variance of the residence time [s^2] (exact)."""
+
+    @property
+    def lower_bound(self) -> float:
+        """Smallest time with E > 0 (pure delay) [s]."""
+        return 0.0
+
+    @property
+    def upper_bound(self) -> float:
+        """Largest time with E > 0 [s] (``inf`` for unbounded support)."""
+        return math.inf
+
+    @property
+    def mode(self) -> float:
+        """Time of the maximum of E [s] (numerical for models without a closed form)."""
+        lo = self.lower_bound
+        hi = float(self._solve(np.array([1e-6]), True)[0])
+        grid = np.linspace(lo, hi, 4001)
+        e = self._pdf(grid)
+        i = int(np.argmax(e))
+        if i == 0:
+            return lo
+        from scipy.optimize import minimize_scalar
+
+        a, b = grid[max(i - 1, 0)], grid[min(i + 1, grid.size - 1)]
+        res = minimize_scalar(lambda x: -float(self._pdf(np.array(x))), bounds=(a, b),
+                              method="bounded", options={"xatol": 1e-10 * max(1.0, b)})
+        return float(res.x)
+
+    #: True where E is non-increasing after ``lower_bound`` (then g(d) = F(lower_bound + d)).
+    monotone_density: bool = False
+
+    # ----------------------------------------------------------------------------- quantiles
+    def quantile(self, q: Any) -> Any:
+        """Time t with F(t) = q [s] (the smallest such t), vectorised.
+
+        Parameters
+        ----------
+        q : float or array_like
+            Probabilities in [0, 1]. ``q = 0`` gives ``lower_bound``, ``q = 1`` gives
+            ``upper_bound`` (``inf`` for unbounded models).
+
+        Returns
+        -------
+        float or numpy.ndarray
+            Quantiles [s]. The root finder resolves t to ``max(1e-10 s, 4 eps t)``; the total
+            error also contains the model's own error in F divided by E(t) (see each model).
+        """
+        try:
+            qa = np.asarray(q, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ParameterError("q", q, "must be real numbers in [0, 1]") from None
+        bad = ~((qa >= 0.0) & (qa <= 1.0))
+        if bad.any():
+            i = int(np.flatnonzero(bad.ravel())[0])
+            raise ParameterError("q", f"element {i} = {qa.ravel()[i]!r}" if qa.ndim else q,
+                                 "must be in [0, 1]")
+        flat = qa.ravel()
+        out = np.empty_like(flat)
+        out[flat == 0.0] = self.lower_bound
+        out[flat == 1.0] = self.upper_bound
+        low = (flat > 0.0) & (flat <= 0.5)
+        high = (flat > 0.5) & (flat < 1.0)
+        if low.any():
+            out[low] = self._solve(flat[low], False)
+        if high.any():
+            out[high] = self._solve(1.0 - flat[high], True)
+        out = out.reshape(qa.shape)
+        return _out(out, qa.ndim == 0)
+
+    def isf(self, p: Any) -> Any:
+        """Inverse survival function: t with 1 - F(t) = p [s], accurate for tiny p.
+
+        Parameters
+        ----------
+        p : float or array_like
+            Tail probabilities in (0, 1).
+
+        Returns
+        -------
+        float or numpy.ndarray
+            Times [s].
+        """
+        pa = np.asarray(p, dtype=np.float64)
+        bad = ~((pa > 0.0) & (pa < 1.0))
+        if bad.any():
+            raise ParameterError("p", p, "must be in (0, 1)")
+        return _out(self._solve(pa.ravel(), True).reshape(pa.shape), pa.ndim == 0)
+
+    def _solve(self, target: np.ndarray, use_sf: bool) -> np.ndarray:
+        """Smallest t with F(t) >= target (or sf(t) <= target), targets in (0, 1)."""
+        return bisect_quantile(self._cdf, self._sf, target, use_sf, self.lower_bound,
+                               self._scale())
+
+    def _scale(self) -> float:
+        """A positive time scale for bracketing [s]."""
+        sd = math.sqrt(max(self.variance, 0.0))
+        return max(self.mean - self.lower_bound, sd, 1e-6)
+
+    # -------------------------------------------------------------------------------- kernel
+    def kernel(self, dt: float, tail: float = 1e-9) -> Kernel:
+        """Bin-integrated kernel ``w[j] = F((j+1) dt) - F(j dt)``.
+
+        Computed from differences of F (of the survival function once F > 1/2, which keeps the
+        tail accurate), never from point samples of E, so it is exact for zero-order-hold
+        inputs, conserves mass and copes with E(0) = inf. ``F(0-) = 0``: a point mass at t = 0
+        lands in ``w[0]``.
+
+        Parameters
+        ----------
+        dt : float
+            Bin width [s], > 0.
+        tail : float, optional
+            Cut at the first ``j`` with ``sf((j+1) dt) < tail`` [-], in (0, 1).
+
+        Returns
+        -------
+        Kernel
+            Weights with ``truncated_mass = sf(len(w) dt)``; ``sum(w) + truncated_mass == 1``
+            to rounding (about 1e-15).
+        """
+        dt = _validate.positive("dt", dt)
+        tail = _validate.probability("tail", tail)
+        t_end = float(self._solve(np.array([tail]), True)[0])
+        n = int(math.ceil(t_end / dt)) + 2
+        while True:
+            if n > MAX_KERNEL_TAPS:
+                raise ParameterError("dt", dt, f"too small for this model: the kernel would need "
+                                     f"{n} taps (limit {MAX_KERNEL_TAPS})")
+            edges = np.arange(n + 1, dtype=np.float64) * dt
+            s = self._sf(edges)
+            below = np.flatnonzero(s[1:] < tail)
+            if below.size:
+                last = int(below[0])
+                break
+            n = int(n * 1.25) + 2
+        edges = edges[: last + 2]
+        s = s[: last + 2]
+        c = self._cdf(edges)
+        use_sf = c[1:] > 0.5
+        c_prev = np.concatenate(([0.0], c[1:-1]))
+        s_prev = np.concatenate(([1.0], s[1:-1]))
+        w = np.where(use_sf, s_prev - s[1:], c[1:] - c_prev)
+        np.maximum(w, 0.0, out=w)
+        return Kernel(w, dt, tail, float(s[-1]))
+
+    # ---------------------------------------------------------------------- frequency response
+    def frequency_response(self, omega: Any) -> Any:
+        """Complex frequency response G(i omega) [-].
+
+        Parameters
+        ----------
+        omega : float or array_like
+            Angular frequencies [rad/s], finite.
+
+        Returns
+        -------
+        complex or numpy.ndarray
+            G(i omega); ``abs()`` is the amplitude attenuation of a sinusoid.
+        """
+        w = _validate.finite_array("omega", omega)
+        g = self._laplace(1j * w)
+        return complex(g) if w.ndim == 0 else g
+
+
+def bisect_quantile(cdf: Callable[[np.ndarray], np.ndarray],
+                    sf: Callable[[np.ndarray], np.ndarray],
+                    target: np.ndarray, use_sf: bool, lower: float, scale: float,
+                    upper: float = math.inf) -> np.ndarray:
+    """Vectorised bisection for the smallest t with F(t) >= target (or sf(t) <= target).
+
+    Stops when the bracket is below ``max(1e-10, 4 eps |t|)``; returns the upper end of the
+    bracket (the side that satisfies the condition).
+    """
+    target = np.asarray(target, dtype=np.float64)
+    func = sf if use_sf else cdf
+
+    def ok(x: np.ndarray, tgt: np.ndarray) -> np.ndarray:
+        v = func(x)
+        return v <= tgt if use_sf else v >= tgt
+
+    lo = np.full_like(target, lower)
+    step = max(scale, 1e-9)
+    hi = np.minimum(lo + step, upper)
+    todo = ~ok(hi, target)
+    for _ in range(2000):
+        if not todo.any():
+            break
+        lo[todo] = hi[todo]
+        step *= 2.0
+        hi[todo] = np.minimum(lower + step, upper)
+        todo[todo] = ~ok(hi[todo], target[todo])
+    for _ in range(200):
+        tol = np.maximum(1e-10, 4.0 * np.finfo(float).eps * np.abs(hi))
+        act = (hi - lo) > tol
+        if not act.any():
+            break
+        mid = 0.5 * (lo[act] + hi[act])
+        good = ok(mid, target[act])
+        h = hi[act]
+        lv = lo[act]
+        h[good] = mid[good]
+        lv[~good] = mid[~good]
+        hi[act] = h
+        lo[act] = lv
+    return hi
