@@ -1,0 +1,541 @@
+"""Read, override and validate scenario files; turn every problem into a ScenarioError.
+
+The loader reads TOML with :mod:`tomllib`, applies ``--set path=value`` overrides, validates
+with the pydantic models of :mod:`cmsim.config.schema` and the cross-field rules, and reports
+*all* problems of a file at once as ``(field path, value, rule)`` triples with paths such as
+``feeders[1].mass_flow`` or ``disturbances[2].feeder``.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import os
+import re
+import tomllib
+import types
+from collections.abc import Iterable, Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
+
+from pydantic import BaseModel, ValidationError
+
+from cmsim.config.schema import Scenario, cross_field_problems
+from cmsim.errors import ScenarioError
+
+__all__ = [
+    "MISSING",
+    "apply_overrides",
+    "load_scenario",
+    "parse_field_path",
+    "read_toml",
+    "resolve_scenario_path",
+    "shipped_scenarios",
+    "validate_dict",
+]
+
+
+class _Missing:
+    """Marker for a required key that is absent (prints as ``<missing>``)."""
+
+    def __repr__(self) -> str:
+        return "<missing>"
+
+    def __reduce__(self) -> str:
+        return "MISSING"
+
+
+#: Value reported for a required key that is absent.
+MISSING = _Missing()
+
+_IN_MEMORY = "<scenario>"
+
+
+# --------------------------------------------------------------------------- paths
+
+
+_PATH_TOKEN = re.compile(r"\.?([^.\[\]]+)|\[([^\[\]]*)\]")
+
+
+def parse_field_path(path: str) -> list[str | int]:
+    """Split a field path such as ``feeders[0].hopper.capacity`` into keys and indices.
+
+    Parameters
+    ----------
+    path : str
+        Dotted path; ``[i]`` indexes an array, ``[name]`` (not an integer) selects the array
+        element whose ``name`` key equals ``name``.
+
+    Returns
+    -------
+    list of str or int
+        Keys (str) and indices (int); a ``[name]`` selector is returned as the string
+        ``"[name]"``.
+
+    Raises
+    ------
+    ValueError
+        If the path is empty or malformed.
+    """
+    text = path.strip()
+    if not text:
+        raise ValueError("empty field path")
+    parts: list[str | int] = []
+    pos = 0
+    while pos < len(text):
+        m = _PATH_TOKEN.match(text, pos)
+        if m is None or m.end() == pos or (pos == 0 and text.startswith(".")):
+            raise ValueError(f"malformed field path {path!r} at character {pos}")
+        if m.group(1) is not None:
+            parts.append(m.group(1).strip())
+        else:
+            sel = m.group(2).strip()
+            if re.fullmatch(r"-?\d+", sel):
+                parts.append(int(sel))
+            elif sel:
+                parts.append(f"[{sel}]")
+            else:
+                raise ValueError(f"malformed field path {path!r}: empty []")
+        pos = m.end()
+    return parts
+
+
+def _format_path(parts: Iterable[str | int]) -> str:
+    out = ""
+    for p in parts:
+        if isinstance(p, int):
+            out += f"[{p}]"
+        else:
+            out += ("." if out else "") + str(p)
+    return out
+
+
+def _order_key(raw: Any, parts: list[str | int]) -> tuple[int, ...]:
+    """Position of a path in the file (key order of the TOML tables, array indices)."""
+    key: list[int] = []
+    node = raw
+    for p in parts:
+        if isinstance(node, dict) and isinstance(p, str) and p in node:
+            key.append(list(node).index(p))
+            node = node[p]
+        elif isinstance(node, list) and isinstance(p, int) and 0 <= p < len(node):
+            key.append(p)
+            node = node[p]
+        else:
+            key.append(10**6)
+            break
+    return tuple(key)
+
+
+def _split_problem_path(path: str) -> list[str | int]:
+    try:
+        return parse_field_path(path) if path else []
+    except ValueError:
+        return [path]
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def shipped_scenarios() -> dict[str, Path]:
+    """Return the scenarios shipped in ``cmsim/data/scenarios``, by name (file stem)."""
+    base = Path(str(resources.files("cmsim.data") / "scenarios"))
+    return {p.stem: p for p in sorted(base.glob("*.toml"))}
+
+
+def resolve_scenario_path(name: str | os.PathLike[str]) -> Path:
+    """Return the scenario file for ``name``: an existing path or a shipped scenario's name.
+
+    Parameters
+    ----------
+    name : str or path
+        A file path, or the name of a shipped scenario (e.g. ``"baseline"``).
+
+    Returns
+    -------
+    Path
+        The file to read.
+
+    Raises
+    ------
+    ScenarioError
+        If neither exists.
+    """
+    path = Path(name)
+    if path.is_file():
+        return path
+    shipped = shipped_scenarios()
+    stem = path.name[:-5] if path.name.endswith(".toml") else path.name
+    if path.parent == Path(".") and stem in shipped:
+        return shipped[stem]
+    if path.is_dir():
+        rule = "is a directory, expected a scenario file (.toml)"
+    else:
+        rule = f"file not found (shipped scenarios: {', '.join(shipped)})"
+    raise ScenarioError(str(name), [("", str(name), rule)])
+
+
+def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a TOML file; syntax errors become a ScenarioError with line and column.
+
+    Parameters
+    ----------
+    path : str or path
+        The file.
+
+    Returns
+    -------
+    dict
+        The parsed TOML document.
+
+    Raises
+    ------
+    ScenarioError
+        If the file cannot be read or is not valid TOML (UTF-8).
+    """
+    p = Path(path)
+    try:
+        text = p.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise ScenarioError(str(p), [("", str(p), f"cannot read file: {exc.strerror}")]) from None
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(
+            str(p), [("", f"byte {exc.start}", "TOML files must be UTF-8 encoded")]
+        ) from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        msg = str(exc)
+        m = re.search(r"\(at line (\d+), column (\d+)\)", msg)
+        if m:
+            line, col = int(m.group(1)), int(m.group(2))
+            lines = text.splitlines()
+            snippet = lines[line - 1] if 0 < line <= len(lines) else ""
+            where = f"line {line}, column {col}"
+            rule = "TOML syntax error: " + msg[: m.start()].strip()
+        else:
+            where, snippet, rule = "", "", f"TOML syntax error: {msg}"
+        raise ScenarioError(str(p), [(where, snippet, rule)]) from None
+
+
+# --------------------------------------------------------------------------- overrides
+
+
+def _parse_override_value(text: str) -> Any:
+    text = text.strip()
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_overrides(
+    raw: Mapping[str, Any], overrides: Iterable[str], *, source: str = "--set"
+) -> dict[str, Any]:
+    """Return a copy of ``raw`` with ``path=value`` overrides applied (the CLI's ``--set``).
+
+    Parameters
+    ----------
+    raw : mapping
+        Scenario data as read from TOML.
+    overrides : iterable of str
+        Items like ``"simulation.duration=2 h"``, ``"feeders[0].mass_flow=3 kg/h"`` or
+        ``"feeders[api].noise_rsd=0.05"`` (select an array element by its ``name``). The value
+        is read as a TOML literal if it is one (``3``, ``true``, ``[0.9, 1.1]``,
+        ``"text"``), otherwise taken as a string (``2 h``). Missing tables are created;
+        unknown keys are then reported by validation.
+    source : str, optional
+        Name used in error messages (default ``"--set"``).
+
+    Returns
+    -------
+    dict
+        The modified deep copy.
+
+    Raises
+    ------
+    ScenarioError
+        Listing every override that is malformed or whose path does not exist.
+    """
+    data: dict[str, Any] = copy.deepcopy(dict(raw))
+    problems: list[tuple[str, Any, str]] = []
+    for item in overrides:
+        if "=" not in item:
+            problems.append((f"--set {item}", item, "must be path=value"))
+            continue
+        path_text, value_text = item.split("=", 1)
+        try:
+            parts = parse_field_path(path_text)
+        except ValueError as exc:
+            problems.append((f"--set {path_text.strip()}", value_text.strip(), str(exc)))
+            continue
+        err = _set_path(data, parts, _parse_override_value(value_text))
+        if err:
+            problems.append((f"--set {path_text.strip()}", value_text.strip(), err))
+    if problems:
+        raise ScenarioError(source, problems)
+    return data
+
+
+def _set_path(data: dict[str, Any], parts: list[str | int], value: Any) -> str | None:
+    node: Any = data
+    for depth, part in enumerate(parts):
+        last = depth == len(parts) - 1
+        where = _format_path(parts[:depth]) or "<root>"
+        if isinstance(part, int):
+            if not isinstance(node, list):
+                return f"{where} is not an array"
+            if not -len(node) <= part < len(node):
+                return f"index {part} out of range: {where} has {len(node)} element(s)"
+            if last:
+                node[part] = value
+                return None
+            node = node[part]
+        elif part.startswith("["):
+            sel = part[1:-1]
+            if not isinstance(node, list):
+                return f"{where} is not an array"
+            hits = [e for e in node if isinstance(e, dict) and e.get("name") == sel]
+            if not hits:
+                names = [e.get("name") for e in node if isinstance(e, dict)]
+                return f"no element of {where} has name = {sel!r} (names: {names})"
+            if last:
+                return "a [name] selector must be followed by a key"
+            node = hits[0]
+        else:
+            if not isinstance(node, dict):
+                return f"{where} is not a table"
+            if last:
+                node[part] = value
+                return None
+            if part not in node:
+                node[part] = {}
+            node = node[part]
+    return None  # pragma: no cover - parts is never empty
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _candidates(tp: Any) -> list[Any]:
+    origin = get_origin(tp)
+    if origin is Annotated:
+        return _candidates(get_args(tp)[0])
+    if origin is Union or origin is types.UnionType:
+        out: list[Any] = []
+        for a in get_args(tp):
+            out.extend(_candidates(a))
+        return out
+    return [tp]
+
+
+def _tag_of(cls: type[BaseModel]) -> tuple[str, ...]:
+    for key in ("model", "type"):
+        field = cls.model_fields.get(key)
+        if field is not None and get_origin(field.annotation) is Literal:
+            return tuple(get_args(field.annotation))
+    return ()
+
+
+def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
+    """Keys allowed at a pydantic ``loc`` (tags of discriminated unions included)."""
+    cands: list[Any] = [Scenario]
+    for item in loc:
+        models = [c for c in cands if isinstance(c, type) and issubclass(c, BaseModel)]
+        if isinstance(item, int):
+            nxt: list[Any] = []
+            for c in cands:
+                if get_origin(c) in (list, tuple):
+                    for a in get_args(c):
+                        if a is not Ellipsis:
+                            nxt.extend(_candidates(a))
+            cands = nxt
+            continue
+        tagged = [m for m in models if item in _tag_of(m)]
+        if tagged and len(models) > 1:
+            cands = tagged
+            continue
+        nxt = []
+        for m in models:
+            if item in m.model_fields:
+                nxt.extend(_candidates(m.model_fields[item].annotation))
+        cands = nxt
+    keys: list[str] = []
+    for c in cands:
+        if isinstance(c, type) and issubclass(c, BaseModel):
+            keys.extend(k for k in c.model_fields if k not in keys)
+    return keys
+
+
+def _rule(err: Mapping[str, Any]) -> str:
+    kind = err["type"]
+    msg = str(err["msg"])
+    if kind == "missing":
+        return "required key is missing"
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return "must be a table"
+    if kind == "list_type":
+        return "must be an array"
+    if msg.startswith("Value error, "):
+        return msg[len("Value error, "):]
+    if msg.startswith("Input should be "):
+        return "must be " + msg[len("Input should be "):]
+    return msg
+
+
+def _problems_from_validation_error(
+    exc: ValidationError, raw: Any
+) -> list[tuple[list[str | int], Any, str]]:
+    out: list[tuple[list[str | int], Any, str]] = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(err["loc"])
+        parts: list[str | int] = []
+        node: Any = raw
+        for item in loc:
+            if isinstance(node, dict) and isinstance(item, str) and item in node:
+                parts.append(item)
+                node = node[item]
+            elif isinstance(node, list | tuple) and isinstance(item, int):
+                parts.append(item)
+                node = node[item] if 0 <= item < len(node) else MISSING
+            elif isinstance(node, dict) and item in (node.get("model"), node.get("type")):
+                continue  # the tag pydantic inserts for a discriminated union member
+            else:
+                parts.append(item)
+                node = MISSING
+        kind = err["type"]
+        value: Any = err.get("input", MISSING)
+        rule = _rule(err)
+        ctx = err.get("ctx") or {}
+        if kind == "missing":
+            value = MISSING
+        elif kind in ("union_tag_invalid", "union_tag_not_found"):
+            disc = str(ctx.get("discriminator", "")).strip("'\"")
+            parts.append(disc)
+            if kind == "union_tag_invalid":
+                value = ctx.get("tag")
+                rule = f"must be one of {ctx.get('expected_tags')}"
+                tags = [t.strip(" '") for t in str(ctx.get("expected_tags", "")).split(",")]
+                close = difflib.get_close_matches(str(value), tags, n=1)
+                if close:
+                    rule += f"; did you mean {close[0]!r}?"
+            else:
+                value = MISSING
+                table = _format_path(parts[:-1])
+                rule = f"required key is missing (it selects the kind of {table})"
+        elif kind == "extra_forbidden":
+            allowed = _allowed_keys(loc[:-1])
+            rule = "unknown key"
+            if allowed:
+                close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+                if close:
+                    rule += f"; did you mean {close[0]!r}?"
+                rule += f" (allowed: {', '.join(allowed)})"
+        out.append((parts, value, rule))
+    return out
+
+
+def validate_dict(raw: Any, *, source: str | None = None) -> Scenario:
+    """Validate scenario data (as read from TOML) and return the Scenario.
+
+    Parameters
+    ----------
+    raw : dict
+        Scenario data.
+    source : str, optional
+        File the data came from: relative paths (tracer CSVs, parameter sets) resolve against
+        its directory, and error messages name it. Default: in memory, paths relative to the
+        working directory.
+
+    Returns
+    -------
+    Scenario
+
+    Raises
+    ------
+    ScenarioError
+        With every problem found (field validation and cross-field rules).
+    """
+    label = str(source) if source else _IN_MEMORY
+    base_dir = Path(source).resolve().parent if source else Path.cwd()
+    if not isinstance(raw, Mapping):
+        raise ScenarioError(label, [("", raw, "a scenario must be a table (dict)")])
+    raw = dict(raw)
+    found: list[tuple[list[str | int], Any, str]] = []
+    scenario: Scenario | None = None
+    try:
+        scenario = Scenario.model_validate(
+            raw, context={"base_dir": base_dir, "skip_cross_field": True}
+        )
+    except ValidationError as exc:
+        found.extend(_problems_from_validation_error(exc, raw))
+    for path, value, rule in cross_field_problems(raw):
+        found.append((_split_problem_path(path), value, rule))
+    if found:
+        seen: set[tuple[str, str]] = set()
+        ordered = sorted(found, key=lambda p: _order_key(raw, p[0]))
+        problems = []
+        for parts, value, rule in ordered:
+            path = _format_path(parts)
+            if (path, rule) in seen:
+                continue
+            seen.add((path, rule))
+            problems.append((path, value, rule))
+        raise ScenarioError(label, problems)
+    assert scenario is not None
+    scenario._source = str(Path(source).resolve()) if source else None
+    return scenario
+
+
+def load_scenario(
+    path_or_dict: str | os.PathLike[str] | Mapping[str, Any] | Scenario,
+    *,
+    overrides: Iterable[str] | None = None,
+    source: str | os.PathLike[str] | None = None,
+) -> Scenario:
+    """Load and validate a scenario.
+
+    Parameters
+    ----------
+    path_or_dict : str, path, dict or Scenario
+        A TOML file, the name of a shipped scenario (``"baseline"``), scenario data, or an
+        already validated Scenario (returned as is unless there are overrides).
+    overrides : iterable of str, optional
+        ``path=value`` items applied before validation (see :func:`apply_overrides`).
+    source : str or path, optional
+        For dict input: the file it came from (relative paths resolve against its directory;
+        messages name it).
+
+    Returns
+    -------
+    Scenario
+        Validated, quantities in SI; ``scenario.source`` is the file path.
+
+    Raises
+    ------
+    ScenarioError
+        (a :class:`cmsim.errors.InputError`) naming file, field path, value and rule of every
+        problem found.
+    """
+    overrides = list(overrides or [])
+    src: str | None = str(source) if source is not None else None
+    if isinstance(path_or_dict, Scenario):
+        if not overrides:
+            return path_or_dict
+        raw: Any = path_or_dict.to_dict()
+        src = src or path_or_dict._source
+    elif isinstance(path_or_dict, Mapping):
+        raw = copy.deepcopy(dict(path_or_dict))
+    elif isinstance(path_or_dict, str | os.PathLike):
+        path = resolve_scenario_path(path_or_dict)
+        raw = read_toml(path)
+        src = str(path)
+    else:
+        raise ScenarioError(
+            src or _IN_MEMORY,
+            [("", type(path_or_dict).__name__, "must be a file path, a dict or a Scenario")],
+        )
+    if overrides:
+        raw = apply_overrides(raw, overrides, source=src or _IN_MEMORY)
+    return validate_dict(raw, source=src)

@@ -1,0 +1,1050 @@
+"""Pydantic models of the scenario file (TOML, contract v1; architecture.md section 4).
+
+Every model mirrors the TOML exactly: field names are the TOML keys, unknown keys are errors
+(``extra="forbid"``), and quantities are converted to SI floats by :mod:`cmsim.units` (seconds
+[s], kilograms [kg], [kg/s], fractions [-], speeds in [rpm]). Range checks on single fields live
+here; rules that relate several fields (references to feeder names, ``dt <= duration``, exactly
+one API feeder, ...) are collected by :func:`cross_field_problems` so that the loader can report
+every problem of a file at once, each with its field path.
+
+Use :func:`cmsim.config.load_scenario` to read a file; it turns every problem into a
+:class:`cmsim.errors.ScenarioError`.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+import tomllib
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    Strict,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic.json_schema import WithJsonSchema
+
+from cmsim.units import SI_UNIT, parse_quantity
+
+__all__ = [
+    "AxialDispersionRTD",
+    "Blender",
+    "BlenderSpeed",
+    "CSTRRTD",
+    "Diversion",
+    "EmpiricalRTD",
+    "Feeder",
+    "FeederDrift",
+    "FeederNoise",
+    "FeederStep",
+    "FeederStop",
+    "Hopper",
+    "ModelRefRTD",
+    "PAT",
+    "PFRRTD",
+    "ParameterSet",
+    "Press",
+    "PressStop",
+    "RTDTable",
+    "Refill",
+    "Scenario",
+    "SeriesRTD",
+    "Simulation",
+    "Specification",
+    "TanksInSeriesRTD",
+    "cross_field_problems",
+    "find_parameter_set",
+]
+
+
+# --------------------------------------------------------------------------- quantities
+
+
+def _bound_text(bound: float, dim: str) -> str:
+    unit = SI_UNIT[dim]
+    return f"{bound:g}" if unit in ("1", "") else f"{bound:g} {unit}"
+
+
+def _quantity_checker(
+    dim: str, gt: float | None, ge: float | None, lt: float | None, le: float | None
+) -> Callable[[Any], float]:
+    conds = []
+    if gt is not None:
+        conds.append(f"> {_bound_text(gt, dim)}")
+    if ge is not None:
+        conds.append(f">= {_bound_text(ge, dim)}")
+    if lt is not None:
+        conds.append(f"< {_bound_text(lt, dim)}")
+    if le is not None:
+        conds.append(f"<= {_bound_text(le, dim)}")
+
+    def check(value: Any) -> float:
+        x = parse_quantity(value, dim)
+        ok = (
+            (gt is None or x > gt)
+            and (ge is None or x >= ge)
+            and (lt is None or x < lt)
+            and (le is None or x <= le)
+        )
+        if not ok:
+            got = "" if isinstance(value, int | float) else f" (is {_bound_text(x, dim)} in SI)"
+            raise ValueError(f"must be {' and '.join(conds)}{got}")
+        return x
+
+    return check
+
+
+def Q(  # noqa: N802 - reads like a type in annotations
+    dim: str,
+    *,
+    gt: float | None = None,
+    ge: float | None = None,
+    lt: float | None = None,
+    le: float | None = None,
+) -> Any:
+    """Annotated float type for a quantity of dimension ``dim`` with optional bounds (in SI)."""
+    unit = SI_UNIT[dim]
+    desc = f"{dim} quantity: a number in {unit} or a string with a unit"
+    return Annotated[
+        float,
+        BeforeValidator(_quantity_checker(dim, gt, ge, lt, le)),
+        WithJsonSchema({"anyOf": [{"type": "number"}, {"type": "string"}], "description": desc}),
+    ]
+
+
+def _check_name(value: str) -> str:
+    if not value or value != value.strip() or "." in value:
+        raise ValueError(
+            "must be a non-empty name without '.' or leading/trailing spaces "
+            "(names become column names such as fraction.<material>)"
+        )
+    return value
+
+
+Name = Annotated[str, Strict(), AfterValidator(_check_name)]
+StrictInt = Annotated[int, Strict()]
+StrictBool = Annotated[bool, Strict()]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=False)
+
+
+# --------------------------------------------------------------------------- RTD tables
+
+
+def _base_dir(info: ValidationInfo) -> Path:
+    ctx = info.context or {}
+    base = ctx.get("base_dir")
+    return Path(base) if base is not None else Path.cwd()
+
+
+def _read_tracer_csv(path: Path) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Read a tracer CSV with columns ``t`` [s] and ``e`` [1/s]; raise ValueError on problems."""
+    if not path.is_file():
+        raise ValueError(f"file not found: {path}")
+    with path.open(newline="", encoding="utf-8") as fh:
+        rows = [r for r in csv.reader(line for line in fh if not line.lstrip().startswith("#"))]
+    rows = [r for r in rows if any(c.strip() for c in r)]
+    if not rows:
+        raise ValueError(f"{path}: empty CSV")
+    header = [c.strip().lower() for c in rows[0]]
+    if "t" not in header or "e" not in header:
+        raise ValueError(f"{path}: header must name columns 't' [s] and 'e' [1/s], got {header}")
+    it, ie = header.index("t"), header.index("e")
+    t: list[float] = []
+    e: list[float] = []
+    for lineno, row in enumerate(rows[1:], start=2):
+        try:
+            tv, ev = float(row[it]), float(row[ie])
+        except (ValueError, IndexError):
+            raise ValueError(f"{path}: data row {lineno} is not two numbers: {row}") from None
+        if not (math.isfinite(tv) and math.isfinite(ev)):
+            raise ValueError(f"{path}: data row {lineno} is not finite: {row}")
+        t.append(tv)
+        e.append(ev)
+    if len(t) < 2:
+        raise ValueError(f"{path}: needs at least 2 data rows")
+    if t[0] < 0 or any(b <= a for a, b in zip(t, t[1:], strict=False)):
+        raise ValueError(f"{path}: column t must be >= 0 and strictly increasing")
+    if min(e) < 0:
+        raise ValueError(f"{path}: column e must be >= 0")
+    area = sum(0.5 * (e[i] + e[i + 1]) * (t[i + 1] - t[i]) for i in range(len(t) - 1))
+    if not area > 0:
+        raise ValueError(f"{path}: the area under e(t) must be > 0")
+    return tuple(t), tuple(e)
+
+
+class _RTDBase(_Strict):
+    def build(self) -> Any:  # pragma: no cover - overridden
+        """Return the :mod:`cmsim.rtd` model object."""
+        raise NotImplementedError
+
+    def resolved_dict(self) -> dict[str, Any]:
+        """Return the table as plain JSON data with references resolved (for hashing)."""
+        return self.model_dump(mode="json")
+
+
+class CSTRRTD(_RTDBase):
+    """Continuous stirred tank: ``model = "cstr"``.
+
+    Attributes
+    ----------
+    mean_residence_time : float
+        [s], > 0.
+    """
+
+    model: Literal["cstr"]
+    mean_residence_time: Q("time", gt=0)
+
+    def build(self) -> Any:
+        """Return ``cmsim.rtd.CSTR``."""
+        from cmsim import rtd
+
+        return rtd.CSTR(mean_residence_time=self.mean_residence_time)
+
+
+class PFRRTD(_RTDBase):
+    """Plug flow (pure delay): ``model = "pfr"``.
+
+    Attributes
+    ----------
+    delay : float
+        [s], >= 0.
+    """
+
+    model: Literal["pfr"]
+    delay: Q("time", ge=0)
+
+    def build(self) -> Any:
+        """Return ``cmsim.rtd.PFR``."""
+        from cmsim import rtd
+
+        return rtd.PFR(delay=self.delay)
+
+
+class TanksInSeriesRTD(_RTDBase):
+    """Tanks in series: ``model = "tanks_in_series"``.
+
+    Attributes
+    ----------
+    mean_residence_time : float
+        Total mean residence time [s], > 0.
+    n_tanks : float
+        Number of tanks [-], real, > 0.
+    """
+
+    model: Literal["tanks_in_series"]
+    mean_residence_time: Q("time", gt=0)
+    n_tanks: Q("dimensionless", gt=0)
+
+    def build(self) -> Any:
+        """Return ``cmsim.rtd.TanksInSeries``."""
+        from cmsim import rtd
+
+        return rtd.TanksInSeries(
+            mean_residence_time=self.mean_residence_time, n_tanks=self.n_tanks
+        )
+
+
+class AxialDispersionRTD(_RTDBase):
+    """Axial dispersion: ``model = "axial_dispersion"``.
+
+    Attributes
+    ----------
+    mean_residence_time : float
+        [s], > 0.
+    peclet : float
+        Peclet number [-], > 0.
+    boundary : {"closed", "open"}
+        Boundary conditions (default ``"closed"``).
+    """
+
+    model: Literal["axial_dispersion"]
+    mean_residence_time: Q("time", gt=0)
+    peclet: Q("dimensionless", gt=0)
+    boundary: Literal["closed", "open"] = "closed"
+
+    def build(self) -> Any:
+        """Return ``cmsim.rtd.AxialDispersion``."""
+        from cmsim import rtd
+
+        return rtd.AxialDispersion(
+            mean_residence_time=self.mean_residence_time,
+            peclet=self.peclet,
+            boundary=self.boundary,
+        )
+
+
+class EmpiricalRTD(_RTDBase):
+    """Tabulated tracer response: ``model = "empirical"``.
+
+    Attributes
+    ----------
+    file : str
+        CSV path, relative to the scenario (or parameter-set) file, with columns ``t`` [s] and
+        ``e`` [1/s]. The data are read at validation and kept in the object, so a validated
+        scenario pickles and builds without the file.
+    """
+
+    model: Literal["empirical"]
+    file: Annotated[str, Strict()]
+    _path: Path | None = PrivateAttr(default=None)
+    _t: tuple[float, ...] = PrivateAttr(default=())
+    _e: tuple[float, ...] = PrivateAttr(default=())
+
+    @field_validator("file")
+    @classmethod
+    def _file_readable(cls, value: str, info: ValidationInfo) -> str:
+        path = Path(value)
+        if not path.is_absolute():
+            path = _base_dir(info) / path
+        _read_tracer_csv(path)
+        return value
+
+    @model_validator(mode="after")
+    def _load(self, info: ValidationInfo) -> EmpiricalRTD:
+        path = Path(self.file)
+        if not path.is_absolute():
+            path = _base_dir(info) / path
+        self._path = path.resolve()
+        self._t, self._e = _read_tracer_csv(path)
+        return self
+
+    @property
+    def t(self) -> tuple[float, ...]:
+        """Tabulated times [s]."""
+        return self._t
+
+    @property
+    def e(self) -> tuple[float, ...]:
+        """Tabulated E(t) [1/s] as read (the RTD model normalises it)."""
+        return self._e
+
+    @property
+    def path(self) -> Path | None:
+        """Resolved path of the CSV file read at validation."""
+        return self._path
+
+    def build(self) -> Any:
+        """Return ``cmsim.rtd.Empirical`` built from the data read at validation."""
+        import numpy as np
+
+        from cmsim import rtd
+
+        return rtd.Empirical(np.asarray(self._t), np.asarray(self._e))
+
+    def resolved_dict(self) -> dict[str, Any]:
+        """Plain data with the SHA-256 of the tabulated data instead of only the file name."""
+        data = json.dumps([self._t, self._e], separators=(",", ":")).encode()
+        return {"model": "empirical", "file": self.file,
+                "data_sha256": hashlib.sha256(data).hexdigest()}
+
+
+class SeriesRTD(_RTDBase):
+    """Stages in series: ``model = "series"``, ``stages = [ {model = ...}, ... ]``.
+
+    Attributes
+    ----------
+    stages : list of RTD tables
+        At least one stage; the RTD is their convolution.
+    """
+
+    model: Literal["series"]
+    stages: list[RTDTable] = Field(min_length=1)
+
+    def build(self) -> Any:
+        """Return ``cmsim.rtd.Series`` of the built stages."""
+        from cmsim import rtd
+
+        return rtd.Series(*(s.build() for s in self.stages))
+
+    def resolved_dict(self) -> dict[str, Any]:
+        """Plain data with every stage resolved."""
+        return {"model": "series", "stages": [s.resolved_dict() for s in self.stages]}
+
+
+def _shipped_models_dir() -> Path | None:
+    try:
+        return Path(str(resources.files("cmsim.data") / "models"))
+    except (ModuleNotFoundError, TypeError):  # pragma: no cover - broken installation
+        return None
+
+
+def find_parameter_set(name: str, base_dir: Path | str | None = None) -> Path | None:
+    """Locate the parameter-set file for ``model = "model"``, ``name = ...``.
+
+    Parameters
+    ----------
+    name : str
+        File name with or without ``.toml`` (e.g. ``"blender_tis5_60s"``).
+    base_dir : path, optional
+        Directory of the referring scenario file (default: the working directory).
+
+    Returns
+    -------
+    Path or None
+        The first existing candidate among ``base_dir/name``, ``base_dir/models/name``,
+        ``base_dir/../models/name`` and the shipped ``cmsim/data/models/name``; None if none.
+    """
+    base = Path(base_dir) if base_dir is not None else Path.cwd()
+    fname = name if name.endswith(".toml") else f"{name}.toml"
+    candidates = [base / fname, base / "models" / fname, base.parent / "models" / fname]
+    shipped = _shipped_models_dir()
+    if shipped is not None:
+        candidates.append(shipped / fname)
+    for c in candidates:
+        if c.is_file():
+            return c
+    return None
+
+
+class ModelRefRTD(_RTDBase):
+    """A named parameter set: ``model = "model"``, ``name = "blender_tis5_60s"``.
+
+    The file is looked up next to the scenario, in ``models/`` beside or above it, then among
+    the parameter sets shipped with cmsim (see :func:`find_parameter_set`).
+
+    Attributes
+    ----------
+    name : str
+        Parameter-set name (file name with or without ``.toml``).
+    """
+
+    model: Literal["model"]
+    name: Annotated[str, Strict()]
+    _resolved: RTDTable | None = PrivateAttr(default=None)
+    _path: Path | None = PrivateAttr(default=None)
+
+    @field_validator("name")
+    @classmethod
+    def _exists(cls, value: str, info: ValidationInfo) -> str:
+        path = find_parameter_set(value, _base_dir(info))
+        if path is None:
+            shipped = _shipped_models_dir()
+            avail = sorted(p.stem for p in shipped.glob("*.toml")) if shipped else []
+            raise ValueError(
+                f"no parameter set {value!r} next to the scenario, in models/ or shipped "
+                f"with cmsim (shipped: {', '.join(avail)})"
+            )
+        _load_parameter_set_checked(path, info)
+        return value
+
+    @model_validator(mode="after")
+    def _resolve(self, info: ValidationInfo) -> ModelRefRTD:
+        path = find_parameter_set(self.name, _base_dir(info))
+        assert path is not None  # checked by the field validator
+        self._path = path.resolve()
+        self._resolved = _load_parameter_set_checked(path, info).rtd
+        return self
+
+    @property
+    def resolved(self) -> RTDTable:
+        """The RTD table of the parameter set."""
+        assert self._resolved is not None
+        return self._resolved
+
+    @property
+    def path(self) -> Path | None:
+        """Resolved path of the parameter-set file."""
+        return self._path
+
+    def build(self) -> Any:
+        """Return the :mod:`cmsim.rtd` model of the referenced parameter set."""
+        return self.resolved.build()
+
+    def resolved_dict(self) -> dict[str, Any]:
+        """Plain data with the referenced parameter set expanded."""
+        return {"model": "model", "name": self.name, "resolved": self.resolved.resolved_dict()}
+
+
+RTDTable = Annotated[
+    Union[  # noqa: UP007 - a forward-referenced discriminated union
+        CSTRRTD,
+        PFRRTD,
+        TanksInSeriesRTD,
+        AxialDispersionRTD,
+        EmpiricalRTD,
+        SeriesRTD,
+        ModelRefRTD,
+    ],
+    Field(discriminator="model"),
+]
+
+
+class ParameterSet(_Strict):
+    """A parameter-set file in ``models/``: an ``[rtd]`` table and where its numbers come from.
+
+    Attributes
+    ----------
+    source : str
+        Where the numbers come from (literature, measurement, domain.md default ...).
+    description : str, optional
+        Free text.
+    rtd : RTD table
+        The residence-time distribution.
+    """
+
+    source: Annotated[str, Strict(), Field(min_length=1)]
+    description: str | None = None
+    rtd: RTDTable
+
+
+def _load_parameter_set_checked(path: Path, info: ValidationInfo) -> ParameterSet:
+    from pydantic import ValidationError
+
+    depth = (info.context or {}).get("_depth", 0)
+    if depth > 8:
+        raise ValueError(f"parameter sets nest more than 8 deep (cycle?) at {path}")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"parameter set {path}: TOML syntax error: {exc}") from None
+    ctx = {"base_dir": path.parent, "_depth": depth + 1}
+    try:
+        return ParameterSet.model_validate(raw, context=ctx)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"])
+        raise ValueError(
+            f"parameter set {path} is invalid ({exc.error_count()} problem(s)); first: "
+            f"{loc}: {first['msg']}"
+        ) from None
+
+
+# --------------------------------------------------------------------------- sections
+
+
+class Simulation(_Strict):
+    """``[simulation]``.
+
+    Attributes
+    ----------
+    duration : float
+        Simulated time [s], > 0.
+    dt : float
+        Time step [s], > 0, <= duration (default 0.5 s).
+    seed : int or None
+        Root seed of the random streams; None draws fresh entropy.
+    initial_state : {"steady", "empty"}
+        ``"steady"``: line filled at the nominal steady state at t = 0 (default);
+        ``"empty"``: start-up from an empty line.
+    trace_epsilon : float
+        Lot shares below this are dropped from tracing [-] (default 1e-6).
+    """
+
+    duration: Q("time", gt=0)
+    dt: Q("time", gt=0) = 0.5
+    seed: Annotated[StrictInt, Field(ge=0)] | None = None
+    initial_state: Literal["steady", "empty"] = "steady"
+    trace_epsilon: Q("dimensionless", gt=0, lt=1) = 1e-6
+
+
+class Hopper(_Strict):
+    """``[feeders.hopper]``: the loss-in-weight hopper and its refill cycle (domain.md 4.6).
+
+    Attributes
+    ----------
+    capacity : float
+        Hopper capacity [kg], > 0.
+    initial : float or None
+        Initial powder mass [kg]; None = ``refill_high * capacity``.
+    refill_low, refill_high : float
+        Refill starts below ``refill_low * capacity`` and fills to ``refill_high * capacity``
+        [-] (defaults 0.2 and 0.8).
+    refill_rate : float
+        Mass flow into the hopper during a refill [kg/s], > 0.
+    settle_time : float
+        Volumetric hold after a refill ends [s] (default 30 s).
+    surge : float
+        Relative flow excursion when a refill starts [-] (default 0).
+    surge_decay : float
+        Time constant of the excursion's exponential decay [s] (default 30 s).
+    mixing : {"mixed", "fifo"}
+        Hopper mixing for lot tracing (default ``"mixed"``).
+    level_coefficient : float
+        kappa of domain.md 4.6: relative feed-factor change per unit fill fraction [-]
+        (default 0).
+    """
+
+    capacity: Q("mass", gt=0)
+    initial: Q("mass", ge=0) | None = None
+    refill_low: Q("fraction", gt=0, lt=1) = 0.2
+    refill_high: Q("fraction", gt=0, le=1) = 0.8
+    refill_rate: Q("mass_flow", gt=0)
+    settle_time: Q("time", ge=0) = 30.0
+    surge: Q("fraction", gt=-1) = 0.0
+    surge_decay: Q("time", gt=0) = 30.0
+    mixing: Literal["mixed", "fifo"] = "mixed"
+    level_coefficient: Q("dimensionless") = 0.0
+
+
+class Feeder(_Strict):
+    """``[[feeders]]``: one loss-in-weight feeder per component.
+
+    Attributes
+    ----------
+    name : str
+        Unique feeder name (referenced by disturbances).
+    material : str
+        Material (component) name, unique across feeders.
+    role : {"api", "excipient", "lubricant"}
+        Exactly one feeder has role ``"api"`` (default ``"excipient"``).
+    mass_flow : float
+        Nominal set point [kg/s], > 0.
+    lot : str
+        Lot id of the initial hopper contents (default ``"L0"``).
+    noise_rsd : float
+        Relative 1-sigma of the flow noise [-] (default 0).
+    noise_correlation_time : float
+        Correlation time of the AR(1) flow noise [s] (default 2 s; 0 = white).
+    hopper : Hopper or None
+        Hopper and refill cycle; None = an ideal source that never runs empty.
+    """
+
+    name: Name
+    material: Name
+    role: Literal["api", "excipient", "lubricant"] = "excipient"
+    mass_flow: Q("mass_flow", gt=0)
+    lot: Name = "L0"
+    noise_rsd: Q("fraction", ge=0, lt=1) = 0.0
+    noise_correlation_time: Q("time", ge=0) = 2.0
+    hopper: Hopper | None = None
+
+
+class Blender(_Strict):
+    """``[blender]``.
+
+    Attributes
+    ----------
+    rtd : RTD table
+        RTD at the nominal speed and flow.
+    speed : float or None
+        Nominal impeller speed [rpm]; needed by ``blender_speed`` disturbances.
+    speed_exponent : float
+        beta in tau proportional to speed^-beta [-] (default 0.5).
+    """
+
+    rtd: RTDTable
+    speed: Q("speed", gt=0) | None = None
+    speed_exponent: Q("dimensionless", ge=0) = 0.5
+
+
+class Press(_Strict):
+    """``[press]``.
+
+    Attributes
+    ----------
+    transfer_rtd : RTD table
+        Blender outlet to feed frame (chute, press hopper).
+    feed_frame_rtd : RTD table
+        Feed frame to the dies.
+    tablet_mass : float
+        Target tablet mass [kg], > 0.
+    gate_delay : float
+        Diverter actuation delay [s] (default 0.5 s).
+    """
+
+    transfer_rtd: RTDTable
+    feed_frame_rtd: RTDTable
+    tablet_mass: Q("mass", gt=0)
+    gate_delay: Q("time", ge=0) = 0.5
+
+
+class Specification(_Strict):
+    """``[specification]``.
+
+    Attributes
+    ----------
+    api_content_limits : (float, float)
+        Lower and upper limit of API content as fractions of target [-], lo < 1 < hi
+        (default (0.95, 1.05)).
+    """
+
+    api_content_limits: tuple[Q("fraction", ge=0), Q("fraction", gt=0)] = (0.95, 1.05)
+
+    @field_validator("api_content_limits")
+    @classmethod
+    def _ordered(cls, value: tuple[float, float]) -> tuple[float, float]:
+        lo, hi = value
+        if not lo < 1.0 < hi:
+            raise ValueError("must be [lo, hi] fractions of target with lo < 1 < hi")
+        return value
+
+
+class PAT(_Strict):
+    """``[pat]``: the in-line NIR measurement (domain.md 8.1).
+
+    Attributes
+    ----------
+    location : {"blender_outlet", "feed_frame"}
+        Probe position (default ``"blender_outlet"``).
+    sample_period : float
+        Time between predictions [s] (default 2 s).
+    noise_sd : float
+        Prediction noise, 1-sigma, absolute mass fraction [-] (default 0).
+    latency : float
+        Delay from the end of integration to the reading [s] (default 2 s).
+    integration_time : float
+        Averaging window of one reading [s] (default 1 s).
+    """
+
+    location: Literal["blender_outlet", "feed_frame"] = "blender_outlet"
+    sample_period: Q("time", gt=0) = 2.0
+    noise_sd: Q("fraction", ge=0) = 0.0
+    latency: Q("time", ge=0) = 2.0
+    integration_time: Q("time", gt=0) = 1.0
+
+
+class Diversion(_Strict):
+    """``[diversion]`` (domain.md 7.3).
+
+    Attributes
+    ----------
+    quantile : float
+        alpha of method B: RTD quantiles t_alpha and t_(1-alpha) [-], in (0, 0.5)
+        (default 0.005).
+    margin : float
+        Margin added at both ends of a window [s] (default 2 s).
+    """
+
+    quantile: Q("fraction", gt=0, lt=0.5) = 0.005
+    margin: Q("time", ge=0) = 2.0
+
+
+# --------------------------------------------------------------------------- disturbances
+
+
+class _Disturbance(_Strict):
+    start: Q("time", ge=0)
+
+
+class FeederStop(_Disturbance):
+    """``type = "feeder_stop"``: the feeder delivers nothing for ``duration`` [s] from ``start``."""
+
+    type: Literal["feeder_stop"]
+    feeder: Name
+    duration: Q("time", gt=0)
+
+
+class FeederStep(_Disturbance):
+    """``type = "feeder_step"``: new set point ``mass_flow`` [kg/s] from ``start``.
+
+    ``duration`` [s] is optional: absent means until the end of the run.
+    """
+
+    type: Literal["feeder_step"]
+    feeder: Name
+    mass_flow: Q("mass_flow", ge=0)
+    duration: Q("time", gt=0) | None = None
+
+
+class FeederNoise(_Disturbance):
+    """``type = "feeder_noise"``: flow noise RSD [-] becomes ``noise_rsd`` from ``start``."""
+
+    type: Literal["feeder_noise"]
+    feeder: Name
+    noise_rsd: Q("fraction", ge=0, lt=1)
+    duration: Q("time", gt=0) | None = None
+
+
+class FeederDrift(_Disturbance):
+    """``type = "feeder_drift"``: feed-factor drift of ``rate_per_hour`` [1/h] (e.g. "-2 %").
+
+    With ``volumetric = true`` the feeder is stuck in volumetric mode, so the drift reaches
+    the flow; with ``false`` (default) the gravimetric controller compensates it.
+    """
+
+    type: Literal["feeder_drift"]
+    feeder: Name
+    rate_per_hour: Q("fraction", gt=-1, lt=1)
+    duration: Q("time", gt=0) | None = None
+    volumetric: StrictBool = False
+
+
+class Refill(_Disturbance):
+    """``type = "refill"``: a hopper refill at ``start`` bringing lot ``lot``.
+
+    ``mass`` [kg] is optional (default: up to the hopper's refill_high); ``duration`` [s] is
+    the refill time (default 20 s).
+    """
+
+    type: Literal["refill"]
+    feeder: Name
+    lot: Name
+    mass: Q("mass", gt=0) | None = None
+    duration: Q("time", gt=0) = 20.0
+
+
+class BlenderSpeed(_Disturbance):
+    """``type = "blender_speed"``: impeller speed becomes ``speed`` [rpm] at ``start``."""
+
+    type: Literal["blender_speed"]
+    speed: Q("speed", gt=0)
+
+
+class PressStop(_Disturbance):
+    """``type = "press_stop"``: the press stops for ``duration`` [s] from ``start``."""
+
+    type: Literal["press_stop"]
+    duration: Q("time", gt=0)
+
+
+Disturbance = Annotated[
+    FeederStop | FeederStep | FeederNoise | FeederDrift | Refill | BlenderSpeed | PressStop,
+    Field(discriminator="type"),
+]
+
+
+# --------------------------------------------------------------------------- scenario
+
+
+class Scenario(_Strict):
+    """A validated scenario (architecture.md section 4), all quantities in SI.
+
+    Build it with :func:`cmsim.config.load_scenario`. Validating a dict directly with
+    ``Scenario.model_validate(d)`` also runs the cross-field rules but reports them as one
+    pydantic error; the loader reports each with its field path.
+
+    Attributes
+    ----------
+    name, description : str
+        Identification.
+    simulation, feeders, blender, press, specification, pat, diversion, disturbances
+        The sections of the file; ``pat`` and ``diversion`` are None when absent (no PAT
+        monitor, no diversion).
+    """
+
+    name: Annotated[str, Strict(), Field(min_length=1)]
+    description: str | None = None
+    simulation: Simulation
+    feeders: list[Feeder] = Field(min_length=1)
+    blender: Blender
+    press: Press
+    specification: Specification = Field(default_factory=Specification)
+    pat: PAT | None = None
+    diversion: Diversion | None = None
+    disturbances: list[Disturbance] = Field(default_factory=list)
+
+    _source: str | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _cross_fields(self, info: ValidationInfo) -> Scenario:
+        if (info.context or {}).get("skip_cross_field"):
+            return self
+        problems = cross_field_problems(self.to_dict())
+        if problems:
+            raise ValueError(
+                "; ".join(f"{p or '<root>'} = {v!r}: {r}" for p, v, r in problems)
+            )
+        return self
+
+    # -- identification -----------------------------------------------------------------
+
+    @property
+    def source(self) -> Path | None:
+        """Path of the file the scenario was read from (None for an in-memory scenario)."""
+        return Path(self._source) if self._source else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the validated scenario as plain JSON-compatible data in SI.
+
+        Loading the result again (``load_scenario(d, source=scenario.source)``) gives an equal
+        scenario.
+        """
+        return self.model_dump(mode="json")
+
+    def resolved_dict(self) -> dict[str, Any]:
+        """Like :meth:`to_dict`, with named parameter sets and tracer files resolved."""
+        d = self.to_dict()
+        d["blender"]["rtd"] = self.blender.rtd.resolved_dict()
+        d["press"]["transfer_rtd"] = self.press.transfer_rtd.resolved_dict()
+        d["press"]["feed_frame_rtd"] = self.press.feed_frame_rtd.resolved_dict()
+        return d
+
+    def canonical_json(self) -> str:
+        """Canonical JSON of :meth:`resolved_dict` (sorted keys, no spaces)."""
+        return json.dumps(
+            self.resolved_dict(), sort_keys=True, separators=(",", ":"), allow_nan=False
+        )
+
+    def sha256(self) -> str:
+        """SHA-256 (hex) of :meth:`canonical_json`: equal for equal resolved scenarios."""
+        return hashlib.sha256(self.canonical_json().encode("utf-8")).hexdigest()
+
+    # -- derived quantities -------------------------------------------------------------
+
+    @property
+    def api_feeder(self) -> Feeder:
+        """The feeder with role ``"api"``."""
+        return next(f for f in self.feeders if f.role == "api")
+
+    def feeder(self, name: str) -> Feeder:
+        """Return the feeder called ``name`` (KeyError if none)."""
+        for f in self.feeders:
+            if f.name == name:
+                return f
+        raise KeyError(name)
+
+    @property
+    def total_mass_flow(self) -> float:
+        """Sum of the nominal feeder set points [kg/s]."""
+        return math.fsum(f.mass_flow for f in self.feeders)
+
+    @property
+    def target_api_fraction(self) -> float:
+        """Target API content: API share of the nominal feeder flows [-]."""
+        return self.api_feeder.mass_flow / self.total_mass_flow
+
+    @property
+    def tablet_rate(self) -> float:
+        """Nominal tablets per second [1/s] (total flow / tablet mass)."""
+        return self.total_mass_flow / self.press.tablet_mass
+
+    @property
+    def n_ticks(self) -> int:
+        """Number of time steps, ``round(duration / dt)``."""
+        return int(round(self.simulation.duration / self.simulation.dt))
+
+
+SeriesRTD.model_rebuild()
+ModelRefRTD.model_rebuild()
+ParameterSet.model_rebuild()
+Blender.model_rebuild()
+Press.model_rebuild()
+Scenario.model_rebuild()
+
+
+# --------------------------------------------------------------------------- cross-field rules
+
+_FEEDER_DISTURBANCES = {"feeder_stop", "feeder_step", "feeder_noise", "feeder_drift", "refill"}
+
+
+def _num(value: Any, dim: str) -> float | None:
+    try:
+        return parse_quantity(value, dim)
+    except (ValueError, KeyError):
+        return None
+
+
+def _fmt_time(x: float) -> str:
+    return f"{x:g} s"
+
+
+def cross_field_problems(raw: dict[str, Any]) -> list[tuple[str, Any, str]]:
+    """Check the rules that relate several fields of a scenario.
+
+    Works on the raw TOML dict (values that do not parse are skipped: the field validation
+    reports them) and on :meth:`Scenario.to_dict` output.
+
+    Parameters
+    ----------
+    raw : dict
+        Scenario data.
+
+    Returns
+    -------
+    list of (field path, value, rule)
+        Empty when every rule holds.
+    """
+    problems: list[tuple[str, Any, str]] = []
+    if not isinstance(raw, dict):
+        return problems
+    sim = raw.get("simulation") if isinstance(raw.get("simulation"), dict) else {}
+    duration = _num(sim.get("duration"), "time") if "duration" in sim else None
+    dt = _num(sim.get("dt", 0.5), "time")
+    if duration is not None and dt is not None and duration > 0 and dt > duration:
+        problems.append(("simulation.dt", sim.get("dt", 0.5),
+                         f"must be <= simulation.duration ({_fmt_time(duration)})"))
+
+    feeders = raw.get("feeders") if isinstance(raw.get("feeders"), list) else []
+    names: dict[str, int] = {}
+    materials: dict[str, int] = {}
+    api_idx: list[int] = []
+    hopper_of: dict[str, Any] = {}
+    for i, f in enumerate(feeders):
+        if not isinstance(f, dict):
+            continue
+        name = f.get("name")
+        if isinstance(name, str):
+            if name in names:
+                problems.append((f"feeders[{i}].name", name,
+                                 f"duplicate feeder name (also feeders[{names[name]}].name)"))
+            else:
+                names[name] = i
+                hopper_of[name] = f.get("hopper")
+        mat = f.get("material")
+        if isinstance(mat, str):
+            if mat in materials:
+                problems.append((f"feeders[{i}].material", mat,
+                                 f"duplicate material (also feeders[{materials[mat]}]"
+                                 ".material): one feeder per component"))
+            else:
+                materials[mat] = i
+        if f.get("role") == "api":
+            api_idx.append(i)
+        hop = f.get("hopper")
+        if isinstance(hop, dict):
+            lo = _num(hop.get("refill_low", 0.2), "fraction")
+            hi = _num(hop.get("refill_high", 0.8), "fraction")
+            if lo is not None and hi is not None and not lo < hi:
+                problems.append((f"feeders[{i}].hopper.refill_high",
+                                 hop.get("refill_high", 0.8),
+                                 f"must be > refill_low ({lo:g})"))
+            cap = _num(hop.get("capacity"), "mass")
+            init = hop.get("initial")
+            ini = _num(init, "mass") if init is not None else None
+            if cap is not None and ini is not None and ini > cap:
+                problems.append((f"feeders[{i}].hopper.initial", init,
+                                 f"must be <= capacity ({cap:g} kg)"))
+    if feeders and not api_idx:
+        roles = [f.get("role", "excipient") if isinstance(f, dict) else None for f in feeders]
+        problems.append(("feeders", roles, "exactly one feeder must have role = \"api\""))
+    for i in api_idx[1:]:
+        problems.append((f"feeders[{i}].role", "api",
+                         f"exactly one feeder may have role = \"api\" (first: feeders"
+                         f"[{api_idx[0]}])"))
+
+    blender = raw.get("blender") if isinstance(raw.get("blender"), dict) else {}
+    pat = raw.get("pat")
+    if isinstance(pat, dict) and "sample_period" in pat and dt is not None:
+        sp = _num(pat["sample_period"], "time")
+        if sp is not None and sp > 0 and sp < dt:
+            problems.append(("pat.sample_period", pat["sample_period"],
+                             f"must be >= simulation.dt ({_fmt_time(dt)})"))
+
+    disturbances = raw.get("disturbances") if isinstance(raw.get("disturbances"), list) else []
+    for i, d in enumerate(disturbances):
+        if not isinstance(d, dict):
+            continue
+        kind = d.get("type")
+        if kind in _FEEDER_DISTURBANCES and isinstance(d.get("feeder"), str):
+            if d["feeder"] not in names:
+                problems.append((f"disturbances[{i}].feeder", d["feeder"],
+                                 f"no feeder of that name (feeders: {', '.join(names) or '-'})"))
+        start = _num(d.get("start"), "time") if "start" in d else None
+        if start is not None and duration is not None and start >= duration:
+            problems.append((f"disturbances[{i}].start", d.get("start"),
+                             f"must be < simulation.duration ({_fmt_time(duration)})"))
+        if kind == "blender_speed" and blender.get("speed") is None:
+            problems.append((f"disturbances[{i}].type", kind,
+                             "needs the nominal blender.speed [rpm] to scale the blender RTD"))
+        if kind == "refill" and isinstance(d.get("feeder"), str) and d["feeder"] in names:
+            if hopper_of.get(d["feeder"]) is None and d.get("mass") is not None:
+                problems.append((f"disturbances[{i}].mass", d.get("mass"),
+                                 f"feeder {d['feeder']!r} has no [feeders.hopper] table; "
+                                 "a refill mass needs one"))
+    return problems
