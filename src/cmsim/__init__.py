@@ -1,9 +1,15 @@
 """cmsim: continuous direct-compression line simulator with RTD tracing and PAT diversion.
 
 Units inside cmsim are SI: seconds [s], kilograms [kg], mass flows [kg/s] and mass fractions [-].
+
+>>> import cmsim
+>>> result = cmsim.run("scenarios/baseline.toml")   # doctest: +SKIP
+>>> result.summary()["tablets"]["produced"]          # doctest: +SKIP
 """
 
 from cmsim import rtd
 from cmsim._version import __version__
+from cmsim.api import run
+from cmsim.results import SimulationResult
 
-__all__ = ["__version__", "rtd"]
+__all__ = ["SimulationResult", "__version__", "rtd", "run"]

@@ -1,0 +1,310 @@
+"""The result of a run: :class:`SimulationResult`.
+
+A result holds numpy arrays and plain metadata only (so it pickles cheaply and across processes);
+pandas frames are built on first access and cached (not pickled).
+
+Tablet counts are **floats**: the tablets formed in a tick are the tick's gate mass divided by
+the nominal tablet mass, and every count in :meth:`SimulationResult.summary` is a sum of these
+per-tick values.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from cmsim import tracing
+from cmsim.errors import ParameterError
+
+__all__ = ["SimulationResult"]
+
+
+@dataclass(eq=False)
+class SimulationResult:
+    """Outcome of :func:`cmsim.run`.
+
+    Parameters
+    ----------
+    dt : float
+        Tick length [s].
+    materials : tuple of str
+        Material names (component order of the mass dictionaries).
+    channels : tuple of (str, str)
+        ``(material, lot)`` per row of ``gate_flow``.
+    api_material : str
+        Name of the active ingredient.
+    gate_flow : ndarray, shape (n_channels, n_ticks)
+        Tick-averaged mass flow per channel at the press gate [kg/s]; row ``k`` covers
+        ``[k dt, (k+1) dt)`` and has ``time_s = k dt``.
+    diverted : ndarray of bool, shape (n_ticks,)
+        Gate position per tick (True = to waste).
+    tablet_mass : float
+        Nominal tablet mass [kg].
+    target_api_fraction : float
+        Target API mass fraction (API share of the nominal feeder flows) [-].
+    api_content_limits : (float, float)
+        Specification on the API content as a fraction of target [-].
+    mass : dict
+        ``{"fed", "accepted", "diverted", "holdup", "initial_holdup"}`` each
+        ``{material: kg}``.
+    channel_mass : dict
+        Same keys, each an ndarray per channel [kg] (for genealogy).
+    mass_balance_max_rel_error : float
+        Largest per-component relative error of fed + initial hold-up = accepted + diverted +
+        hold-up [-].
+    event_log : list of dict
+        Event log ``{time_s, type, source, data}`` in time order.
+    metadata : dict
+        Scenario name and SHA-256, seed and entropy, versions, wall time, trace epsilon, ...
+    diversion_events : list of dict
+        ``{start_s, end_s, trigger, tablets}`` per diversion window (empty until a diversion
+        manager drives the gate).
+    """
+
+    dt: float
+    materials: tuple[str, ...]
+    channels: tuple[tuple[str, str], ...]
+    api_material: str
+    gate_flow: np.ndarray
+    diverted: np.ndarray
+    tablet_mass: float
+    target_api_fraction: float
+    api_content_limits: tuple[float, float]
+    mass: dict[str, dict[str, float]]
+    channel_mass: dict[str, np.ndarray]
+    mass_balance_max_rel_error: float
+    event_log: list[dict[str, Any]]
+    metadata: dict[str, Any]
+    diversion_events: list[dict[str, Any]] = field(default_factory=list)
+    _cache: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
+
+    # ------------------------------------------------------------------ pickling
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_cache"] = {}
+        return state
+
+    # ------------------------------------------------------------------ basic quantities
+    @property
+    def n_ticks(self) -> int:
+        """Number of gate ticks."""
+        return int(self.gate_flow.shape[1])
+
+    @property
+    def time_s(self) -> np.ndarray:
+        """Gate time stamps ``k dt`` [s]."""
+        return np.arange(self.n_ticks) * self.dt
+
+    @property
+    def trace_epsilon(self) -> float:
+        """Trace threshold :math:`\\varepsilon_{trace}` [-] used by the genealogy queries."""
+        return float(self.metadata.get("trace_epsilon", tracing.DEFAULT_TRACE_EPSILON))
+
+    def _rows(self, material: str) -> list[int]:
+        return [i for i, (m, _) in enumerate(self.channels) if m == material]
+
+    @property
+    def mass_flow(self) -> np.ndarray:
+        """Total gate mass flow per tick [kg/s]."""
+        if "mass_flow" not in self._cache:
+            self._cache["mass_flow"] = self.gate_flow.sum(axis=0)
+        return self._cache["mass_flow"]
+
+    @property
+    def tablets(self) -> np.ndarray:
+        """Tablets formed per tick (float) = tick mass / tablet mass [-]."""
+        return self.mass_flow * self.dt / self.tablet_mass
+
+    def component_flow(self, material: str) -> np.ndarray:
+        """Gate flow of one material per tick [kg/s]."""
+        rows = self._rows(material)
+        if not rows:
+            raise ParameterError("material", material, f"must be one of {self.materials}")
+        return self.gate_flow[rows].sum(axis=0)
+
+    def fraction(self, material: str) -> np.ndarray:
+        """True mass fraction of ``material`` per tick [-] (NaN where nothing flows)."""
+        total = self.mass_flow
+        comp = self.component_flow(material)
+        out = np.full(self.n_ticks, np.nan)
+        ok = total > 0.0
+        out[ok] = comp[ok] / total[ok]
+        return out
+
+    @property
+    def api_content(self) -> np.ndarray:
+        """True API content per tick as a fraction of target [-] (NaN where nothing flows)."""
+        if "api_content" not in self._cache:
+            self._cache["api_content"] = (self.fraction(self.api_material)
+                                          / self.target_api_fraction)
+        return self._cache["api_content"]
+
+    @property
+    def nonconforming(self) -> np.ndarray:
+        """Per tick: true API content outside ``api_content_limits`` (bool)."""
+        lo, hi = self.api_content_limits
+        c = self.api_content
+        with np.errstate(invalid="ignore"):
+            return (c < lo) | (c > hi)
+
+    # ------------------------------------------------------------------ tables
+    @property
+    def timeseries(self):
+        """pandas DataFrame, one row per gate tick (architecture.md section 5 columns).
+
+        Columns: ``time_s`` [s], ``mass_flow_kg_s`` [kg/s], ``tablets`` (float per tick),
+        ``fraction.<material>`` [-], ``api_content`` (fraction of target) [-],
+        ``lot.<material>.<lot>`` (lot share of the material) [-], ``diverted`` (bool).
+        """
+        if "timeseries" not in self._cache:
+            import pandas as pd  # noqa: PLC0415
+
+            cols: dict[str, np.ndarray] = {
+                "time_s": self.time_s,
+                "mass_flow_kg_s": self.mass_flow,
+                "tablets": self.tablets,
+            }
+            for m in self.materials:
+                cols[f"fraction.{m}"] = self.fraction(m)
+            cols["api_content"] = self.api_content
+            phi = tracing.lot_shares(self.gate_flow, self.channels)
+            for i, (m, lot) in enumerate(self.channels):
+                cols[f"lot.{m}.{lot}"] = phi[i]
+            cols["diverted"] = np.asarray(self.diverted, dtype=bool)
+            self._cache["timeseries"] = pd.DataFrame(cols)
+        return self._cache["timeseries"]
+
+    @property
+    def events(self):
+        """pandas DataFrame of the event log: ``time_s``, ``type``, ``source``, ``data``."""
+        if "events" not in self._cache:
+            import pandas as pd  # noqa: PLC0415
+
+            rows = [{"time_s": float(e["time_s"]), "type": e["type"],
+                     "source": e.get("source"), "data": dict(e.get("data") or {})}
+                    for e in self.event_log]
+            self._cache["events"] = pd.DataFrame(rows, columns=["time_s", "type", "source",
+                                                                 "data"])
+        return self._cache["events"]
+
+    def event_records(self) -> list[dict[str, Any]]:
+        """The event log as a list of plain dicts ``{time_s, type, source, data}``."""
+        return [dict(e) for e in self.event_log]
+
+    # ------------------------------------------------------------------ summary
+    def summary(self) -> dict[str, Any]:
+        """The ``summary.json`` dictionary (architecture.md section 5).
+
+        Returns
+        -------
+        dict
+            ``scenario``, ``seed``, ``cmsim_version``, ``scenario_sha256``, ``duration_s``,
+            ``wall_time_s``, ``tablets`` (float counts), ``mass_kg``,
+            ``mass_balance_max_rel_error``, ``diversion_events``.
+        """
+        tablets = self.tablets
+        div = np.asarray(self.diverted, dtype=bool)
+        nonconf = self.nonconforming
+        md = self.metadata
+        return {
+            "scenario": md.get("scenario"),
+            "seed": md.get("seed"),
+            "cmsim_version": md.get("cmsim_version"),
+            "scenario_sha256": md.get("scenario_sha256"),
+            "duration_s": self.n_ticks * self.dt,
+            "wall_time_s": md.get("wall_time_s"),
+            "tablets": {
+                "produced": float(tablets.sum()),
+                "accepted": float(tablets[~div].sum()),
+                "diverted": float(tablets[div].sum()),
+                "nonconforming_produced": float(tablets[nonconf].sum()),
+                "nonconforming_accepted": float(tablets[nonconf & ~div].sum()),
+                "conforming_diverted": float(tablets[~nonconf & div].sum()),
+            },
+            "mass_kg": {key: dict(self.mass[key])
+                        for key in ("fed", "accepted", "diverted", "holdup")},
+            "mass_balance_max_rel_error": float(self.mass_balance_max_rel_error),
+            "diversion_events": [dict(d) for d in self.diversion_events],
+        }
+
+    def provenance(self) -> dict[str, Any]:
+        """Provenance stored with every output file (seed, entropy, sha256, versions)."""
+        md = self.metadata
+        keys = ("scenario", "scenario_sha256", "seed", "entropy", "spawn_keys",
+                "cmsim_version", "versions", "dt_s", "trace_epsilon", "initial_state")
+        return {k: md.get(k) for k in keys if k in md}
+
+    # ------------------------------------------------------------------ genealogy
+    def lot_forward(self, material: str, lot: str) -> dict[str, float | None]:
+        """Forward genealogy: where did lot ``lot`` of ``material`` go?
+
+        Returns
+        -------
+        dict
+            ``accepted_kg``, ``diverted_kg``, ``holdup_kg`` [kg]; ``accepted_tablets``,
+            ``diverted_tablets`` (tablets in ticks where the lot share exceeds the trace epsilon);
+            ``first_time_s``, ``last_time_s`` [s] (None if the lot never reached the gate);
+            plus ``fed_kg`` and ``initial_holdup_kg`` [kg] so that
+            ``fed + initial_holdup = accepted + diverted + holdup``.
+        """
+        holdup = self.channel_mass.get("holdup")
+        out = tracing.lot_forward(self.gate_flow, self.diverted, self.channels, material, lot,
+                                  dt=self.dt, tablet_mass=self.tablet_mass, holdup=holdup,
+                                  epsilon=self.trace_epsilon)
+        row = list(self.channels).index((material, str(lot)))
+        out["fed_kg"] = float(self.channel_mass["fed"][row])
+        out["initial_holdup_kg"] = float(self.channel_mass["initial_holdup"][row])
+        return out
+
+    def lots_between(self, t0: float, t1: float):
+        """Backward genealogy: lots in the tablets made in ``[t0, t1)`` [s].
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``material``, ``lot``, ``mass_kg`` [kg], ``share`` [-] (share of that
+            material's mass in the window).
+        """
+        import pandas as pd  # noqa: PLC0415
+
+        rows = tracing.lots_between(self.gate_flow, self.channels, t0, t1, dt=self.dt,
+                                    epsilon=self.trace_epsilon)
+        return pd.DataFrame(rows, columns=["material", "lot", "mass_kg", "share"])
+
+    # ------------------------------------------------------------------ output
+    def plot(self, fig=None):
+        """Overview figure: API content vs limits, mass flow, lot shares.
+
+        Parameters
+        ----------
+        fig : matplotlib.figure.Figure, optional
+            Figure to draw into (a new one by default).
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+        """
+        from cmsim import plotting  # noqa: PLC0415
+
+        return plotting.overview(self, fig=fig)
+
+    def write(self, out_dir: str | os.PathLike) -> str:
+        """Write the output directory (atomically; see :mod:`cmsim.io`).
+
+        Returns
+        -------
+        str
+            The directory written.
+        """
+        from cmsim import io  # noqa: PLC0415
+
+        return str(io.write_output_dir(self, out_dir))
+
+    def __repr__(self) -> str:
+        s = self.summary()
+        return (f"SimulationResult(scenario={s['scenario']!r}, duration_s={s['duration_s']:g}, "
+                f"tablets={s['tablets']['produced']:.6g}, "
+                f"mass_balance_max_rel_error={s['mass_balance_max_rel_error']:.3g})")
