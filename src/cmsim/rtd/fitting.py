@@ -575,13 +575,28 @@ def fit(
         pad = 1e-9 * np.maximum(width, 1.0)
         return np.clip(xi, lo_i + pad, hi_i - pad)
 
-    def run(x_start: np.ndarray) -> Any:
-        return least_squares(residual, clip_inside(x_start), jac="3-point", bounds=(lo_i, hi_i),
-                             method="trf", x_scale=1.0, ftol=1e-12, xtol=1e-12, gtol=1e-12,
-                             max_nfev=200 * n_par)
+    def run(x_start: np.ndarray, free: np.ndarray | None = None) -> Any:
+        """least_squares over the `free` internal coordinates, the others held at x_start."""
+        x_start = clip_inside(x_start)
+        if free is None:
+            free = np.ones(n_par, dtype=bool)
+
+        def fun(xf: np.ndarray) -> np.ndarray:
+            x = x_start.copy()
+            x[free] = xf
+            return residual(x)
+
+        res = least_squares(fun, x_start[free], jac="3-point", bounds=(lo_i[free], hi_i[free]),
+                            method="trf", x_scale=1.0, ftol=1e-12, xtol=1e-12, gtol=1e-12,
+                            max_nfev=200 * n_par)
+        x_full = x_start.copy()
+        x_full[free] = res.x
+        res.x = x_full
+        return res
 
     x_int0 = to_int(x_nat0)
     best = run(x_int0)
+    nfev = int(best.nfev)
     tss = float(np.sum((w_u * (y_u - np.average(y_u, weights=w_u**2 + 1e-300))) ** 2))
 
     def r2_of(res: Any) -> float:
@@ -594,15 +609,40 @@ def fit(
             x_alt = x_int0.copy()
             x_alt[j] = x_alt[j] + math.log(factor) if is_log[j] else x_alt[j] * factor
             alt = run(x_alt)
+            nfev += int(alt.nfev)
             if alt.cost < best.cost:
                 best = alt
-    nfev = int(best.nfev)
+
+    # PFR+CSTR pulse with unknown scale: between two samples the model is
+    # A/tau exp(-(t - d)/tau), so A and d trade off exactly; only the sampling interval that
+    # holds d is identified. Profile over the intervals near the first fit, with d fixed at
+    # each interval's midpoint, and keep the best.
+    free = np.ones(n_par, dtype=bool)
+    delay_interval: tuple[float, float] | None = None
+    if model == "pfr_cstr" and kind == "pulse" and fit_scale:
+        free[0] = False
+        d_hat = float(to_nat(best.x)[0])
+        j_hat = int(np.searchsorted(t_u, d_hat))
+        best_prof = None
+        for j in range(max(0, j_hat - 3), min(m_used, j_hat + 4)):
+            lower = max(float(t_u[j - 1]) if j > 0 else lo[0], lo[0])
+            upper = min(float(t_u[j]), hi[0])
+            if not upper > lower:
+                continue
+            x_try = best.x.copy()
+            x_try[0] = 0.5 * (lower + upper) / scales[0]
+            res_j = run(x_try, free)
+            nfev += int(res_j.nfev)
+            if best_prof is None or res_j.cost < best_prof[0].cost:
+                best_prof = (res_j, (lower, upper))
+        if best_prof is not None:
+            best, delay_interval = best_prof
 
     # ---- uncertainty --------------------------------------------------------------------------
     xi = best.x
     x_nat = to_nat(xi)
-    jac = _central_jacobian(residual, xi, lo_i, hi_i)
-    dnat_dint = np.where(is_log, x_nat, scales)
+    jac = _central_jacobian(residual, xi, lo_i, hi_i)[:, free]
+    dnat_dint = np.where(is_log, x_nat, scales)[free]
     rss_scaled = float(np.sum(residual(xi) ** 2))  # of the residuals / norm, like jac
     rss = rss_scaled * norm**2
     dof = m_used - n_par
@@ -612,7 +652,19 @@ def fit(
     if np.isnan(cov_int).any():
         message += (" | Jacobian rank deficient: the parameters are not all identifiable from "
                     "these data (standard errors are nan)")
-    cov = s2 * cov_int * np.outer(dnat_dint, dnat_dint)
+    cov = np.zeros((n_par, n_par))
+    cov[np.ix_(free, free)] = s2 * cov_int * np.outer(dnat_dint, dnat_dint)
+    if delay_interval is not None:
+        # d uniform on its interval; A = K exp(-d/tau) at fixed K = A exp(d/tau), tau
+        lower, upper = delay_interval
+        var_d = (upper - lower) ** 2 / 12.0
+        da_dd = -x_nat[n_model] / x_nat[1]
+        cov[0, 0] = var_d
+        cov[0, n_model] = cov[n_model, 0] = da_dd * var_d
+        cov[n_model, n_model] += da_dd**2 * var_d
+        message += (f" | delay only located to the sampling interval ({lower:.6g}, "
+                    f"{upper:.6g}] s (unknown scale and a jump in E): reported at its midpoint, "
+                    "stderr = width/sqrt(12); give `scale` or step data to resolve it")
     se = np.sqrt(np.clip(np.diag(cov), 0.0, None))
 
     params = {name: float(x_nat[i]) for i, name in enumerate(spec.names)}
