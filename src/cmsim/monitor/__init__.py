@@ -1,0 +1,8 @@
+"""PAT monitoring building blocks: sensors, control charts, multivariate SPC, diversion windows.
+
+Pure numpy/scipy/numba domain objects, usable alone from Python and by the line engine.
+"""
+
+from cmsim.monitor.charts import CUSUMChart, EWMAChart, MovingAverageChart, ShewhartChart
+
+__all__ = ["CUSUMChart", "EWMAChart", "MovingAverageChart", "ShewhartChart"]
