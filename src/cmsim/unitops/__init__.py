@@ -5,6 +5,16 @@ usable alone from Python. Stream chunks are ``(n_channels, n_ticks)`` arrays of 
 [kg/s] laid out by a :class:`cmsim.streams.ChannelMap`.
 """
 
+from cmsim.unitops.blender import ContinuousBlender
 from cmsim.unitops.feeder import Hopper, LossInWeightFeeder
+from cmsim.unitops.press import TabletPress
+from cmsim.unitops.stage import SPEED_CAPABLE_MODELS, RTDStage
 
-__all__ = ["Hopper", "LossInWeightFeeder"]
+__all__ = [
+    "SPEED_CAPABLE_MODELS",
+    "ContinuousBlender",
+    "Hopper",
+    "LossInWeightFeeder",
+    "RTDStage",
+    "TabletPress",
+]
