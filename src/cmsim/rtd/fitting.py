@@ -420,6 +420,15 @@ def fit(
     :math:`\\mathrm{cov}=s^2 (J^T J)^{-1}`, :math:`s^2 = RSS/(m-p)`; they are local
     (linearised) and assume independent errors of constant (weighted) variance.
 
+    *PFR+CSTR pulse with unknown scale.* The pulse response jumps at the delay, and between
+    two samples the model :math:`A\\,e^{-(t-d)/\\tau}/\\tau` depends on :math:`A` and :math:`d`
+    only through :math:`A e^{d/\\tau}`: point samples locate :math:`d` only to the sampling
+    interval that holds the jump. The fit therefore profiles over the intervals near the first
+    estimate (with :math:`d` fixed at each midpoint), reports :math:`d` at the midpoint of the
+    best interval with standard error width/:math:`\\sqrt{12}` (uniform), propagates that into
+    the scale's variance, and says so in ``message``. Give ``scale`` (known tracer area) or
+    fit step data to identify the delay fully.
+
     The closed-closed axial-dispersion model is evaluated with its own ``pdf``/``cdf``
     (a slowly converging series at small :math:`\\theta`); fitting it costs more per point than
     the other models, so keep such data sets modest (a few hundred points).
