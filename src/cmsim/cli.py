@@ -1,32 +1,563 @@
-"""The ``cmsim`` command line (argparse; thin over the Python API)."""
+"""The ``cmsim`` command line (argparse; thin over the Python API).
+
+Subcommands (architecture.md section 6)::
+
+    cmsim run SCENARIO [--out DIR] [--set path=value ...] [--seed N] [--quiet]
+    cmsim validate SCENARIO [--set path=value ...]
+    cmsim sweep SCENARIO --replicates N [--grid path=v1,v2 ...] [--workers K | --dask ADDR]
+                --out DIR
+    cmsim verify-log FILE
+    cmsim show DIR
+
+SCENARIO is a TOML file or the name of a shipped scenario (``cmsim validate baseline``).
+Exit codes: 0 success, 2 invalid input (the message names file, field path, value and rule; no
+traceback), 1 runtime failure. ``--debug`` prints tracebacks.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
+import os
+import shutil
 import sys
-from collections.abc import Sequence
+import tempfile
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
 
 from cmsim._version import __version__
+from cmsim.errors import InputError, ScenarioError, SimulationError
+
+__all__ = ["build_parser", "main"]
+
+EXIT_OK = 0
+EXIT_RUNTIME = 1
+EXIT_INPUT = 2
+
+
+class _CliInputError(InputError):
+    """Invalid command-line input that is not a scenario problem (exit code 2)."""
+
+
+# --------------------------------------------------------------------------- parser
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """Return the argparse parser of the ``cmsim`` command.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        With one subparser per subcommand; each sets ``args.handler``.
+    """
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true",
+                        help="print a traceback when something fails")
+    common.add_argument("-q", "--quiet", action="store_true",
+                        help="no progress bar and only essential output")
+
     parser = argparse.ArgumentParser(
         prog="cmsim",
         description="Continuous direct-compression line simulator (RTD tracing, PAT, diversion).",
+        epilog="Exit codes: 0 success, 1 runtime failure, 2 invalid input.",
     )
     parser.add_argument("--version", action="version", version=f"cmsim {__version__}")
-    parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("run", parents=[common], help="simulate a scenario",
+                       description="Simulate a scenario; with --out write the output directory "
+                       "(summary.json, timeseries.parquet, events.jsonl, figures, report).")
+    p.add_argument("scenario", metavar="SCENARIO", help="TOML file or shipped scenario name")
+    p.add_argument("--out", metavar="DIR", type=Path, default=None,
+                   help="output directory (written atomically)")
+    _add_set(p)
+    p.add_argument("--seed", type=int, default=None,
+                   help="root seed (overrides simulation.seed)")
+    p.set_defaults(handler=_cmd_run)
+
+    p = sub.add_parser("validate", parents=[common], help="check a scenario file",
+                       description="Validate a scenario and print a short resolved summary.")
+    p.add_argument("scenario", metavar="SCENARIO", help="TOML file or shipped scenario name")
+    _add_set(p)
+    p.set_defaults(handler=_cmd_validate)
+
+    p = sub.add_parser("sweep", parents=[common], help="Monte Carlo replicates / parameter grid",
+                       description="Run replicates and a grid of overrides; write one row per "
+                       "case to DIR/sweep.parquet and DIR/sweep.csv.")
+    p.add_argument("scenario", metavar="SCENARIO", help="TOML file or shipped scenario name")
+    p.add_argument("--replicates", type=int, default=1, metavar="N",
+                   help="replicates per grid point (default 1)")
+    p.add_argument("--grid", action="append", default=[], metavar="PATH=V1,V2",
+                   help="grid axis, e.g. feeders[0].noise_rsd=0.02,0.05 (repeatable)")
+    ex = p.add_mutually_exclusive_group()
+    ex.add_argument("--workers", type=int, default=None, metavar="K",
+                    help="local worker processes")
+    ex.add_argument("--dask", metavar="ADDRESS", default=None,
+                    help="dask.distributed scheduler address")
+    p.add_argument("--out", metavar="DIR", type=Path, required=True, help="output directory")
+    _add_set(p)
+    p.set_defaults(handler=_cmd_sweep)
+
+    p = sub.add_parser("verify-log", parents=[common], help="check an events.jsonl hash chain",
+                       description="Exit 0 if the hash chain of the event log holds, 1 with "
+                       "the first broken seq otherwise.")
+    p.add_argument("file", metavar="FILE", type=Path, help="events.jsonl")
+    p.set_defaults(handler=_cmd_verify_log)
+
+    p = sub.add_parser("show", parents=[common], help="print the summary of a run",
+                       description="Print summary.json of an output directory.")
+    p.add_argument("directory", metavar="DIR", type=Path,
+                   help="output directory (or its summary.json)")
+    p.add_argument("--json", action="store_true", help="print the raw JSON")
+    p.set_defaults(handler=_cmd_show)
     return parser
 
 
+def _add_set(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", dest="set",
+                   help="override a scenario value, e.g. simulation.duration='2 h' or "
+                   "feeders[0].mass_flow='3 kg/h' (repeatable)")
+
+
+# --------------------------------------------------------------------------- main
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; return the exit code (0 ok, 1 runtime failure, 2 invalid input)."""
+    """Run the CLI and return the exit code.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        Arguments without the program name (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        0 success, 1 runtime failure, 2 invalid input.
+    """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, usage errors
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     if args.command is None:
         parser.print_help()
-        return 0
-    return 0
+        return EXIT_OK
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return handler(args)
+    except InputError as exc:
+        _fail(args, f"cmsim {args.command}: invalid input: {exc}")
+        return EXIT_INPUT
+    except SimulationError as exc:
+        _fail(args, f"cmsim {args.command}: simulation failed: {exc}")
+        return EXIT_RUNTIME
+    except BrokenPipeError:
+        # the reader went away (``cmsim show DIR | head``): stop quietly, as Python's docs advise
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_RUNTIME
+    except KeyboardInterrupt:
+        print(f"cmsim {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the CLI turns every failure into an exit code
+        _fail(args, f"cmsim {args.command}: error: {type(exc).__name__}: {exc}"
+              + ("" if args.debug else "\n(run with --debug for a traceback)"))
+        return EXIT_RUNTIME
+
+
+def _fail(args: argparse.Namespace, message: str) -> None:
+    if getattr(args, "debug", False):
+        traceback.print_exc(file=sys.stderr)
+    print(message, file=sys.stderr)
+
+
+def _progress_wanted(args: argparse.Namespace) -> bool:
+    return bool(sys.stderr.isatty() and not args.quiet and not os.environ.get("CI"))
+
+
+# --------------------------------------------------------------------------- run
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from cmsim.config import load_scenario
+
+    scenario = load_scenario(args.scenario, overrides=args.set)
+    _check_rtds(scenario)
+    try:
+        from cmsim.api import run as api_run
+    except ModuleNotFoundError as exc:
+        if exc.name != "cmsim.api":
+            raise
+        print("cmsim run: the simulation engine (cmsim.api) is not available in this "
+              "installation", file=sys.stderr)
+        return EXIT_RUNTIME
+    result = api_run(scenario, seed=args.seed, out=args.out, progress=_progress_wanted(args))
+    if not args.quiet:
+        summary = result.summary()
+        print(_format_summary(summary))
+        if args.out is not None:
+            print(f"\nwritten to {args.out}")
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- validate
+
+
+def _check_rtds(scenario: Any) -> dict[str, Any]:
+    """Build the RTD models; report constructor errors as scenario problems."""
+    tables = {
+        "blender.rtd": scenario.blender.rtd,
+        "press.transfer_rtd": scenario.press.transfer_rtd,
+        "press.feed_frame_rtd": scenario.press.feed_frame_rtd,
+    }
+    built: dict[str, Any] = {}
+    problems = []
+    for path, table in tables.items():
+        try:
+            built[path] = table.build()
+        except InputError as exc:
+            name = getattr(exc, "name", "")
+            value = getattr(exc, "value", table.model_dump(mode="json"))
+            rule = getattr(exc, "rule", str(exc))
+            problems.append((f"{path}.{name}" if name else path, value, rule))
+    if problems:
+        raise ScenarioError(str(scenario.source or "<scenario>"), problems)
+    return built
+
+
+def _fmt_time(seconds: float) -> str:
+    if seconds >= 3600 and seconds % 3600 == 0:
+        return f"{seconds / 3600:g} h"
+    if seconds >= 600 and seconds % 60 == 0:
+        return f"{seconds / 60:g} min"
+    return f"{seconds:g} s"
+
+
+def _describe_rtd(table: Any) -> str:
+    d = table.model_dump(mode="json")
+    kind = d.pop("model")
+    if kind == "model":
+        return f"parameter set {table.name!r} = {_describe_rtd(table.resolved)}"
+    if kind == "series":
+        return "series(" + ", ".join(_describe_rtd(s) for s in table.stages) + ")"
+    if kind == "empirical":
+        return f"empirical({d['file']}, {len(table.t)} points)"
+    parts = []
+    for k, v in d.items():
+        parts.append(f"{k}={_fmt_time(v)}" if k in ("mean_residence_time", "delay")
+                     else f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}")
+    return f"{kind}({', '.join(parts)})"
+
+
+def _fmt_field(key: str, value: Any) -> str:
+    from cmsim.units import format_quantity
+
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return str(value)
+    if key == "mass_flow":
+        return format_quantity(value, "kg/h", 4)
+    if key == "mass":
+        return format_quantity(value, "kg", 4)
+    if key in ("duration", "start"):
+        return _fmt_time(value)
+    if key in ("noise_rsd", "rate_per_hour"):
+        return format_quantity(value, "%", 4)
+    if key == "speed":
+        return f"{value:g} rpm"
+    return f"{value:g}"
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from cmsim.config import load_scenario
+    from cmsim.units import convert_to
+
+    s = load_scenario(args.scenario, overrides=args.set)
+    built = _check_rtds(s)
+    sim = s.simulation
+    out = [f"OK: {s.source or args.scenario}", ""]
+    row = "  {:<16}{}".format
+    out.append(row("name", s.name + (f" - {s.description}" if s.description else "")))
+    out.append(row("sha256", s.sha256()))
+    seed = "fresh entropy" if sim.seed is None else str(sim.seed)
+    out.append(row("simulation", f"{_fmt_time(sim.duration)} at dt = {_fmt_time(sim.dt)} "
+                   f"({s.n_ticks} ticks), initial state {sim.initial_state}, seed {seed}"))
+    total = s.total_mass_flow
+    out.append(row("feeders", f"{len(s.feeders)}, total {convert_to(total, 'kg/h'):g} kg/h"))
+    for f in s.feeders:
+        hop = ""
+        if f.hopper is not None:
+            h = f.hopper
+            hop = (f", hopper {h.capacity:g} kg refilled "
+                   f"{100 * h.refill_low:g}-{100 * h.refill_high:g} %")
+        share = 100 * f.mass_flow / total
+        out.append(f"    {f.name:<10} {f.material:<10} {f.role:<10} "
+                   f"{convert_to(f.mass_flow, 'kg/h'):>8.4g} kg/h {share:6.2f} %"
+                   f"  lot {f.lot}, noise {100 * f.noise_rsd:g} %{hop}")
+    out.append(row("target API", f"{100 * s.target_api_fraction:.3f} % w/w; tablets "
+                   f"{1e6 * s.press.tablet_mass:g} mg, {3600 * s.tablet_rate:,.0f} per hour"))
+    speed = "" if s.blender.speed is None else f", {s.blender.speed:g} rpm"
+    means = {k: m.mean for k, m in built.items()}
+    for label, key, table in (("blender", "blender.rtd", s.blender.rtd),
+                              ("transfer", "press.transfer_rtd", s.press.transfer_rtd),
+                              ("feed frame", "press.feed_frame_rtd", s.press.feed_frame_rtd)):
+        extra = speed if label == "blender" else ""
+        out.append(row(label, f"{_describe_rtd(table)}{extra}; mean {means[key]:.4g} s"))
+    out.append(row("line MRT", f"{sum(means.values()):.4g} s"))
+    lo, hi = s.specification.api_content_limits
+    out.append(row("specification", f"API content {100 * lo:g}-{100 * hi:g} % of target"))
+    if s.pat is not None:
+        p = s.pat
+        out.append(row("PAT", f"{p.location}, every {_fmt_time(p.sample_period)}, noise sd "
+                       f"{p.noise_sd:g}, latency {_fmt_time(p.latency)}"))
+    else:
+        out.append(row("PAT", "none"))
+    if s.diversion is not None:
+        out.append(row("diversion", f"quantile {s.diversion.quantile:g}, margin "
+                       f"{_fmt_time(s.diversion.margin)}"))
+    else:
+        out.append(row("diversion", "none"))
+    out.append(row("disturbances", str(len(s.disturbances))))
+    for d in s.disturbances:
+        fields = d.model_dump(mode="json")
+        fields.pop("type")
+        start = fields.pop("start")
+        detail = ", ".join(f"{k}={_fmt_field(k, v)}" for k, v in fields.items()
+                           if v is not None)
+        out.append(f"    at {_fmt_time(start):>9}  {d.type}: {detail}")
+    print("\n".join(out))
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- sweep
+
+
+def _split_values(text: str) -> list[str]:
+    parts, depth, quote, cur = [], 0, "", ""
+    for ch in text:
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "\"'":
+            quote = ch
+        elif ch in "[{":
+            depth += 1
+        elif ch in "]}":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            parts.append(cur.strip())
+            cur = ""
+            continue
+        cur += ch
+    parts.append(cur.strip())
+    return [p for p in parts if p]
+
+
+def _parse_grid(items: Sequence[str]) -> dict[str, list[Any]]:
+    from cmsim.config.loader import _parse_override_value, parse_field_path
+
+    grid: dict[str, list[Any]] = {}
+    for item in items:
+        if "=" not in item:
+            raise _CliInputError(f"--grid {item!r}: must be PATH=V1,V2,...")
+        path, values = item.split("=", 1)
+        try:
+            parse_field_path(path)
+        except ValueError as exc:
+            raise _CliInputError(f"--grid {item!r}: {exc}") from None
+        vals = [_parse_override_value(v) for v in _split_values(values)]
+        if not vals:
+            raise _CliInputError(f"--grid {item!r}: needs at least one value")
+        grid[path.strip()] = vals
+    return grid
+
+
+def _sweep_function() -> Callable[..., Any] | None:
+    import cmsim
+
+    fn = getattr(cmsim, "sweep", None)
+    if fn is None:
+        try:
+            import cmsim.sweep as mod  # noqa: F401
+        except ModuleNotFoundError as exc:
+            if exc.name != "cmsim.sweep":
+                raise
+            return None
+        fn = getattr(cmsim, "sweep", None)
+    if fn is not None and not callable(fn):
+        fn = getattr(fn, "sweep", None)
+    return fn
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from cmsim.config import load_scenario
+
+    fn = _sweep_function()
+    if fn is None:
+        print("cmsim sweep: not available yet in this version (cmsim.sweep is missing)",
+              file=sys.stderr)
+        return EXIT_INPUT
+    if args.replicates < 1:
+        raise _CliInputError(f"--replicates {args.replicates}: must be >= 1")
+    if args.workers is not None and args.workers < 1:
+        raise _CliInputError(f"--workers {args.workers}: must be >= 1")
+    scenario = load_scenario(args.scenario, overrides=args.set)
+    grid = _parse_grid(args.grid)
+    # check every grid value against the schema before spending any compute
+    for item in args.grid:
+        path, values = item.split("=", 1)
+        for text in _split_values(values):
+            load_scenario(scenario, overrides=[f"{path}={text}"])
+    executor: Any = None
+    client: Any = None
+    try:
+        if args.workers is not None and args.workers > 1:
+            from concurrent.futures import ProcessPoolExecutor
+
+            executor = ProcessPoolExecutor(max_workers=args.workers)
+        elif args.dask:
+            try:
+                from distributed import Client
+            except ModuleNotFoundError:
+                raise _CliInputError("--dask needs the 'distributed' package") from None
+            client = Client(args.dask)
+            executor = client.get_executor()
+        table = fn(scenario, replicates=args.replicates, grid=grid or None, executor=executor)
+    finally:
+        if client is not None:
+            client.close()
+        elif executor is not None:
+            executor.shutdown()
+    _write_sweep(table, args.out)
+    if not args.quiet:
+        print(f"{len(table)} case(s) written to {args.out}/sweep.parquet and sweep.csv")
+    return EXIT_OK
+
+
+def _write_sweep(table: Any, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".sweep-", dir=out))
+    try:
+        table.to_parquet(tmp / "sweep.parquet")
+        table.to_csv(tmp / "sweep.csv", index=False)
+        for name in ("sweep.parquet", "sweep.csv"):
+            os.replace(tmp / name, out / name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- verify-log
+
+
+def _cmd_verify_log(args: argparse.Namespace) -> int:
+    path: Path = args.file
+    if not path.is_file():
+        raise _CliInputError(f"{path}: no such file")
+    from cmsim.eventlog import verify_log
+
+    result = verify_log(path)
+    if isinstance(result, tuple):
+        ok, first_bad, message = result[:3]
+        n = None
+    else:
+        ok, first_bad, message = result.ok, result.first_bad_seq, result.message
+        n = getattr(result, "n_records", None)
+    if ok:
+        if not args.quiet:
+            count = f" ({n} records)" if n is not None else ""
+            print(f"{path}: OK, hash chain intact{count}")
+        return EXIT_OK
+    print(f"{path}: BROKEN at seq {first_bad}: {message}", file=sys.stderr)
+    return EXIT_RUNTIME
+
+
+# --------------------------------------------------------------------------- show
+
+
+def _read_summary(target: Path) -> dict[str, Any]:
+    path = target / "summary.json" if target.is_dir() else target
+    if not path.is_file():
+        raise _CliInputError(f"{target}: no summary.json (not a cmsim output directory?)")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise _CliInputError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise _CliInputError(f"{path}: expected a JSON object")
+    return data
+
+
+def _num(v: Any) -> str:
+    if isinstance(v, bool) or v is None:
+        return str(v)
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, float):
+        if math.isfinite(v) and v == int(v) and abs(v) < 1e15:
+            return f"{int(v):,}"
+        return f"{v:.6g}"
+    return str(v)
+
+
+def _format_summary(s: dict[str, Any]) -> str:
+    """Human-readable text of a summary.json dict (architecture.md section 5)."""
+    row = "{:<28}{}".format
+    lines = []
+    sha = s.get("scenario_sha256")
+    lines.append(row("scenario", f"{s.get('scenario', '?')}"
+                     + (f"  (sha256 {str(sha)[:16]}...)" if sha else "")))
+    for key, label in (("seed", "seed"), ("cmsim_version", "cmsim version")):
+        if key in s:
+            lines.append(row(label, _num(s[key])))
+    if "duration_s" in s:
+        lines.append(row("simulated time", f"{_num(s['duration_s'])} s"))
+    if "wall_time_s" in s:
+        lines.append(row("wall time", f"{s['wall_time_s']:.3g} s"
+                         if isinstance(s["wall_time_s"], int | float) else str(s["wall_time_s"])))
+    tablets = s.get("tablets")
+    if isinstance(tablets, dict) and tablets:
+        lines.append("tablets")
+        for k, v in tablets.items():
+            lines.append(row("  " + k.replace("_", " "), _num(v)))
+    mass = s.get("mass_kg")
+    if isinstance(mass, dict) and mass:
+        comps: list[str] = []
+        for part in mass.values():
+            if isinstance(part, dict):
+                comps.extend(c for c in part if c not in comps)
+        lines.append("mass [kg]".ljust(28) + "".join(f"{c:>14}" for c in comps))
+        for k, part in mass.items():
+            if isinstance(part, dict):
+                cells = "".join(f"{part[c]:>14.6g}" if isinstance(part.get(c), int | float)
+                                else f"{'-':>14}" for c in comps)
+                lines.append("  " + k.ljust(26) + cells)
+    if "mass_balance_max_rel_error" in s:
+        lines.append(row("mass balance max rel error", _num(s["mass_balance_max_rel_error"])))
+    events = s.get("diversion_events")
+    if isinstance(events, list):
+        lines.append(row("diversion events", str(len(events))))
+        for e in events:
+            if isinstance(e, dict):
+                lines.append(f"  {_num(e.get('start_s')):>10} - {_num(e.get('end_s')):<10} s  "
+                             f"{_num(e.get('tablets'))} tablets  trigger: {e.get('trigger')}")
+    known = {"scenario", "scenario_sha256", "seed", "cmsim_version", "duration_s",
+             "wall_time_s", "tablets", "mass_kg", "mass_balance_max_rel_error",
+             "diversion_events"}
+    for k, v in s.items():
+        if k not in known and not isinstance(v, dict | list):
+            lines.append(row(k, _num(v)))
+    return "\n".join(lines)
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    data = _read_summary(args.directory)
+    if args.json:
+        print(json.dumps(data, indent=2, sort_keys=False))
+    else:
+        print(_format_summary(data))
+    return EXIT_OK
 
 
 if __name__ == "__main__":
