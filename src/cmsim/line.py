@@ -202,6 +202,7 @@ class Line:
             missing = [p for p in node.inputs if p not in node._in_src]
             if missing:
                 raise ParameterError(f"nodes[{node.name}]", missing, "dangling input port(s)")
+        for node in self.nodes.values():
             unused = [p for p in node.outputs if (node.name, p) not in used_outputs]
             if unused:
                 raise ParameterError(f"nodes[{node.name}]", unused, "unused output port(s)")
