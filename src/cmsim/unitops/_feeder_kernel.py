@@ -25,7 +25,8 @@ F_RATE = 8        # current refill rate [kg/s]
 F_TARGET = 9      # current refill target hopper mass [kg]
 F_CHARGED = 10    # mass charged by the current refill [kg]
 F_SURGE_K = 11    # tick at which the current refill started
-N_FS = 12
+F_LIMIT = 12      # most mass the current refill may charge [kg] (inf: up to the target level)
+N_FS = 13
 
 # ---- int state (is) slots
 I_RUNNING = 0     # 1 running, 0 stopped
@@ -125,6 +126,7 @@ def feeder_kernel(out, rows, noise, fs, ist, pr, lot_mass, fifo_lot, fifo_mass, 
         if has_hopper and ist[I_REFILL] == 0 and mass < pr[P_LOW] * cap:
             ist[I_REFILL] = 1
             fs[F_TARGET] = pr[P_HIGH] * cap
+            fs[F_LIMIT] = np.inf
             fs[F_CHARGED] = 0.0
             fs[F_SURGE_K] = k
             fs[F_RATE] = pr[P_REFILL_RATE]
@@ -159,7 +161,8 @@ def feeder_kernel(out, rows, noise, fs, ist, pr, lot_mass, fifo_lot, fifo_mass, 
         d = min(demand, mass + add_max)
         add = 0.0
         if ist[I_REFILL] == 1:
-            add = min(add_max, max(0.0, fs[F_TARGET] - mass + d))
+            add = min(add_max, max(0.0, min(fs[F_TARGET] - mass + d,
+                                            fs[F_LIMIT] - fs[F_CHARGED])))
             lot = ist[I_LOT]
             lot_mass[lot] += add
             charged[lot] += add

@@ -419,10 +419,12 @@ class LossInWeightFeeder:
         lot : str
             Lot charged (becomes the feeder's current lot).
         mass : float, optional
-            Mass to charge [kg]; default: up to ``refill_high * capacity``. The hopper is never
-            filled above its capacity.
+            Mass to charge [kg]; default: until the hopper holds ``refill_high * capacity``.
+            The hopper is never filled above its capacity (the refill then ends early and
+            charges less; ``refill_end`` reports the mass charged).
         duration : float, optional
-            Refill duration [s]; default: at the hopper's ``refill_rate``.
+            Refill duration [s] (sets the rate ``mass / duration``; without ``mass`` the rate is
+            computed from the mass missing now); default: the hopper's ``refill_rate``.
 
         Without a hopper this only changes the lot.
         """
@@ -431,11 +433,14 @@ class LossInWeightFeeder:
             self._is[fk.I_LOT] = idx
             return
         m_now = self.hopper_mass
+        cap = self.hopper.capacity
         if mass is None:
-            target = self.hopper.refill_high * self.hopper.capacity
+            target = self.hopper.refill_high * cap
+            limit = np.inf
+            to_charge = max(0.0, target - m_now)
         else:
-            target = min(self.hopper.capacity, m_now + v.non_negative("mass", mass))
-        to_charge = max(0.0, target - m_now)
+            limit = to_charge = v.non_negative("mass", mass)
+            target = cap  # never above the capacity
         rate = self.hopper.refill_rate
         if duration is not None:
             dur = v.positive("duration", duration)
@@ -452,6 +457,7 @@ class LossInWeightFeeder:
         self._is[fk.I_LOT] = idx
         self._is[fk.I_REFILL] = 1
         self._fs[fk.F_TARGET] = target
+        self._fs[fk.F_LIMIT] = limit
         self._fs[fk.F_RATE] = rate
         self._fs[fk.F_CHARGED] = 0.0
         self.events.append({"time_s": self._time(self.k), "type": "refill_start", "data": {
