@@ -1,0 +1,211 @@
+"""Benchmarks of the RTD core through the public API, plus on-demand ratio gates (``perfgate``).
+
+Every benchmark also runs as a plain test under ``--benchmark-disable`` (CI smoke run): the body
+runs once, on reduced sizes where noted, and checks its result against an independent reference.
+Ratios are always measured *interleaved* with their baseline in the same process
+(``conftest.interleaved``), never across runs. Targets: ``docs/performance.md`` section 10.3.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cmsim.rtd import Convolver, TanksInSeriesFilter, convolve
+from conftest import interleaved, median_time
+
+GRID_N = (10**4, 10**5, 10**6)
+GRID_K = (50, 500, 5000)
+METHODS = ("direct", "oa", "fft")
+
+#: Headline targets (performance.md 10.3) and the 1.5x margin the perfgate keeps over them.
+TARGET_TIS_STREAM_X_COPY = 2.0  # <= 2x np.copyto at N = 1e7, n = 5, preallocated output
+TARGET_DIRECT_SPEEDUP = 3.0  # direct K = 50 >= 3x faster than np.convolve
+TARGET_TIS_BATCH_X_COPY = 3.0  # TIS batch 1000 x 1e5 <= 3x copyto of the batch
+TARGET_DISPATCH_X_BEST = 1.3  # dispatcher within 1.3x of the best method on every (N, K)
+MARGIN = 1.5
+
+
+def _signal(rng: np.random.Generator, shape) -> np.ndarray:
+    return rng.random(shape)
+
+
+def _kernel(rng: np.random.Generator, k: int) -> np.ndarray:
+    w = rng.random(k)
+    return w / w.sum()
+
+
+# ----------------------------------------------------------------------------- measurements
+def measure_tis_stream(n_samples: int = 10**7, repeats: int = 7) -> dict[str, float]:
+    """TIS n=5 streaming filter vs np.copyto of the same N (interleaved)."""
+    rng = np.random.default_rng(1)
+    x = _signal(rng, n_samples)
+    y = np.empty_like(x)
+    c = np.empty_like(x)
+    f = TanksInSeriesFilter(60.0, 5, 1.0)
+    t = interleaved(lambda: f.step(x, out=y), {"copyto": lambda: np.copyto(c, x)}, repeats)
+    return {"ratio": t["candidate"] / t["copyto"],
+            "ns_per_sample": t["candidate"] / n_samples * 1e9,
+            "copy_ns_per_sample": t["copyto"] / n_samples * 1e9}
+
+
+def measure_direct_vs_numpy(n_samples: int = 10**6, k: int = 50,
+                            repeats: int = 7) -> dict[str, float]:
+    """Direct FIR (K=50) vs np.convolve: speed-up factor (interleaved)."""
+    rng = np.random.default_rng(2)
+    x = _signal(rng, n_samples)
+    w = _kernel(rng, k)
+    y = np.empty_like(x)
+    t = interleaved(lambda: convolve(x, w, out=y, method="direct"),
+                    {"np.convolve": lambda: np.convolve(x, w)}, repeats)
+    return {"speedup": t["np.convolve"] / t["candidate"],
+            "gfma_per_s": n_samples * k / t["candidate"] / 1e9}
+
+
+def measure_tis_batch(batch: int = 1000, n_samples: int = 10**5,
+                      repeats: int = 5) -> dict[str, float]:
+    """TIS n=5 filter over a (batch, N) block vs copyto / an allocating copy (interleaved)."""
+    rng = np.random.default_rng(3)
+    x = _signal(rng, (batch, n_samples))
+    y = np.empty_like(x)
+    c = np.empty_like(x)
+    f = TanksInSeriesFilter(60.0, 5, 1.0, batch=batch)
+    t = interleaved(lambda: f.step(x, out=y),
+                    {"copyto": lambda: np.copyto(c, x), "copy": lambda: x.copy()}, repeats)
+    return {"ratio_copyto": t["candidate"] / t["copyto"], "ratio_copy": t["candidate"] / t["copy"],
+            "seconds": t["candidate"]}
+
+
+def measure_dispatch(n_samples: int, k: int, repeats: int = 5) -> dict[str, float]:
+    """Dispatcher ("auto") vs every forced method at one (N, K) (interleaved)."""
+    rng = np.random.default_rng(4)
+    x = _signal(rng, n_samples)
+    w = _kernel(rng, k)
+    y = np.empty_like(x)
+    base = {m: (lambda m=m: convolve(x, w, out=y, method=m)) for m in METHODS}
+    t = interleaved(lambda: convolve(x, w, out=y), base, repeats)
+    best = min(METHODS, key=lambda m: t[m])
+    return {"ratio_vs_best": t["candidate"] / t[best], "best": best, "auto_s": t["candidate"],
+            **{f"{m}_s": t[m] for m in METHODS}}
+
+
+# ----------------------------------------------------------------------------- benchmarks
+@pytest.mark.parametrize("k", GRID_K)
+@pytest.mark.parametrize("n", GRID_N)
+def test_bench_convolve(benchmark, rng, n: int, k: int) -> None:
+    x = _signal(rng, n)
+    w = _kernel(rng, k)
+    y = np.empty_like(x)
+    benchmark.group = f"convolve N={n:.0e}"
+    result = benchmark(convolve, x, w, out=y)
+    m = min(n, 3000)
+    ref = np.convolve(x[:m], w)[:m]
+    np.testing.assert_allclose(result[:m], ref, rtol=0, atol=1e-12 * ref.max())
+    if benchmark.enabled:
+        med = benchmark.stats.stats.median
+        c = np.empty_like(x)
+        benchmark.extra_info["x_copy"] = med / median_time(lambda: np.copyto(c, x))
+        d = measure_dispatch(n, k)
+        benchmark.extra_info["ratio_vs_best_method"] = d["ratio_vs_best"]
+        benchmark.extra_info["best_method"] = d["best"]
+        if n * k <= 10**8:
+            benchmark.extra_info["x_np_convolve"] = med / median_time(lambda: np.convolve(x, w))
+
+
+def test_bench_tis_stream(benchmark, rng) -> None:
+    n = 10**7 if benchmark.enabled else 10**5
+    x = _signal(rng, n)
+    y = np.empty_like(x)
+    f = TanksInSeriesFilter(60.0, 5, 1.0)
+    f.reset(steady_input=0.5)
+    benchmark.group = "tanks-in-series"
+    benchmark(f.step, x, out=y)
+    # non-negative output, and every state stays a valid mass balance
+    assert y.min() >= 0.0
+    assert f.holdup[0] > 0.0
+    if benchmark.enabled:
+        c = np.empty_like(x)
+        med = benchmark.stats.stats.median
+        benchmark.extra_info["x_copy"] = med / median_time(lambda: np.copyto(c, x))
+        benchmark.extra_info["ns_per_sample"] = med / n * 1e9
+
+
+def test_bench_tis_one_sample_streaming(benchmark) -> None:
+    f = TanksInSeriesFilter(60.0, 5, 1.0)
+    x = np.ones(1)
+    out = np.empty(1)
+    benchmark.group = "tanks-in-series"
+    benchmark(f.step, x, out=out)
+    assert 0.0 <= out[0] <= 1.0
+
+
+def test_bench_tis_batch(benchmark, rng) -> None:
+    b, n = (1000, 10**5) if benchmark.enabled else (70, 2000)
+    x = _signal(rng, (b, n))
+    y = np.empty_like(x)
+    f = TanksInSeriesFilter(60.0, 5, 1.0, batch=b)
+    benchmark.group = "tanks-in-series"
+    benchmark(f.step, x, out=y)
+    assert y.min() >= 0.0
+    if not benchmark.enabled:
+        np.testing.assert_allclose(y[-1], TanksInSeriesFilter(60.0, 5, 1.0).step(x[-1]),
+                                   rtol=1e-13)
+    else:
+        c = np.empty_like(x)
+        benchmark.extra_info["x_copy"] = (benchmark.stats.stats.median
+                                          / median_time(lambda: np.copyto(c, x), repeats=5))
+
+
+def test_bench_direct_k50(benchmark, rng) -> None:
+    x = _signal(rng, 10**6)
+    w = _kernel(rng, 50)
+    y = np.empty_like(x)
+    benchmark.group = "direct K=50"
+    benchmark(convolve, x, w, out=y, method="direct")
+    np.testing.assert_allclose(y[:5000], np.convolve(x[:5000], w)[:5000], rtol=1e-12)
+    if benchmark.enabled:
+        med = benchmark.stats.stats.median
+        benchmark.extra_info["x_np_convolve"] = med / median_time(lambda: np.convolve(x, w))
+        c = np.empty_like(x)
+        benchmark.extra_info["x_copy"] = med / median_time(lambda: np.copyto(c, x))
+
+
+def test_bench_convolver_stream(benchmark, rng) -> None:
+    w = _kernel(rng, 600)
+    x = _signal(rng, 10**5)
+    conv = Convolver(w)
+    benchmark.group = "streaming FIR"
+
+    def run() -> np.ndarray:
+        conv.reset()
+        return np.concatenate([conv.step(p) for p in np.array_split(x, 100)])
+
+    y = benchmark(run)
+    np.testing.assert_allclose(y, convolve(x, w), rtol=0, atol=1e-12 * y.max())
+
+
+# ----------------------------------------------------------------------------- ratio gates
+@pytest.mark.perfgate
+def test_gate_tis_stream() -> None:
+    r = measure_tis_stream()
+    assert r["ratio"] <= TARGET_TIS_STREAM_X_COPY * MARGIN, r
+
+
+@pytest.mark.perfgate
+def test_gate_direct_k50_vs_numpy() -> None:
+    r = measure_direct_vs_numpy()
+    assert r["speedup"] >= TARGET_DIRECT_SPEEDUP / MARGIN, r
+
+
+@pytest.mark.perfgate
+def test_gate_tis_batch() -> None:
+    r = measure_tis_batch()
+    assert r["ratio_copyto"] <= TARGET_TIS_BATCH_X_COPY * MARGIN, r
+
+
+@pytest.mark.perfgate
+@pytest.mark.parametrize("k", GRID_K)
+@pytest.mark.parametrize("n", GRID_N)
+def test_gate_dispatcher_within_best(n: int, k: int) -> None:
+    r = measure_dispatch(n, k)
+    assert r["ratio_vs_best"] <= TARGET_DISPATCH_X_BEST * MARGIN, r
