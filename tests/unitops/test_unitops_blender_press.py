@@ -188,3 +188,29 @@ def test_press_stop_makes_no_tablets_and_catches_up():
     late = y[:, 1200 + int(ticks) + 1200:].sum(axis=0)
     np.testing.assert_allclose(late, x[:, -1].sum(), rtol=1e-6)
     assert y[:, 1200 + int(ticks) // 2].sum() > x[:, 0].sum() * 1.5
+
+
+# ---------------------------------------------------------------- tablets
+def test_api_content_fraction_of_target():
+    from cmsim.streams import ChannelMap
+    from cmsim.unitops.tablets import api_content
+
+    cm = ChannelMap.from_lots({"API": ["a", "b"], "MCC": ["m"]}, api_material="API")
+    x = np.array([[0.01, 0.0, 0.0], [0.01, 0.022, 0.0], [0.18, 0.178, 0.0]])
+    c = api_content(x, cm, 0.1)
+    np.testing.assert_allclose(c[:2], [1.0, 1.1], rtol=1e-14)
+    assert np.isnan(c[2])
+
+
+def test_sample_tablets_statistics():
+    from cmsim.unitops.tablets import sample_tablets
+
+    rng = np.random.default_rng(8)
+    n = 200_000
+    w = np.full(n, 0.105)
+    mass, pot = sample_tablets(w, 250e-6, 0.1, rng, mass_rsd=0.01, heterogeneity_rsd=0.015)
+    assert mass.mean() == pytest.approx(250e-6, rel=4 * 0.01 / np.sqrt(n))
+    assert pot.mean() == pytest.approx(1.05, rel=5 * 0.018 / np.sqrt(n))
+    # independent relative errors: RSD^2 = 0.01^2 + 0.015^2 (+ their product, negligible)
+    rsd = np.sqrt(0.01**2 + 0.015**2 + (0.01 * 0.015) ** 2)
+    assert pot.std() / pot.mean() == pytest.approx(rsd, rel=0.02)

@@ -9,6 +9,7 @@ from cmsim.unitops.blender import ContinuousBlender
 from cmsim.unitops.feeder import Hopper, LossInWeightFeeder
 from cmsim.unitops.press import TabletPress
 from cmsim.unitops.stage import SPEED_CAPABLE_MODELS, RTDStage
+from cmsim.unitops.tablets import api_content, sample_tablets
 
 __all__ = [
     "SPEED_CAPABLE_MODELS",
@@ -17,4 +18,6 @@ __all__ = [
     "LossInWeightFeeder",
     "RTDStage",
     "TabletPress",
+    "api_content",
+    "sample_tablets",
 ]

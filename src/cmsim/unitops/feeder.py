@@ -188,7 +188,7 @@ class LossInWeightFeeder:
         self.events: list[dict[str, Any]] = []
         self.k = 0
         (self._fs, self._is, self._pr, self._lot_mass, self._fifo_lot, self._fifo_mass,
-         self.fed) = fk.new_state(len(self._lots))
+         self._fed) = fk.new_state(len(self._lots))
         pr = self._pr
         pr[fk.P_DT] = self.dt
         pr[fk.P_PHI] = np.exp(-self.dt / self.noise_correlation_time)
@@ -221,8 +221,7 @@ class LossInWeightFeeder:
                 self._fifo_mass[0] = m0
                 self._is[fk.I_COUNT] = 1
         self.initial_hopper_mass = self.hopper_mass
-        self.charged = np.zeros(len(self._lots))
-        """Mass charged into the hopper per lot channel [kg] (refills)."""
+        self._charged = np.zeros(len(self._lots))
         if n_ticks:
             self._ensure_noise(int(n_ticks))
 
@@ -282,13 +281,41 @@ class LossInWeightFeeder:
 
     @property
     def lots(self) -> tuple[str, ...]:
-        """Lots of the feeder's material in channel order (index of :attr:`fed`)."""
+        """Lots of the feeder's material in channel order."""
         return self._lots
+
+    @property
+    def fed(self) -> np.ndarray:
+        """Cumulative discharged mass per stream channel, shape (n_channels,) [kg].
+
+        Zero outside the rows of the feeder's material; summing over feeders gives the line's
+        fed mass per (material, lot).
+        """
+        f = np.zeros(self.channel_map.n_channels)
+        f[self.rows] = self._fed
+        return f
+
+    @property
+    def charged(self) -> np.ndarray:
+        """Cumulative mass charged into the hopper by refills per channel, (n_channels,) [kg]."""
+        c = np.zeros(self.channel_map.n_channels)
+        c[self.rows] = self._charged
+        return c
+
+    @property
+    def fed_by_lot(self) -> dict[str, float]:
+        """Cumulative discharged mass per lot [kg]."""
+        return {lot: float(m) for lot, m in zip(self._lots, self._fed, strict=True)}
+
+    @property
+    def charged_by_lot(self) -> dict[str, float]:
+        """Cumulative mass charged per lot [kg]."""
+        return {lot: float(m) for lot, m in zip(self._lots, self._charged, strict=True)}
 
     @property
     def total_charged(self) -> float:
         """Total mass charged by refills so far [kg]."""
-        return float(self.charged.sum())
+        return float(self._charged.sum())
 
     # ------------------------------------------------------------------ streaming
     def step(self, out: np.ndarray, k0: int) -> None:
@@ -327,8 +354,8 @@ class LossInWeightFeeder:
         while done < n:
             ticks, n_ev = fk.feeder_kernel(
                 out[:, done:], self.rows, noise[base + done: base + n], self._fs, self._is,
-                self._pr, self._lot_mass, self._fifo_lot, self._fifo_mass, self.fed,
-                self.charged, self.k, self._ev_i, self._ev_f)
+                self._pr, self._lot_mass, self._fifo_lot, self._fifo_mass, self._fed,
+                self._charged, self.k, self._ev_i, self._ev_f)
             self._record_events(n_ev)
             self.k += ticks
             done += ticks
