@@ -169,7 +169,7 @@ class AxialDispersion(RTDModel):
             k_need = np.searchsorted(beta, (0.5 * pe - _LOG_CUT + 2.0) / theta)
             if k_need >= _N_ROOTS:
                 return math.inf
-            return _EPS * math.exp(lt)
+            return _EPS * math.exp(min(lt, 700.0))
 
         lo_t, hi_t = 1e-12, 1.0
         while err(hi_t) > _SERIES_TOL:

@@ -88,10 +88,18 @@ class GammaSum:
             out[i0: i0 + chunk] = v @ self.weights
         if fn == "pdf":
             out[flat < 0.0] = 0.0
+        elif fn == "cdf":
+            out[flat <= 0.0] = 0.0
+        else:
+            out[flat <= 0.0] = 1.0
         return out.reshape(u.shape)
 
     def cdf(self, u: np.ndarray) -> np.ndarray:
-        return self._apply(u, "cdf")
+        out = self._apply(u, "cdf")
+        upper = out > 0.5            # 1 - sf there: exact 1 in the far tail
+        if np.any(upper):
+            out[upper] = 1.0 - self._apply(np.asarray(u, dtype=np.float64)[upper], "sf")
+        return out
 
     def sf(self, u: np.ndarray) -> np.ndarray:
         return self._apply(u, "sf")
