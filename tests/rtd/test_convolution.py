@@ -239,3 +239,17 @@ def test_convolver_validation() -> None:
         Convolver([1.0], dt=-1.0)
     with pytest.raises(ParameterError, match="chunk"):
         Convolver([1.0]).step([np.nan])
+
+
+def test_convolver_fft_path_signed_data_chunked() -> None:
+    import cmsim.rtd.convolution as conv
+
+    rng = np.random.default_rng(9)
+    w = rng.standard_normal(3000)
+    x = rng.standard_normal(30_000)
+    n, k = 8000, w.size
+    assert not conv._use_direct(n, k)  # these chunks take the FFT branch
+    c = Convolver(w)
+    y = np.concatenate([c.step(x[i : i + n]) for i in range(0, x.size, n)])
+    ref = reference(x, w)
+    np.testing.assert_allclose(y, ref, rtol=0, atol=1e-12 * np.abs(ref).max())

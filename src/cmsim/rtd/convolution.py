@@ -10,7 +10,7 @@ the development machine):
 * ``"direct"``: register-blocked numba loop (8 outputs per pass over the kernel), exact zeros and
   no negative outputs for non-negative data; used when the effective kernel is short
   (``K_eff = min(K, N) <= DIRECT_MAX_TAPS``, or ``<= DIRECT_MAX_TAPS_FFT_REGIME`` when
-  ``N < 50 K``) or the output is short (``N K / (N + K) <= DIRECT_MAX_TAPS``);
+  ``N < 50 K``) or the work is small (``N K <= DIRECT_MAX_TAPS (N + K) + FFT_FIXED_FMAS``);
 * ``"oa"``: :func:`scipy.signal.oaconvolve` when ``N >= 50 K``;
 * ``"fft"``: :func:`scipy.signal.fftconvolve` otherwise.
 
@@ -46,6 +46,8 @@ DIRECT_MAX_TAPS = 192
 #: Longest kernel for which the direct loop is chosen when the FFT regime (``N < 50 K``) applies.
 #: Measured crossover against ``fftconvolve`` at N = 1e4: about 384 taps.
 DIRECT_MAX_TAPS_FFT_REGIME = 320
+#: Fixed cost of an FFT call expressed in direct-loop multiply-adds (about 60 us at 14 GFMA/s).
+FFT_FIXED_FMAS = 800_000
 #: ``N >= OA_MIN_RATIO * K`` selects overlap-add instead of a single FFT.
 OA_MIN_RATIO = 50
 #: Batch rows x samples from which the 2-D direct path uses the ``prange`` kernel.
@@ -85,8 +87,8 @@ def convolution_method(n_samples: int, kernel_length: int) -> str:
 
 
 def _use_direct(n: int, k: int) -> bool:
-    """Direct loop for short kernels, or short outputs (cost ``n k`` vs FFT ``~(n + k)``)."""
-    if k <= DIRECT_MAX_TAPS or n * k <= DIRECT_MAX_TAPS * (n + k):
+    """Direct loop for short kernels or short outputs (cost ``n k`` vs FFT ``~c0 + (n + k)``)."""
+    if k <= DIRECT_MAX_TAPS or n * k <= DIRECT_MAX_TAPS * (n + k) + FFT_FIXED_FMAS:
         return True
     return n < OA_MIN_RATIO * k and k <= DIRECT_MAX_TAPS_FFT_REGIME
 
