@@ -212,6 +212,9 @@ class LossInWeightFeeder:
         self._fs[fk.F_DRIFT_V] = 1.0
         self._ev_i = np.zeros((fk.EV_CAP, 3), dtype=np.int64)
         self._ev_f = np.zeros((fk.EV_CAP, 3))
+        if self._noise_rng is not None:
+            # stationary start of the AR(1) state (drawn before the per-tick innovations)
+            self._fs[fk.F_AR] = self._noise_rng.standard_normal()
         self.set_noise(noise_rsd)
         if hopper is not None:
             m0 = hopper.start_mass
