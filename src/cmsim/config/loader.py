@@ -338,9 +338,9 @@ def _tag_of(cls: type[BaseModel]) -> tuple[str, ...]:
     return ()
 
 
-def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
+def _allowed_keys(loc: tuple[Any, ...], root: type[BaseModel] = Scenario) -> list[str]:
     """Keys allowed at a pydantic ``loc`` (tags of discriminated unions included)."""
-    cands: list[Any] = [Scenario]
+    cands: list[Any] = [root]
     for item in loc:
         models = [c for c in cands if isinstance(c, type) and issubclass(c, BaseModel)]
         if isinstance(item, int):
@@ -385,22 +385,26 @@ def _rule(err: Mapping[str, Any]) -> str:
 
 
 def _problems_from_validation_error(
-    exc: ValidationError, raw: Any
+    exc: ValidationError, raw: Any, root: type[BaseModel] = Scenario
 ) -> list[tuple[list[str | int], Any, str]]:
     out: list[tuple[list[str | int], Any, str]] = []
     for err in exc.errors(include_url=False):
         loc = tuple(err["loc"])
         parts: list[str | int] = []
         node: Any = raw
+        tag_seen = False  # pydantic inserts the member's tag once, right after the union's loc
         for item in loc:
+            if (isinstance(node, dict) and not tag_seen and isinstance(item, str)
+                    and item in (node.get("model"), node.get("type"))):
+                tag_seen = True
+                continue
+            tag_seen = False
             if isinstance(node, dict) and isinstance(item, str) and item in node:
                 parts.append(item)
                 node = node[item]
             elif isinstance(node, list | tuple) and isinstance(item, int):
                 parts.append(item)
                 node = node[item] if 0 <= item < len(node) else MISSING
-            elif isinstance(node, dict) and item in (node.get("model"), node.get("type")):
-                continue  # the tag pydantic inserts for a discriminated union member
             else:
                 parts.append(item)
                 node = MISSING
@@ -410,6 +414,8 @@ def _problems_from_validation_error(
         ctx = err.get("ctx") or {}
         if kind == "missing":
             value = MISSING
+            if loc and isinstance(loc[-1], int):
+                rule = f"array too short: element [{loc[-1]}] is missing"
         elif kind in ("union_tag_invalid", "union_tag_not_found"):
             disc = str(ctx.get("discriminator", "")).strip("'\"")
             parts.append(disc)
@@ -425,7 +431,7 @@ def _problems_from_validation_error(
                 table = _format_path(parts[:-1])
                 rule = f"required key is missing (it selects the kind of {table})"
         elif kind == "extra_forbidden":
-            allowed = _allowed_keys(loc[:-1])
+            allowed = _allowed_keys(loc[:-1], root)
             rule = "unknown key"
             if allowed:
                 close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)

@@ -517,12 +517,11 @@ def _load_parameter_set_checked(path: Path, info: ValidationInfo) -> ParameterSe
     try:
         return ParameterSet.model_validate(raw, context=ctx)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = ".".join(str(p) for p in first["loc"])
-        raise ValueError(
-            f"parameter set {path} is invalid ({exc.error_count()} problem(s)); first: "
-            f"{loc}: {first['msg']}"
-        ) from None
+        from cmsim.config.loader import _format_path, _problems_from_validation_error
+
+        found = _problems_from_validation_error(exc, raw, ParameterSet)
+        text = "; ".join(f"{_format_path(p)} = {v!r}: {r}" for p, v, r in found)
+        raise ValueError(f"parameter set {path} is invalid: {text}") from None
 
 
 # --------------------------------------------------------------------------- sections
