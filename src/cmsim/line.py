@@ -279,8 +279,11 @@ class Line:
         """Mass discharged by the feeders so far per channel [kg]."""
         out = np.zeros(self.channel_map.n_channels)
         for node in self.sources:
-            unit = node.unit
-            out[np.asarray(unit.rows)] += np.asarray(unit.fed, dtype=np.float64)
+            fed = np.asarray(node.unit.fed, dtype=np.float64)
+            if fed.shape == out.shape:  # per stream channel
+                out += fed
+            else:  # per lot of the feeder's material, rows given by unit.rows
+                out[np.asarray(node.unit.rows)] += fed
         return out
 
     def holdup(self) -> np.ndarray:
