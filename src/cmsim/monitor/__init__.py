@@ -5,13 +5,29 @@ Pure numpy/scipy/numba domain objects, usable alone from Python and by the line 
 
 from cmsim.monitor.charts import CUSUMChart, EWMAChart, MovingAverageChart, ShewhartChart
 from cmsim.monitor.mspc import MSPCResult, PCAMonitor, jackson_mudholkar_limit
+from cmsim.monitor.windows import (
+    DiversionWindow,
+    default_margin,
+    merge_windows,
+    oos_intervals,
+    pat_window,
+    predicted_window,
+    quantile_window,
+)
 
 __all__ = [
     "CUSUMChart",
+    "DiversionWindow",
     "EWMAChart",
     "MSPCResult",
     "MovingAverageChart",
     "PCAMonitor",
     "ShewhartChart",
+    "default_margin",
     "jackson_mudholkar_limit",
+    "merge_windows",
+    "oos_intervals",
+    "pat_window",
+    "predicted_window",
+    "quantile_window",
 ]
