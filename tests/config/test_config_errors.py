@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import copy
+import re
 import tomllib
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from cmsim.config import Scenario, load_scenario, read_toml
@@ -271,3 +274,48 @@ def test_direct_model_validate_still_applies_cross_field_rules():
 def test_good_file_has_no_problems():
     raw = tomllib.loads(GOOD.read_text())
     assert load_scenario(raw, source=GOOD).name == "api_feeder_stop"
+
+
+# --------------------------------------------------------------------------- fuzz
+
+
+def _leaf_paths(node, prefix=()):
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from _leaf_paths(v, (*prefix, k))
+    elif isinstance(node, list) and node and isinstance(node[0], dict):
+        for i, v in enumerate(node):
+            yield from _leaf_paths(v, (*prefix, i))
+    else:
+        yield prefix
+
+
+LEAVES = list(_leaf_paths(read_toml(GOOD)))
+toml_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats()
+    | st.text(max_size=12) | st.sampled_from(["2 kg/h", "5 %", "-1 s", "3 kg", "api", "cstr"]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner,
+                                                                max_size=3),
+    max_leaves=5,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(leaf=st.sampled_from(LEAVES), value=toml_values)
+def test_any_garbage_value_gives_scenario_error_or_valid_scenario(leaf, value):
+    raw = good_raw()
+    node = raw
+    for k in leaf[:-1]:
+        node = node[k]
+    node[leaf[-1]] = value
+    try:
+        s = load_scenario(raw)
+    except ScenarioError as err:
+        assert err.problems
+        for path, _, rule in err.problems:
+            assert isinstance(path, str) and rule
+        # every path starts at a key of the file (no invented or garbled paths)
+        for path, _, _ in err.problems:
+            assert re.split(r"[.\[]", path)[0] in raw, (path, err.problems)
+    else:
+        assert isinstance(s, Scenario)

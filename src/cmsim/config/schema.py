@@ -1029,7 +1029,7 @@ def cross_field_problems(raw: dict[str, Any]) -> list[tuple[str, Any, str]]:
     for i, d in enumerate(disturbances):
         if not isinstance(d, dict):
             continue
-        kind = d.get("type")
+        kind = d.get("type") if isinstance(d.get("type"), str) else None
         if kind in _FEEDER_DISTURBANCES and isinstance(d.get("feeder"), str):
             if d["feeder"] not in names:
                 problems.append((f"disturbances[{i}].feeder", d["feeder"],
