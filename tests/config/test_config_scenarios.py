@@ -223,3 +223,71 @@ def test_empirical_and_series_tables(tmp_path):
     assert again.blender.rtd.stages[0].e == (0.0, 0.05, 0.05, 0.0)
     # trapezoid of that E is symmetric about 15 s: mean 15 s, plus the 10 s PFR
     assert again.blender.rtd.build().mean == pytest.approx(25.0, rel=1e-6)
+
+
+CONTRACT_EXAMPLE = '''
+name = "api-stop"
+
+[simulation]
+duration = "1 h"
+dt = "0.5 s"
+seed = 1
+
+[[feeders]]                  # one per component; the API feeder has role = "api"
+name = "api"
+material = "API"
+role = "api"
+mass_flow = "2 kg/h"
+
+[[feeders]]
+name = "excipient"
+material = "MCC"
+mass_flow = "18 kg/h"
+
+[blender]
+rtd = { model = "tanks_in_series", mean_residence_time = "60 s", n_tanks = 5 }
+
+[press]
+transfer_rtd = { model = "pfr", delay = "10 s" }
+feed_frame_rtd = { model = "cstr", mean_residence_time = "30 s" }
+tablet_mass = "250 mg"
+
+[specification]
+api_content_limits = [0.95, 1.05]   # fraction of target API content (label claim)
+
+[pat]
+location = "blender_outlet"
+sample_period = "2 s"
+noise_sd = 0.0                      # absolute mass fraction
+
+[diversion]
+quantile = 0.005
+margin = "2 s"
+
+[[disturbances]]
+type = "feeder_stop"
+feeder = "api"
+start = "600 s"
+duration = "20 s"
+'''
+
+
+def test_architecture_contract_minimal_example(tmp_path):
+    """The minimal complete file of architecture.md section 4 (copied verbatim) validates."""
+    path = tmp_path / "api-stop.toml"
+    path.write_text(CONTRACT_EXAMPLE)
+    s = load_scenario(path)
+    assert s.name == "api-stop"
+    assert (s.simulation.duration, s.simulation.dt, s.simulation.seed) == (3600.0, 0.5, 1)
+    assert s.target_api_fraction == pytest.approx(0.1, rel=1e-12)
+    assert s.pat.sample_period == 2.0 and s.diversion.margin == 2.0
+    d = s.disturbances[0]
+    assert (d.type, d.feeder, d.start, d.duration) == ("feeder_stop", "api", 600.0, 20.0)
+
+
+def test_json_schema_export_accepts_numbers_and_unit_strings():
+    schema = Scenario.model_json_schema()
+    assert set(schema["properties"]) >= {"simulation", "feeders", "blender", "press"}
+    sim = schema["$defs"]["Simulation"]["properties"]["duration"]
+    assert {"type": "number"} in sim["anyOf"] and {"type": "string"} in sim["anyOf"]
+    assert schema["$defs"]["Feeder"]["additionalProperties"] is False
