@@ -256,3 +256,11 @@ def test_progress_only_on_a_terminal_outside_ci(monkeypatch):
     monkeypatch.setattr(sys.stderr, "isatty", lambda: False, raising=False)
     args.quiet = False
     assert cli._progress_wanted(args) is False
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "scenarios").glob("*.toml")), ids=lambda p: p.stem)
+def test_validate_every_shipped_scenario(path, capsys):
+    assert main(["validate", path.stem]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("OK: ") and path.name in out.splitlines()[0]
+    assert "line MRT        100 s" in out

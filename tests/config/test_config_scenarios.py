@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import copy
+import math
 import pickle
 import tomllib
 from importlib import resources
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cmsim.config import (
     ParameterSet,
@@ -291,3 +294,30 @@ def test_json_schema_export_accepts_numbers_and_unit_strings():
     sim = schema["$defs"]["Simulation"]["properties"]["duration"]
     assert {"type": "number"} in sim["anyOf"] and {"type": "string"} in sim["anyOf"]
     assert schema["$defs"]["Feeder"]["additionalProperties"] is False
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    flows=st.lists(st.floats(min_value=1e-3, max_value=100.0), min_size=1, max_size=4),
+    api=st.integers(min_value=0, max_value=3),
+    duration=st.floats(min_value=10.0, max_value=1e5),
+    tau=st.floats(min_value=0.5, max_value=500.0),
+)
+def test_random_scenarios_round_trip(flows, api, duration, tau):
+    api %= len(flows)
+    raw = {
+        "name": "random",
+        "simulation": {"duration": duration, "dt": "0.5 s"},
+        "feeders": [{"name": f"f{i}", "material": f"M{i}", "role": "api" if i == api else
+                     "excipient", "mass_flow": f"{q!r} kg/h"} for i, q in enumerate(flows)],
+        "blender": {"rtd": {"model": "cstr", "mean_residence_time": tau}},
+        "press": {"transfer_rtd": {"model": "pfr", "delay": 0},
+                  "feed_frame_rtd": {"model": "tanks_in_series", "mean_residence_time": tau,
+                                     "n_tanks": 2.5},
+                  "tablet_mass": "250 mg"},
+    }
+    s = load_scenario(raw)
+    assert s.target_api_fraction == pytest.approx(flows[api] / math.fsum(flows), rel=1e-12)
+    again = load_scenario(s.to_dict())
+    assert again == s and again.sha256() == s.sha256()
+    assert pickle.loads(pickle.dumps(s)).sha256() == s.sha256()
