@@ -52,12 +52,23 @@ class Engine:
         Also sync every this many seconds [s] (for progress display; no effect on results).
     extra_sync_s : iterable of float, optional
         Additional sync times [s] (no-op events; used to test chunk invariance).
+    control_period_s : float, optional
+        Also sync every this many seconds [s] so that the line's observers
+        (``line.observers``, e.g. controllers acting every period) see a chunk boundary at every
+        multiple of the period. Observers must be chunk-invariant themselves; this guarantees
+        they get a boundary at least that often.
+
+    Notes
+    -----
+    Observers may carry an ``events`` list (dicts ``{time_s, type, data}``, optionally
+    ``source``); these are merged into the event log like the units' internal events.
     """
 
     def __init__(self, line: Line, disturbances: Sequence[Disturbance] = (), *,
                  units: dict[str, Any] | None = None, progress: ProgressCallback | None = None,
                  sync_every_s: float | None = None,
-                 extra_sync_s: Iterable[float] = ()) -> None:
+                 extra_sync_s: Iterable[float] = (),
+                 control_period_s: float | None = None) -> None:
         self.line = line
         self.disturbances = list(disturbances)
         self.units = units if units is not None else {
@@ -66,6 +77,9 @@ class Engine:
         if sync_every_s is not None and not sync_every_s > 0:
             raise ParameterError("sync_every_s", sync_every_s, "must be > 0")
         self.sync_every_s = sync_every_s
+        if control_period_s is not None and not control_period_s > 0:
+            raise ParameterError("control_period_s", control_period_s, "must be > 0")
+        self.control_period_s = control_period_s
         self.extra_sync_s = sorted(float(t) for t in extra_sync_s)
         self.duration_s = line.n_ticks * line.dt
         self.log: list[dict[str, Any]] = []
@@ -123,10 +137,10 @@ class Engine:
             if d.start_s < self.duration_s:
                 env.process(self._disturbance(env, d))
         syncs = [t for t in self.extra_sync_s if 0.0 < t < self.duration_s]
-        if self.sync_every_s is not None:
-            n = int(self.duration_s // self.sync_every_s)
-            syncs += [i * self.sync_every_s for i in range(1, n + 1)
-                      if i * self.sync_every_s < self.duration_s]
+        for period in (self.sync_every_s, self.control_period_s):
+            if period is not None:
+                n = int(self.duration_s // period)
+                syncs += [i * period for i in range(1, n + 1) if i * period < self.duration_s]
         if syncs:
             env.process(self._sync_at(env, sorted(syncs)))
         env.run(until=self.duration_s)
@@ -144,5 +158,12 @@ class Engine:
                 events.append((float(ev["time_s"]), 1, j,
                                {"time_s": float(ev["time_s"]), "type": ev["type"],
                                 "source": name, "data": dict(ev.get("data") or {})}))
+        for obs in self.line.observers:
+            for ev in getattr(obs, "events", None) or []:
+                j += 1
+                src = ev.get("source") or getattr(obs, "name", type(obs).__name__)
+                events.append((float(ev["time_s"]), 1, j,
+                               {"time_s": float(ev["time_s"]), "type": ev["type"],
+                                "source": src, "data": dict(ev.get("data") or {})}))
         events.sort(key=lambda x: (x[0], x[1], x[2]))
         return [e for *_, e in events]

@@ -166,6 +166,18 @@ class Line:
         self.flow = np.zeros((nc, self.n_ticks))
         self.diverted = np.zeros(self.n_ticks, dtype=bool)
         self.divert = False
+        #: Per-tick diversion requests [bool] (the gate diverts tick ``k`` when ``divert`` is set
+        #: while it is computed *or* ``divert_plan[k]``). Observers (the diversion manager) may
+        #: set entries for ticks ``>= k0`` of the chunk they observe (never retroactively
+        #: before their decision time); :meth:`advance` applies them after the observers ran.
+        self.divert_plan = np.zeros(self.n_ticks, dtype=bool)
+        #: Objects with ``on_chunk(line, k0, k1)``, called in list order after every advanced
+        #: chunk ``[k0, k1)`` (monitor, diversion manager, controllers). An observer may change
+        #: unit set points (effective from tick ``k1``) and ``divert_plan``.
+        self.observers: list[Any] = []
+        #: Optional per-tick records of internal streams, ``{"<node>.<port>": (n_channels,
+        #: n_ticks) array}``; enable with :meth:`record`.
+        self.records: dict[str, np.ndarray] = {}
         self.k = 0
         self.initial_holdup = self.holdup()
 
@@ -252,7 +264,39 @@ class Line:
             else:  # gate
                 inflow = streams.pop(node._in_src[node.inputs[0]])
                 self._gate(inflow, k0, n)
+                continue
+            if self.records:
+                for port in node.outputs:
+                    rec = self.records.get(f"{name}.{port}")
+                    if rec is not None:
+                        rec[:, k0:k0 + n] = streams[(name, port)]
         self.k = k0 + n
+        for obs in self.observers:
+            obs.on_chunk(self, k0, k0 + n)
+        self.diverted[k0:k0 + n] |= self.divert_plan[k0:k0 + n]
+
+    def record(self, port: str) -> np.ndarray:
+        """Record the per-tick outflow of ``"<node>.<port>"`` (e.g. ``"blender.out"``).
+
+        Parameters
+        ----------
+        port : str
+            Output port reference, ``"<node>.<port>"``.
+
+        Returns
+        -------
+        ndarray, shape (n_channels, n_ticks)
+            The record [kg/s], filled as the line advances (row ``k`` is the output the stage
+            produced for input ticks ``<= k``, see the time-stamp convention).
+        """
+        node, _, p = str(port).rpartition(".")
+        if node not in self.nodes or p not in self.nodes[node].outputs:
+            raise ParameterError("port", port, "must name an output port '<node>.<port>'")
+        if port not in self.records:
+            if self.k:
+                raise ParameterError("port", port, "must be recorded from tick 0")
+            self.records[port] = np.zeros((self.channel_map.n_channels, self.n_ticks))
+        return self.records[port]
 
     def _gate(self, inflow: np.ndarray, k0: int, n: int) -> None:
         s = self.shift
@@ -266,7 +310,7 @@ class Line:
         else:
             dst[:] = self._buffer[:, :n]
             self._buffer = np.concatenate((self._buffer[:, n:], inflow), axis=1)
-        self.diverted[k0:k0 + n] = self.divert
+        self.diverted[k0:k0 + n] = self.divert | self.divert_plan[k0:k0 + n]
 
     def run_to(self, k: int) -> None:
         """Advance (in one chunk) to tick ``k`` (no-op if already there)."""
