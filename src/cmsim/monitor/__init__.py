@@ -5,6 +5,7 @@ Pure numpy/scipy/numba domain objects, usable alone from Python and by the line 
 
 from cmsim.monitor.charts import CUSUMChart, EWMAChart, MovingAverageChart, ShewhartChart
 from cmsim.monitor.mspc import MSPCResult, PCAMonitor, jackson_mudholkar_limit
+from cmsim.monitor.sensors import LoadCellSignal, NIRSensor, TabletWeightSignal
 from cmsim.monitor.windows import (
     DiversionWindow,
     default_margin,
@@ -19,10 +20,13 @@ __all__ = [
     "CUSUMChart",
     "DiversionWindow",
     "EWMAChart",
+    "LoadCellSignal",
     "MSPCResult",
     "MovingAverageChart",
+    "NIRSensor",
     "PCAMonitor",
     "ShewhartChart",
+    "TabletWeightSignal",
     "default_margin",
     "jackson_mudholkar_limit",
     "merge_windows",

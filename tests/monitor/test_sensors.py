@@ -1,0 +1,176 @@
+"""Sensor models: exact window averages, latency, noise statistics, chunking invariance."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cmsim.errors import ParameterError
+from cmsim.monitor.sensors import LoadCellSignal, NIRSensor, TabletWeightSignal
+
+
+def _smooth(t):
+    return 0.1 + 0.02 * np.sin(t / 5.0)
+
+
+def _smooth_mean(a, b):
+    """Analytic mean of 0.1 + 0.02 sin(t/5) over [a, b]."""
+    return 0.1 + 0.02 * 5.0 * (np.cos(a / 5.0) - np.cos(b / 5.0)) / (b - a)
+
+
+def test_noise_free_reading_is_the_analytic_window_average():
+    t = np.arange(0.0, 200.0, 0.01)
+    nir = NIRSensor(2.0, latency=1.5, integration_time=1.0, rng=1)
+    ts, y = nir.measure(t, _smooth(t))
+    ok = ts >= 2.5
+    assert np.all(np.isnan(y[~ok]))  # window starts before the data
+    expected = _smooth_mean(ts[ok] - 2.5, ts[ok] - 1.5)
+    # linear interpolation between grid points: error <= dt^2/8 max|w''| = 1e-5 * 8e-4
+    np.testing.assert_allclose(y[ok], expected, atol=1e-8, rtol=0)
+
+
+def test_piecewise_linear_signal_is_integrated_exactly():
+    t = np.array([0.0, 1.0, 4.0, 5.0, 9.0, 12.0])
+    w = np.array([0.1, 0.1, 0.16, 0.05, 0.05, 0.2])
+    nir = NIRSensor(1.0, integration_time=3.0, rng=0, start=3.0)
+    ts, y = nir.measure(t, w)
+    for tk, yk in zip(ts, y, strict=True):
+        # the trapezoid rule is exact for a linear function between consecutive knots
+        knots = np.concatenate([[tk - 3.0], t[(t > tk - 3.0) & (t < tk)], [tk]])
+        ref = np.trapezoid(np.interp(knots, t, w), knots) / 3.0
+        assert yk == pytest.approx(ref, abs=1e-15)
+    assert ts.tolist() == [3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0, 12.0]
+
+
+def test_latency_shifts_a_step_by_exactly_the_latency():
+    dt = 0.01
+    t = np.arange(0.0, 300.0, dt)
+    w = np.where(t < 100.0, 0.10, 0.12)
+    lat = 2.5
+    ts, y = NIRSensor(0.01, latency=lat, rng=0).measure(t, w)
+    ok = ~np.isnan(y)
+    np.testing.assert_allclose(y[ok], np.interp(ts[ok] - lat, t, w), rtol=0, atol=1e-15)
+    first_high = ts[np.argmax(y > 0.11)]
+    assert first_high == pytest.approx(100.0 + lat, abs=dt)
+    # a delayed sensor started `lat` later reads exactly what the undelayed one read
+    a = NIRSensor(2.0, latency=lat, integration_time=1.0, rng=0, start=lat)
+    b = NIRSensor(2.0, latency=0.0, integration_time=1.0, rng=0, start=0.0)
+    ta, ya = a.measure(t, w)
+    tb, yb = b.measure(t, w)
+    n = min(ta.size, tb.size)
+    np.testing.assert_allclose(ta[:n] - lat, tb[:n], atol=1e-12)
+    np.testing.assert_allclose(ya[:n], yb[:n], atol=1e-15, equal_nan=True)
+
+
+def test_noise_bias_drift_and_dropouts_statistics():
+    t = np.arange(0.0, 40_000.0, 1.0)
+    sd, p = 0.0025, 0.05
+    nir = NIRSensor(2.0, noise_sd=sd, bias=0.003, drift_per_s=1e-7, dropout_probability=p,
+                    rng=np.random.default_rng(7))
+    ts, y, true = nir.measure(t, np.full(t.size, 0.1), return_noise_free=True)
+    np.testing.assert_allclose(true, 0.1)
+    miss = np.isnan(y)
+    n = ts.size
+    assert abs(miss.mean() - p) < 4 * np.sqrt(p * (1 - p) / n)
+    resid = y[~miss] - (0.1 + 0.003 + 1e-7 * ts[~miss])
+    m = resid.size
+    assert abs(resid.mean()) < 4 * sd / np.sqrt(m)
+    assert abs(resid.std(ddof=1) / sd - 1) < 4 / np.sqrt(2 * m)
+    # noise-free sensor: exactly the truth plus bias and drift
+    nir0 = NIRSensor(2.0, bias=0.003, drift_per_s=1e-7, rng=1)
+    ts0, y0 = nir0.measure(t, np.full(t.size, 0.1))
+    np.testing.assert_allclose(y0, 0.103 + 1e-7 * ts0, rtol=1e-14)
+
+
+@settings(max_examples=25, deadline=None)
+@given(cuts=st.lists(st.integers(1, 1999), max_size=6, unique=True), seed=st.integers(0, 999))
+def test_chunking_does_not_change_readings(cuts, seed):
+    t = np.arange(2000) * 0.25
+    w = _smooth(t) + 0.01 * (t > 170)
+    mass = 20.0 - 0.004 * t + 0.01 * np.sin(t)
+    tab = 250e-6 * (1 + 0.01 * np.sin(t / 30))
+
+    def run(pieces):
+        nir = NIRSensor(1.7, 0.002, latency=2.1, integration_time=1.3, dropout_probability=0.1,
+                        rng=seed)
+        lc = LoadCellSignal(0.6, 0.001, window=6.0, rng=seed)
+        tw = TabletWeightSignal(4.0, 0.02, n_tablets=3, rng=seed)
+        out = {k: [] for k in ("nt", "ny", "lt", "lm", "lf", "tt", "tm")}
+        for sl in pieces:
+            a, b = nir.measure(t[sl], w[sl])
+            out["nt"].append(a)
+            out["ny"].append(b)
+            a, b, c = lc.measure(t[sl], mass[sl])
+            out["lt"].append(a)
+            out["lm"].append(b)
+            out["lf"].append(c)
+            a, b = tw.measure(t[sl], tab[sl])
+            out["tt"].append(a)
+            out["tm"].append(b)
+        return {k: np.concatenate(v) for k, v in out.items()}
+
+    edges = [0, *sorted(cuts), t.size]
+    chunked = run([slice(a, b) for a, b in zip(edges[:-1], edges[1:], strict=True)])
+    whole = run([slice(0, t.size)])
+    for key in whole:
+        np.testing.assert_allclose(chunked[key], whole[key], rtol=1e-12, atol=1e-15,
+                                   equal_nan=True, err_msg=key)
+
+
+def test_load_cell_flow_estimate():
+    t = np.arange(0.0, 600.0, 0.1)
+    lc = LoadCellSignal(0.5, 0.0, window=10.0, rng=0)
+    ts, m, flow = lc.measure(t, 15.0 - 0.0055 * t)
+    n = lc.n_window
+    assert n == 20
+    assert np.all(np.isnan(flow[: n - 1]))
+    np.testing.assert_allclose(flow[n - 1:], 0.0055, rtol=1e-9)
+    np.testing.assert_allclose(m, 15.0 - 0.0055 * ts, rtol=1e-12)
+    # noisy weighings: SD of the slope = sigma sqrt(12 / (N (N^2 - 1))) / period,
+    # checked on non-overlapping windows (independent estimates)
+    sigma = 0.002
+    lc = LoadCellSignal(0.5, sigma, window=10.0, rng=np.random.default_rng(3))
+    t = np.arange(0.0, 100_000.0, 0.5)
+    ts, m, flow = lc.measure(t, 15.0 - 0.0055 * t)
+    est = flow[n - 1:: n]
+    theory = sigma * np.sqrt(12.0 / (n * (n * n - 1))) / 0.5
+    k = est.size
+    assert abs(est.mean() - 0.0055) < 4 * theory / np.sqrt(k)
+    assert abs(est.std(ddof=1) / theory - 1) < 4 / np.sqrt(2 * k)
+
+
+def test_tablet_weight_rsd():
+    t = np.arange(0.0, 50_000.0, 1.0)
+    for n_tab in (1, 4):
+        tw = TabletWeightSignal(2.0, rsd=0.015, n_tablets=n_tab, rng=np.random.default_rng(5))
+        ts, wgt = tw.measure(t, np.full(t.size, 250e-6))
+        k = ts.size
+        rel = wgt / 250e-6 - 1.0
+        target = 0.015 / np.sqrt(n_tab)
+        assert abs(rel.mean()) < 4 * target / np.sqrt(k)
+        assert abs(rel.std(ddof=1) / target - 1) < 4 / np.sqrt(2 * k)
+
+
+def test_bad_parameters():
+    with pytest.raises(ParameterError, match="sample_period"):
+        NIRSensor(0.0)
+    with pytest.raises(ParameterError, match="noise_sd"):
+        NIRSensor(1.0, noise_sd=-1.0)
+    with pytest.raises(ParameterError, match="dropout_probability"):
+        NIRSensor(1.0, dropout_probability=1.0)
+    with pytest.raises(ParameterError, match="window"):
+        LoadCellSignal(1.0, window=1.0)
+    with pytest.raises(ParameterError, match="n_tablets"):
+        TabletWeightSignal(1.0, n_tablets=0)
+    with pytest.raises(ParameterError, match="rng"):
+        NIRSensor(1.0, rng="seed")
+    nir = NIRSensor(1.0, rng=0)
+    nir.measure([0.0, 1.0], [0.1, 0.1])
+    with pytest.raises(ParameterError, match="continue"):
+        nir.measure([0.5, 2.0], [0.1, 0.1])
+    with pytest.raises(ParameterError, match="shape"):
+        nir.measure([3.0, 4.0], [0.1])
+    with pytest.raises(ParameterError, match="finite"):
+        nir.measure([3.0, 4.0], [0.1, np.nan])
