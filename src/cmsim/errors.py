@@ -38,6 +38,9 @@ class ParameterError(InputError):
         self.rule = rule
         super().__init__(f"{name}={_short_repr(value)}: {rule}")
 
+    def __reduce__(self):  # picklable across worker processes
+        return (type(self), (self.name, self.value, self.rule))
+
 
 class ScenarioError(InputError):
     """One or more problems in a scenario file.
@@ -57,6 +60,9 @@ class ScenarioError(InputError):
         for path, value, rule in self.problems:
             lines.append(f"  {path or '<root>'} = {_short_repr(value)}: {rule}")
         super().__init__("\n".join(lines))
+
+    def __reduce__(self):  # picklable across worker processes
+        return (type(self), (self.source, self.problems))
 
 
 class SimulationError(CmsimError, RuntimeError):
