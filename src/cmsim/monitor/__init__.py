@@ -6,6 +6,7 @@ Pure numpy/scipy/numba domain objects, usable alone from Python and by the line 
 from cmsim.monitor.charts import CUSUMChart, EWMAChart, MovingAverageChart, ShewhartChart
 from cmsim.monitor.mspc import MSPCResult, PCAMonitor, jackson_mudholkar_limit
 from cmsim.monitor.sensors import LoadCellSignal, NIRSensor, TabletWeightSignal
+from cmsim.monitor.soft_sensor import RTDSoftSensor
 from cmsim.monitor.windows import (
     DiversionWindow,
     default_margin,
@@ -25,6 +26,7 @@ __all__ = [
     "MovingAverageChart",
     "NIRSensor",
     "PCAMonitor",
+    "RTDSoftSensor",
     "ShewhartChart",
     "TabletWeightSignal",
     "default_margin",

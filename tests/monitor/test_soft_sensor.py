@@ -1,0 +1,120 @@
+"""RTD soft sensor: exact against a closed-form line F, worked diversion example, chunking."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from cmsim import rtd
+from cmsim.errors import ParameterError
+from cmsim.monitor.soft_sensor import RTDSoftSensor
+from cmsim.monitor.windows import predicted_window
+
+LINE = rtd.Series(rtd.PFR(10.0), rtd.TanksInSeries(60.0, 5), rtd.CSTR(30.0))
+API, EXC = 2.0 / 3600.0, 18.0 / 3600.0
+
+
+def line_cdf(t):
+    """F of PFR 10 + Gamma(5, 12) + Exp(30) in closed form (independent of cmsim.rtd)."""
+    s = np.clip(np.asarray(t, dtype=float) - 10.0, 0.0, None)
+    return (stats.gamma.cdf(s, 5, scale=12.0)
+            - np.exp(-s / 30.0) * (20.0 / 12.0) ** 5 * stats.gamma.cdf(s, 5, scale=20.0))
+
+
+def _flows(dt, factor, t0, duration, horizon=900.0):
+    n = int(round(horizon / dt))
+    t_in = np.arange(n) * dt
+    api = np.full(n, API)
+    api[(t_in >= t0 - 1e-9) & (t_in < t0 + duration - 1e-9)] *= factor
+    return np.vstack([api, np.full(n, EXC)])
+
+
+def _run(sensor, flows, cuts=()):
+    ts, cs = [], []
+    for piece in np.split(flows, list(cuts), axis=1):
+        t, c = sensor.step(piece)
+        ts.append(t)
+        cs.append(c)
+    return np.concatenate(ts), np.concatenate(cs, axis=-1)
+
+
+def test_prediction_equals_closed_form_for_zoh_input():
+    dt = 0.5
+    flows = _flows(dt, 0.5, 300.0, 20.0)
+    s = RTDSoftSensor(LINE, dt, initial_flows=[API, EXC])
+    t, c = _run(s, flows, cuts=[7, 100, 1000])
+    assert t[0] == dt and np.allclose(np.diff(t), dt)
+    # the rectangular API dip of 0.5 * API over [300, 320) leaves as 0.5 API (F(t-300)-F(t-320))
+    d = 0.5 * API * (line_cdf(t - 300.0) - line_cdf(t - 320.0))
+    exact = (API - d) / (API + EXC - d) / 0.1
+    np.testing.assert_allclose(c, exact, rtol=0, atol=1e-8)  # kernel tail cut at 1e-9
+
+
+@pytest.mark.parametrize(("factor", "duration", "window", "minimum"), [
+    (0.5, 20.0, (358.65, 440.89), (0.8976, 391.7)),
+    (0.0, 10.0, (353.65, 435.72), (0.8964, 386.3)),
+])
+def test_worked_example_windows_within_one_tick(factor, duration, window, minimum):
+    dt = 0.5
+    s = RTDSoftSensor(LINE, dt, initial_flows=[API, EXC])
+    t, c = _run(s, _flows(dt, factor, 300.0, duration), cuts=[333, 801])
+    k = int(np.argmin(c))
+    assert c[k] == pytest.approx(minimum[0], abs=2e-4)
+    assert t[k] == pytest.approx(minimum[1], abs=dt)
+    (w,) = predicted_window(t, c, (0.95, 1.05))
+    assert abs(w.start_s - window[0]) <= dt and abs(w.end_s - window[1]) <= dt
+
+
+def test_envelope_rows_equal_single_model_sensors():
+    dt = 1.0
+    models = [LINE, rtd.Series(rtd.PFR(8.0), rtd.TanksInSeries(50.0, 5), rtd.CSTR(30.0))]
+    flows = _flows(dt, 1.3, 200.0, 15.0, horizon=600.0)
+    t, env = _run(RTDSoftSensor(models, dt, initial_flows=[API, EXC]), flows)
+    assert env.shape == (2, flows.shape[1])
+    for row, m in zip(env, models, strict=True):
+        _, single = _run(RTDSoftSensor(m, dt, initial_flows=[API, EXC]), flows)
+        np.testing.assert_array_equal(row, single)
+    windows = predicted_window(t, env, (0.95, 1.05))
+    assert len(windows) == 1  # overlapping excursions of the two models merge
+
+
+def test_empty_line_start_and_constant_composition():
+    dt = 1.0
+    flows = np.vstack([np.full(200, API), np.full(200, EXC)])
+    s = RTDSoftSensor(LINE, dt, target_fraction=0.1)
+    t, c = s.step(flows)
+    # nothing reaches the diverter before the 10 s plug-flow delay
+    assert np.all(np.isnan(c[t <= 10.0]))
+    np.testing.assert_allclose(c[t > 11.0], 1.0, rtol=1e-12)
+    assert s.ticks == 200
+    s.reset()
+    assert s.ticks == 0 and np.isnan(s.step(flows[:, :3])[1]).all()
+
+
+def test_three_components_and_api_row():
+    dt = 1.0
+    base = np.array([[15.0], [2.0], [3.0]]) / 3600.0  # API is row 1
+    flows = np.tile(base, 1200)
+    flows[1, 100:110] = 0.0
+    s = RTDSoftSensor(LINE, dt, api_index=1, n_components=3, initial_flows=base[:, 0])
+    assert s.target_fraction == pytest.approx(0.1)
+    flow_out = s.predict_flows(flows)
+    assert flow_out.shape == (1, 3, 1200)
+    # mass conservation: the API outflow deficit equals the 10 s stop once it has all left
+    deficit = np.sum(base[1, 0] - flow_out[0, 1]) * dt
+    assert deficit == pytest.approx(10.0 * base[1, 0], rel=1e-6)
+
+
+def test_bad_arguments():
+    with pytest.raises(ParameterError, match="model"):
+        RTDSoftSensor([], 1.0, target_fraction=0.1)
+    with pytest.raises(ParameterError, match="api_index"):
+        RTDSoftSensor(LINE, 1.0, api_index=2, target_fraction=0.1)
+    with pytest.raises(ParameterError, match="target_fraction"):
+        RTDSoftSensor(LINE, 1.0)
+    with pytest.raises(ParameterError, match="initial_flows"):
+        RTDSoftSensor(LINE, 1.0, initial_flows=[1.0, -1.0])
+    s = RTDSoftSensor(LINE, 1.0, target_fraction=0.1)
+    with pytest.raises(ParameterError, match="component rows"):
+        s.step(np.zeros((3, 5)))
