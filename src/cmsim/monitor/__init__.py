@@ -7,6 +7,7 @@ from cmsim.monitor.charts import CUSUMChart, EWMAChart, MovingAverageChart, Shew
 from cmsim.monitor.mspc import MSPCResult, PCAMonitor, jackson_mudholkar_limit
 from cmsim.monitor.sensors import LoadCellSignal, NIRSensor, TabletWeightSignal
 from cmsim.monitor.soft_sensor import RTDSoftSensor
+from cmsim.monitor.state import StateOfControl, evaluate_state_of_control, sustained
 from cmsim.monitor.windows import (
     DiversionWindow,
     default_margin,
@@ -28,12 +29,15 @@ __all__ = [
     "PCAMonitor",
     "RTDSoftSensor",
     "ShewhartChart",
+    "StateOfControl",
     "TabletWeightSignal",
     "default_margin",
+    "evaluate_state_of_control",
     "jackson_mudholkar_limit",
     "merge_windows",
     "oos_intervals",
     "pat_window",
     "predicted_window",
     "quantile_window",
+    "sustained",
 ]
