@@ -332,3 +332,13 @@ def test_any_log_roundtrips_and_verifies(tmp_path_factory, events):
     log.write(p)
     assert verify_log(p).ok
     assert read_log(p) == log.records
+
+
+def test_writer_resume_refuses_a_truncated_file(tmp_path):
+    p = tmp_path / "e.jsonl"
+    with EventLogWriter(p) as w:
+        w.append(0.0, "a")
+        w.append(1.0, "b")
+    p.write_bytes(p.read_bytes()[:-10])  # crash in the middle of the last write
+    with pytest.raises(LogVerificationError, match="truncated"):
+        EventLogWriter(p, resume=True)

@@ -5,7 +5,8 @@ Every record is one line of JSON with the fields
 ``seq``
     0, 1, 2, ... (position in the log).
 ``time_s``
-    simulation time of the event [s].
+    simulation time of the event [s] (records are ordered by ``seq``; ``time_s`` is not
+    required to be monotone, e.g. for a correction logged later about an earlier time).
 ``type``
     event type, a non-empty string (``"feeder_stop"``, ``"diversion_open"``, ...).
 ``data``

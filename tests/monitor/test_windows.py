@@ -205,3 +205,25 @@ def test_bad_inputs():
         DiversionWindow(5.0, 1.0, "x", "A")
     assert default_margin(0.5, 100.0, gate_delay=1.0) == 6.0
     assert default_margin(5.0, 100.0) == 10.0
+
+
+def test_window_record_goes_into_the_audit_trail(tmp_path):
+    from cmsim.eventlog import EventLog, read_log, verify_log
+
+    b = quantile_window(300.0, 320.0, LINE, alpha=0.005, margin_start=5.0, margin_end=5.0,
+                        trigger="feeder_fault:api")
+    pat = pat_window(400.0, 430.0, 2.0, rtd.Series(rtd.PFR(9.0), rtd.CSTR(30.0)))
+    (merged,) = merge_windows([b, pat])
+    log = EventLog()
+    log.append(merged.start_s, "diversion_window", merged.to_record())
+    path = tmp_path / "events.jsonl"
+    log.write(path)
+    assert verify_log(path).ok
+    (rec,) = read_log(path)
+    data = rec["data"]
+    assert data["trigger"] == "feeder_fault:api+pat_oos" and data["method"] == "B+PAT"
+    assert [s["trigger"] for s in data["sources"]] == ["feeder_fault:api", "pat_oos"]
+    # RTD parameters survive as plain JSON (tuples become lists)
+    assert data["sources"][0]["rtd_params"][0]["stages"][0] == {"model": "PFR", "delay": 10.0}
+    assert len(data["sources"][0]["rtd_params"][0]["stages"]) == 3
+    assert data["start_s"] == merged.start_s and data["end_s"] == merged.end_s
