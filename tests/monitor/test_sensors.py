@@ -95,6 +95,10 @@ def test_chunking_does_not_change_readings(cuts, seed):
     def run(pieces):
         nir = NIRSensor(1.7, 0.002, latency=2.1, integration_time=1.3, dropout_probability=0.1,
                         rng=seed)
+        nir.add_fault("bias", 100.0, 200.0, 0.01)
+        nir.add_fault("spike", 250.0, value=0.05)
+        nir.add_fault("frozen", 300.0, 330.0)
+        nir.add_fault("dropout", 400.0, 410.0)
         lc = LoadCellSignal(0.6, 0.001, window=6.0, rng=seed)
         tw = TabletWeightSignal(4.0, 0.02, n_tablets=3, rng=seed)
         out = {k: [] for k in ("nt", "ny", "lt", "lm", "lf", "tt", "tm")}
@@ -117,6 +121,34 @@ def test_chunking_does_not_change_readings(cuts, seed):
     for key in whole:
         np.testing.assert_allclose(chunked[key], whole[key], rtol=1e-12, atol=1e-15,
                                    equal_nan=True, err_msg=key)
+
+
+def test_scheduled_faults():
+    t = np.arange(0.0, 600.0, 0.5)
+    w = _smooth(t)
+
+    def make():
+        return NIRSensor(2.0, latency=1.0, rng=3)
+
+    ts, ref = make().measure(t, w)
+    nir = make()
+    nir.add_fault("bias", 100.0, 200.0, 0.01)
+    nir.add_fault("spike", 251.0, value=0.05)
+    nir.add_fault("frozen", 300.0, 330.0)
+    nir.add_fault("dropout", 400.0, 410.0)
+    nir.add_fault("bias", 500.0, value=-0.002)  # a bias step that never ends
+    _, y = nir.measure(t, w)
+    expect = ref.copy()
+    expect[(ts >= 100.0) & (ts < 200.0)] += 0.01
+    expect[ts == 252.0] += 0.05
+    expect[(ts >= 300.0) & (ts < 330.0)] = ref[ts == 298.0][0]
+    expect[(ts >= 400.0) & (ts < 410.0)] = np.nan
+    expect[ts >= 500.0] -= 0.002
+    np.testing.assert_allclose(y, expect, rtol=0, atol=1e-15, equal_nan=True)
+    with pytest.raises(ParameterError, match="kind"):
+        nir.add_fault("stuck", 1.0)
+    with pytest.raises(ParameterError, match="end"):
+        nir.add_fault("bias", 5.0, 1.0)
 
 
 def test_load_cell_flow_estimate():

@@ -175,6 +175,74 @@ class NIRSensor(_Sampler):
         if p >= 1.0:
             raise ParameterError("dropout_probability", dropout_probability, "must be < 1")
         self.dropout_probability = p
+        self._faults: list[dict[str, Any]] = []
+        self._last_valid = math.nan
+
+    def add_fault(self, kind: str, start: float, end: float | None = None,
+                  value: float = 0.0) -> None:
+        """Schedule a sensor fault by reading time (domain brief 8.1).
+
+        Parameters
+        ----------
+        kind : {"bias", "spike", "frozen", "dropout"}
+            ``"bias"``: add ``value`` to readings in ``[start, end)`` (a bias step when
+            ``end`` is None); ``"spike"``: add ``value`` to the first reading at or after
+            ``start``; ``"frozen"``: readings in ``[start, end)`` repeat the last valid reading
+            before ``start``; ``"dropout"``: readings in ``[start, end)`` are NaN.
+        start : float
+            Reading time the fault starts [s].
+        end : float, optional
+            Reading time it ends [s] (exclusive); None: never.
+        value : float
+            Offset [mass fraction] for ``"bias"`` and ``"spike"``.
+
+        Notes
+        -----
+        Faults act on reading times, so they do not depend on the chunking; schedule them
+        before the readings they affect are produced. Order of application: noise, bias,
+        spike, frozen, random dropouts, dropout faults.
+        """
+        kinds = ("bias", "spike", "frozen", "dropout")
+        if kind not in kinds:
+            raise ParameterError("kind", kind, f"must be one of {kinds}")
+        st = finite_array("start", start, ndim=0).item()
+        en = math.inf if end is None else finite_array("end", end, ndim=0).item()
+        if en < st:
+            raise ParameterError("end", end, f"must be >= start = {start}")
+        val = finite_array("value", value, ndim=0).item()
+        self._faults.append({"kind": kind, "start": st, "end": en, "value": val,
+                             "held": math.nan, "done": False})
+
+    def _apply_faults(self, ts: np.ndarray, y: np.ndarray, drop: np.ndarray) -> np.ndarray:
+        y = y.copy()
+        for f in self._faults:
+            if f["kind"] == "bias":
+                y[(ts >= f["start"]) & (ts < f["end"])] += f["value"]
+            elif f["kind"] == "spike" and not f["done"]:
+                hit = np.flatnonzero(ts >= f["start"])
+                if hit.size:
+                    y[hit[0]] += f["value"]
+                    f["done"] = True
+        missing = drop.copy()
+        for f in self._faults:
+            if f["kind"] == "dropout":
+                missing |= (ts >= f["start"]) & (ts < f["end"])
+        frozen = [f for f in self._faults if f["kind"] == "frozen"]
+        if frozen:  # sequential: a frozen value is the last valid reading before the fault
+            last = self._last_valid
+            for i in range(ts.size):
+                for f in frozen:
+                    if f["start"] <= ts[i] < f["end"]:
+                        if math.isnan(f["held"]):
+                            f["held"] = last
+                        y[i] = f["held"]
+                if not missing[i] and not math.isnan(y[i]):
+                    last = y[i]
+        y[missing] = np.nan
+        valid = np.flatnonzero(~np.isnan(y))
+        if valid.size:
+            self._last_valid = float(y[valid[-1]])
+        return y
 
     def measure(self, t_grid: Any, w_probe: Any, *,
                 return_noise_free: bool = False) -> tuple[np.ndarray, ...]:
@@ -206,7 +274,7 @@ class NIRSensor(_Sampler):
         noise = self._noise_rng.standard_normal(ts.size)
         drop = self._drop_rng.random(ts.size) < self.dropout_probability
         y = true + self.bias + self.drift_per_s * ts + self.noise_sd * noise
-        y[drop] = np.nan
+        y = self._apply_faults(ts, y, drop)
         next_t = self.start + self._next * self.sample_period
         self._trim(next_t - self.latency - self.integration_time)
         return (ts, y, true) if return_noise_free else (ts, y)
