@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from numba import njit
 
-from cmsim._validate import positive
+from cmsim._validate import finite_array, non_negative, positive
 from cmsim.errors import ParameterError
 
 __all__ = ["CUSUMChart", "EWMAChart", "MovingAverageChart", "ShewhartChart"]
@@ -170,12 +170,10 @@ class _Chart:
     """Shared chunk handling: shape checks, batch bookkeeping, update/run."""
 
     def __init__(self, target: float, sigma: float, batch: int | None) -> None:
-        t = float(target) if not isinstance(target, bool) else math.nan
-        if not math.isfinite(t):
-            raise ParameterError("target", target, "must be a finite real number")
-        self.target = t
+        self.target = finite_array("target", target, ndim=0).item()
         self.sigma = positive("sigma", sigma)
-        if batch is not None and (isinstance(batch, bool) or int(batch) != batch or batch < 1):
+        if batch is not None and (isinstance(batch, bool)
+                                  or not isinstance(batch, int | np.integer) or batch < 1):
             raise ParameterError("batch", batch, "must be a positive int or None")
         self._batch_shape: tuple[int, ...] | None = None if batch is None else (int(batch),)
         self._fixed_batch = batch
@@ -396,10 +394,7 @@ class CUSUMChart(_Chart):
     def __init__(self, target: float, sigma: float, k: float = 0.5, h: float = 4.0, *,
                  batch: int | None = None) -> None:
         super().__init__(target, sigma, batch)
-        kf = float(k)
-        if not (math.isfinite(kf) and kf >= 0.0):
-            raise ParameterError("k", k, "must be finite and >= 0")
-        self.k = kf
+        self.k = non_negative("k", k)
         self.h = positive("h", h)
 
     def _init_state(self, rows: int) -> None:
@@ -451,7 +446,7 @@ class MovingAverageChart(_Chart):
     def __init__(self, target: float, sigma: float, window: int = 5, L: float = 3.0, *,  # noqa: N803
                  batch: int | None = None) -> None:
         super().__init__(target, sigma, batch)
-        if isinstance(window, bool) or int(window) != window or window < 1:
+        if isinstance(window, bool) or not isinstance(window, int | np.integer) or window < 1:
             raise ParameterError("window", window, "must be an int >= 1")
         self.window = int(window)
         self.L = positive("L", L)
