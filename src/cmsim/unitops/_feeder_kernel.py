@@ -3,6 +3,10 @@
 State lives in plain arrays owned by :class:`cmsim.unitops.feeder.LossInWeightFeeder`; the
 kernel advances it tick by tick and writes flows into the caller's chunk. Index constants below
 name the slots of the state arrays.
+
+Optional parts (off unless configured): a load cell (weight reading per tick with noise, flow
+estimate = minus the slope of a least-squares line through the last ``window`` readings) and
+the gravimetric PI loop on the screw speed (velocity form with feed-forward, domain brief 4.6).
 """
 
 from __future__ import annotations
@@ -26,7 +30,15 @@ F_TARGET = 9      # current refill target hopper mass [kg]
 F_CHARGED = 10    # mass charged by the current refill [kg]
 F_SURGE_K = 11    # tick at which the current refill started
 F_LIMIT = 12      # most mass the current refill may charge [kg] (inf: up to the target level)
-N_FS = 13
+F_SPEED = 13      # screw speed N [rev/s] (PI mode)
+F_FF0 = 14        # nominal feed factor f_f0 [kg/rev] (PI mode)
+F_FFHAT = 15      # feed-forward estimate of the feed factor [kg/rev] (PI mode)
+F_NPI = 16        # PI part of the screw speed [rev/s] (PI mode)
+F_EPREV = 17      # previous control error [kg/s] (PI mode)
+F_MEAS = 18       # latest load-cell flow estimate [kg/s]
+F_CELLW = 19      # weight seen by the load cell without noise [kg] (hopper or -discharged)
+F_CELL_SD = 20    # load-cell reading noise, 1 sigma [kg]
+N_FS = 21
 
 # ---- int state (is) slots
 I_RUNNING = 0     # 1 running, 0 stopped
@@ -37,7 +49,9 @@ I_STARVED = 4     # 1 while the hopper cannot deliver the demanded flow
 I_LOT = 5         # lot index (within the material) of the current refill lot
 I_HEAD = 6        # FIFO ring head
 I_COUNT = 7       # FIFO parcels in the ring
-N_IS = 8
+I_CELL_POS = 8    # next slot of the load-cell ring
+I_CELL_N = 9      # valid readings in the load-cell ring (since the last refill)
+N_IS = 10
 
 # ---- parameter (pr) slots
 P_HAS_HOPPER = 0
@@ -53,7 +67,15 @@ P_PHI = 9
 P_DT = 10
 P_FIFO = 11
 P_REFILL_RATE = 12
-N_PR = 13
+P_CTRL = 13       # 0 ideal gravimetric loop, 1 PI on the screw speed
+P_KC = 14         # PI gain on the relative flow error [-]
+P_TI = 15         # PI integral time [s]
+P_PERIOD = 16     # PI update period [ticks]
+P_WINDOW = 17     # load-cell regression window [ticks] (>= 2)
+P_NMAX = 18       # maximum screw speed [rev/s]
+P_CELL = 19       # 1: the load cell and its flow estimate are simulated
+P_ADAPT = 20      # feed-factor adaptation time constant [s] (0: no adaptation)
+N_PR = 21
 
 # ---- event codes
 EV_REFILL_START = 1
@@ -84,12 +106,31 @@ def _push_event(ev_i, ev_f, n_ev, tick, code, lot, a, b, c):
 
 
 @njit(cache=True)
+def _cell_slope(ring, pos, n_win, dt):
+    """Least-squares slope [kg/s] of the last ``n_win`` readings of the ring (oldest first)."""
+    size = ring.size
+    xm = 0.5 * (n_win - 1)
+    num = 0.0
+    den = 0.0
+    for j in range(n_win):
+        w = ring[(pos - n_win + j) % size]
+        x = j - xm
+        num += x * w
+        den += x * x
+    return num / den / dt
+
+
+@njit(cache=True)
 def feeder_kernel(out, rows, noise, fs, ist, pr, lot_mass, fifo_lot, fifo_mass, fed, charged,
-                  k0, ev_i, ev_f):
+                  k0, ev_i, ev_f, cell_noise, cell_ring, meas):
     """Advance the feeder over ``noise.size`` ticks starting at tick ``k0``.
 
     Adds flows [kg/s] into ``out[rows[j], i]``, discharged masses [kg] into ``fed[j]`` and
-    refill masses [kg] into ``charged[j]``.
+    refill masses [kg] into ``charged[j]``. With the load cell on (``pr[P_CELL]``), writes the
+    flow estimate after tick ``i`` into ``meas[i]`` (``cell_noise`` holds the unit normal
+    reading noise per tick, ``cell_ring`` the last readings); with ``pr[P_CTRL] == 1`` the PI
+    loop
+    sets the screw speed.
     Returns ``(ticks_done, n_events)``; the caller calls again for the remaining ticks when
     ``ticks_done < noise.size`` (event buffer nearly full).
     """
@@ -107,6 +148,10 @@ def feeder_kernel(out, rows, noise, fs, ist, pr, lot_mass, fifo_lot, fifo_mass, 
         surge_avg = decay / dt * (1.0 - math.exp(-dt / decay))
     else:
         surge_avg = 0.0
+    pi_mode = pr[P_CTRL] == 1.0
+    cell_on = pr[P_CELL] != 0.0
+    n_win = int(pr[P_WINDOW])
+    period = int(pr[P_PERIOD])
     n_ev = 0
     for i in range(n):
         if n_ev > EV_CAP - 4:
@@ -130,7 +175,7 @@ def feeder_kernel(out, rows, noise, fs, ist, pr, lot_mass, fifo_lot, fifo_mass, 
             fs[F_CHARGED] = 0.0
             fs[F_SURGE_K] = k
             fs[F_RATE] = pr[P_REFILL_RATE]
-            if ist[I_STUCK] == 0:
+            if ist[I_STUCK] == 0 and not pi_mode:
                 fs[F_FROZEN] = fs[F_SP]
                 fs[F_LEVEL_V] = _level_factor(mass, pr)
                 fs[F_DRIFT_V] = d_avg
@@ -138,7 +183,16 @@ def feeder_kernel(out, rows, noise, fs, ist, pr, lot_mass, fifo_lot, fifo_mass, 
                                fs[F_TARGET], fs[F_RATE])
         # demanded flow
         q = 0.0
-        if ist[I_RUNNING] == 1:
+        if ist[I_RUNNING] == 1 and pi_mode:
+            # physical screw: flow = true feed factor x screw speed
+            q = fs[F_FF0] * _level_factor(mass, pr) * d_avg * fs[F_SPEED]
+            if ist[I_REFILL] != 0 and decay > 0.0:
+                q *= 1.0 + pr[P_SURGE] * surge_avg * math.exp(
+                    -(k - fs[F_SURGE_K]) * dt / decay)
+            q *= 1.0 + xi
+            if q < 0.0:
+                q = 0.0
+        elif ist[I_RUNNING] == 1:
             if ist[I_STUCK] == 1 or ist[I_REFILL] != 0:
                 q = fs[F_FROZEN] * (_level_factor(mass, pr) / fs[F_LEVEL_V]) \
                     * (d_avg / fs[F_DRIFT_V])
@@ -154,6 +208,10 @@ def feeder_kernel(out, rows, noise, fs, ist, pr, lot_mass, fifo_lot, fifo_mass, 
             j = ist[I_LOT]
             out[rows[j], i] += q
             fed[j] += q * dt
+            if cell_on:
+                fs[F_CELLW] -= q * dt
+                _cell_and_pi(fs, ist, pr, cell_ring, meas, i, k, cell_noise[i], dt, n_win, period,
+                             pi_mode)
             continue
         # refill addition (bounded by the target) and discharge (bounded by the contents)
         add_max = fs[F_RATE] * dt if ist[I_REFILL] == 1 else 0.0
@@ -241,7 +299,53 @@ def feeder_kernel(out, rows, noise, fs, ist, pr, lot_mass, fifo_lot, fifo_mass, 
             ist[I_REFILL] = 0
             n_ev = _push_event(ev_i, ev_f, n_ev, k + 1, EV_GRAVIMETRIC, ist[I_LOT], 0.0, 0.0,
                                0.0)
+        if cell_on:
+            m_now = 0.0
+            for j in range(n_lots):
+                m_now += lot_mass[j]
+            fs[F_CELLW] = m_now
+            _cell_and_pi(fs, ist, pr, cell_ring, meas, i, k, cell_noise[i], dt, n_win, period,
+                         pi_mode)
     return n, n_ev
+
+
+@njit(cache=True)
+def _cell_and_pi(fs, ist, pr, ring, meas, i, k, z, dt, n_win, period, pi_mode):
+    """Load-cell reading at the end of tick ``k``, flow estimate, and the PI update."""
+    gravimetric = ist[I_REFILL] == 0 and ist[I_STUCK] == 0
+    if ist[I_REFILL] != 0:
+        ist[I_CELL_N] = 0  # the weight rises during a refill: no loss-in-weight estimate
+    else:
+        ring[ist[I_CELL_POS]] = fs[F_CELLW] + fs[F_CELL_SD] * z
+        ist[I_CELL_POS] = (ist[I_CELL_POS] + 1) % ring.size
+        if ist[I_CELL_N] < n_win:
+            ist[I_CELL_N] += 1
+        if ist[I_CELL_N] >= n_win:
+            fs[F_MEAS] = -_cell_slope(ring, ist[I_CELL_POS], n_win, dt)
+    meas[i] = fs[F_MEAS]
+    if not pi_mode or (k + 1) % period != 0:
+        return
+    if gravimetric and ist[I_RUNNING] == 1 and ist[I_CELL_N] >= n_win:
+        e = fs[F_SP] - fs[F_MEAS]
+        t_ctrl = period * dt
+        ffhat = fs[F_FFHAT]
+        fs[F_NPI] += pr[P_KC] / ffhat * ((e - fs[F_EPREV]) + t_ctrl / pr[P_TI] * e)
+        fs[F_EPREV] = e
+        if pr[P_ADAPT] > 0.0 and fs[F_SPEED] > 0.0:
+            a = min(1.0, t_ctrl / pr[P_ADAPT])
+            fs[F_FFHAT] = ffhat + a * (fs[F_MEAS] / fs[F_SPEED] - ffhat)
+    elif ist[I_RUNNING] == 1 and not gravimetric:
+        return  # volumetric: screw speed frozen
+    else:
+        fs[F_EPREV] = 0.0
+    n_ff = fs[F_SP] / fs[F_FFHAT]
+    speed = n_ff + fs[F_NPI]
+    if speed > pr[P_NMAX]:
+        speed = pr[P_NMAX]
+    elif speed < 0.0:
+        speed = 0.0
+    fs[F_NPI] = speed - n_ff  # clamped velocity form: no integral wind-up
+    fs[F_SPEED] = speed
 
 
 def new_state(n_lots: int, fifo_ring: int = 256):

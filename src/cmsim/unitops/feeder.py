@@ -21,6 +21,19 @@ Model (domain brief 4.2, 4.6), per tick ``k`` covering ``[k dt, (k+1) dt)``:
   hopper contents) or ``"fifo"`` (parcels leave in the order they were charged). An empty hopper
   starves the feeder (it delivers what is there, then zero; logged).
 * Without a hopper the feeder is an inexhaustible source of its current lot.
+* **Gravimetric PI loop** (optional, :meth:`LossInWeightFeeder.set_control`; the default is the
+  ideal loop above): the screw is modelled physically, ``flow = f_f N (1 + xi)`` with the true
+  feed factor ``f_f = f_f0 L(l) D`` (times the refill excursion while it lasts) and the screw
+  speed ``N`` [rev/s] set by a velocity-form PI on ``e = set_point - flow_estimate`` every
+  ``period``: ``N_pi += Kc / f_hat (e_k - e_{k-1} + T / Ti e_k)``, ``N = clamp(sp / f_hat +
+  N_pi, 0, N_max)`` (feed-forward ``N_ff = sp / f_hat``; the clamp is fed back into ``N_pi``,
+  so the integral cannot wind up). During a refill, its settling time and a stuck volumetric
+  mode ``N`` is frozen. The flow estimate comes from the load cell: a reading of the hopper
+  mass (or, without a hopper, minus the discharged mass) at the end of every tick with Gaussian
+  noise, and the estimate is minus the least-squares slope of the last ``window`` readings
+  (held while a refill invalidates the window, until ``window`` fresh readings exist). The load
+  cell can also run alone (:meth:`LossInWeightFeeder.enable_load_cell`) to give supervisory
+  controllers a measured flow (:attr:`LossInWeightFeeder.measured_flow`).
 
 Internal happenings are appended to :attr:`LossInWeightFeeder.events` as dicts with ``time_s``,
 ``type`` (``refill_start``, ``refill_end``, ``gravimetric_resume``, ``hopper_empty``,
@@ -210,6 +223,10 @@ class LossInWeightFeeder:
         self._fs[fk.F_DRIFT] = 1.0
         self._fs[fk.F_LEVEL_V] = 1.0
         self._fs[fk.F_DRIFT_V] = 1.0
+        self._cell_rng: np.random.Generator | None = None
+        self._cell_noise = np.zeros(0)
+        self._meas = np.zeros(0)
+        self._ring = np.zeros(1)
         self._ev_i = np.zeros((fk.EV_CAP, 3), dtype=np.int64)
         self._ev_f = np.zeros((fk.EV_CAP, 3))
         if self._noise_rng is not None:
@@ -242,6 +259,14 @@ class LossInWeightFeeder:
         while self._noise.size < upto:
             self._noise = np.concatenate([self._noise,
                                           self._noise_rng.standard_normal(self._block)])
+
+    def _ensure_cell(self, upto: int) -> None:
+        while self._meas.size < upto:
+            self._meas = np.concatenate([self._meas, np.full(self._block, np.nan)])
+        while self._cell_noise.size < upto:
+            block = (self._cell_rng.standard_normal(self._block) if self._cell_rng is not None
+                     else np.zeros(self._block))
+            self._cell_noise = np.concatenate([self._cell_noise, block])
 
     def _time(self, tick: int) -> float:
         return tick * self.dt
@@ -353,12 +378,19 @@ class LossInWeightFeeder:
             self._ensure_noise(self.k + n)
             noise = self._noise
             base = self.k
+        if self._pr[fk.P_CELL]:
+            self._ensure_cell(self.k + n)
+            cell_noise, meas = self._cell_noise, self._meas
+        else:
+            cell_noise = meas = noise  # not touched by the kernel without a load cell
         done = 0
         while done < n:
+            k = self.k
             ticks, n_ev = fk.feeder_kernel(
                 out[:, done:], self.rows, noise[base + done: base + n], self._fs, self._is,
                 self._pr, self._lot_mass, self._fifo_lot, self._fifo_mass, self._fed,
-                self._charged, self.k, self._ev_i, self._ev_f)
+                self._charged, k, self._ev_i, self._ev_f, cell_noise[k: k + n - done],
+                self._ring, meas[k: k + n - done])
             self._record_events(n_ev)
             self.k += ticks
             done += ticks
@@ -383,21 +415,191 @@ class LossInWeightFeeder:
     def set_mass_flow(self, mass_flow: float) -> None:
         """Change the set point [kg/s] from the current tick on.
 
-        In volumetric mode the (open-loop) screw speed is rescaled in proportion.
+        In volumetric mode the (open-loop) screw speed is rescaled in proportion. With the PI
+        loop in gravimetric mode the feed-forward part of the screw speed follows at once.
         """
         new = v.non_negative("mass_flow", mass_flow)
-        old = self._fs[fk.F_SP]
-        if self._is[fk.I_STUCK] or self._is[fk.I_REFILL]:
-            self._fs[fk.F_FROZEN] = self._fs[fk.F_FROZEN] * (new / old) if old > 0 else new
-        self._fs[fk.F_SP] = new
+        fs = self._fs
+        old = fs[fk.F_SP]
+        volumetric = bool(self._is[fk.I_STUCK] or self._is[fk.I_REFILL])
+        if self.control == "pi":
+            if volumetric:
+                fs[fk.F_SPEED] = fs[fk.F_SPEED] * (new / old) if old > 0 else new / fs[fk.F_FFHAT]
+            else:
+                fs[fk.F_SP] = new
+                self._apply_speed()
+        elif volumetric:
+            fs[fk.F_FROZEN] = fs[fk.F_FROZEN] * (new / old) if old > 0 else new
+        fs[fk.F_SP] = new
+
+    def _apply_speed(self) -> None:
+        fs = self._fs
+        n_ff = fs[fk.F_SP] / fs[fk.F_FFHAT]
+        speed = min(max(n_ff + fs[fk.F_NPI], 0.0), self._pr[fk.P_NMAX])
+        fs[fk.F_NPI] = speed - n_ff
+        fs[fk.F_SPEED] = speed
 
     def stop(self) -> None:
         """Stop the screw: zero flow until :meth:`start`."""
         self._is[fk.I_RUNNING] = 0
 
     def start(self) -> None:
-        """Restart the screw after :meth:`stop`."""
+        """Restart the screw after :meth:`stop` (the load-cell window restarts empty)."""
+        if not self._is[fk.I_RUNNING]:
+            self._is[fk.I_CELL_N] = 0
         self._is[fk.I_RUNNING] = 1
+
+    # ------------------------------------------------------------------ control
+    @property
+    def control(self) -> str:
+        """Gravimetric loop model: ``"ideal"`` (default) or ``"pi"``."""
+        return "pi" if self._pr[fk.P_CTRL] == 1.0 else "ideal"
+
+    @property
+    def screw_speed(self) -> float:
+        """Screw speed N [rev/s] (PI mode; NaN with the ideal loop)."""
+        return float(self._fs[fk.F_SPEED]) if self.control == "pi" else float("nan")
+
+    @property
+    def feed_factor_estimate(self) -> float:
+        """Feed-forward feed factor estimate [kg/rev] (PI mode; NaN with the ideal loop)."""
+        return float(self._fs[fk.F_FFHAT]) if self.control == "pi" else float("nan")
+
+    @property
+    def load_cell_window(self) -> float:
+        """Regression window of the load-cell flow estimate [s] (0 without a load cell)."""
+        return float(self._pr[fk.P_WINDOW] * self.dt) if self._pr[fk.P_CELL] else 0.0
+
+    @property
+    def measured_flow(self) -> np.ndarray:
+        """Load-cell flow estimate after each computed tick, shape (k,) [kg/s].
+
+        Entry ``i`` is the estimate available at the end of tick ``i`` (minus the slope of the
+        last ``window`` readings, held during refills). Requires :meth:`enable_load_cell` or
+        :meth:`set_control`.
+        """
+        if not self._pr[fk.P_CELL]:
+            raise ParameterError("load_cell", None, f"feeder {self.name!r} has no load cell "
+                                 "(call enable_load_cell or set_control first)")
+        return self._meas[:self.k]
+
+    def enable_load_cell(self, noise_sd: float = 0.0, window: float = 5.0) -> None:
+        """Simulate the load cell and its flow estimate (before the first :meth:`step`).
+
+        Parameters
+        ----------
+        noise_sd : float
+            Noise of one reading (one per tick), 1 sigma [kg].
+        window : float
+            Regression window [s]; rounded to ``round(window / dt)`` ticks, at least 2.
+
+        Notes
+        -----
+        The readings before tick 0 are taken as a noise-free steady discharge at the set point
+        (a line that was running), so the estimate is valid from the first tick. The reading
+        noise comes from a child of the feeder's private generator: it does not change the flow
+        noise.
+        """
+        if self.k != 0:
+            raise ParameterError("enable_load_cell", self.k, "must be called before the "
+                                 "first step (tick 0)")
+        sd = v.non_negative("load_cell_noise", noise_sd)
+        n_win = round(v.positive("window", window) / self.dt)
+        if n_win < 2:
+            raise ParameterError("window", window, f"must span >= 2 ticks (dt = {self.dt} s)")
+        if sd > 0.0:
+            if self._noise_rng is None:
+                raise ParameterError("rng", None,
+                                     "a numpy Generator is required when load_cell_noise > 0")
+            if self._cell_rng is None:
+                self._cell_rng = self._noise_rng.spawn(1)[0]
+        pr, fs, ist = self._pr, self._fs, self._is
+        pr[fk.P_CELL] = 1.0
+        pr[fk.P_WINDOW] = n_win
+        fs[fk.F_CELL_SD] = sd
+        fs[fk.F_CELLW] = self.hopper_mass
+        sp = fs[fk.F_SP]
+        self._ring = fs[fk.F_CELLW] + (n_win - 1 - np.arange(n_win)) * sp * self.dt
+        ist[fk.I_CELL_POS] = 0
+        ist[fk.I_CELL_N] = n_win
+        fs[fk.F_MEAS] = sp
+        self._cell_noise = np.zeros(0)
+        self._meas = np.zeros(0)
+
+    def set_control(self, mode: str = "pi", *, gain: float = 0.3, integral_time: float = 1.0,
+                    period: float | None = None, window: float = 5.0,
+                    load_cell_noise: float = 0.0, nominal_speed: float = 1.0,
+                    max_speed: float | None = None, adapt_time: float = 0.0) -> None:
+        """Choose the gravimetric loop model (before the first :meth:`step`).
+
+        Parameters
+        ----------
+        mode : {"pi", "ideal"}
+            ``"pi"``: physical screw with the PI loop described in the module docstring;
+            ``"ideal"``: delivered flow = set point x (1 + noise) (the default model).
+        gain : float
+            ``Kc``, PI gain on the flow error relative to the feed factor [-] (> 0).
+        integral_time : float
+            ``Ti`` [s] (> 0).
+        period : float, optional
+            Controller update period [s], a whole number of ticks (default ``dt``).
+        window : float
+            Load-cell regression window [s] (:meth:`enable_load_cell`).
+        load_cell_noise : float
+            Reading noise, 1 sigma [kg].
+        nominal_speed : float
+            Screw speed at the initial set point [rev/s]; sets ``f_f0 = set_point /
+            nominal_speed`` [kg/rev], also the initial feed-forward estimate.
+        max_speed : float, optional
+            Upper clamp of the screw speed [rev/s] (default ``3 * nominal_speed``).
+        adapt_time : float
+            Time constant of the feed-forward feed-factor adaptation [s] (0: no adaptation).
+        """
+        if self.k != 0:
+            raise ParameterError("set_control", self.k, "must be called before the first "
+                                 "step (tick 0)")
+        if mode == "ideal":
+            self._pr[fk.P_CTRL] = 0.0
+            return
+        if mode != "pi":
+            raise ParameterError("mode", mode, "must be 'pi' or 'ideal'")
+        pr, fs = self._pr, self._fs
+        kc = v.positive("gain", gain)
+        ti = v.positive("integral_time", integral_time)
+        t_ctrl = self.dt if period is None else v.positive("period", period)
+        n_per = round(t_ctrl / self.dt)
+        if n_per < 1 or abs(n_per * self.dt - t_ctrl) > 1e-9 * max(1.0, t_ctrl):
+            raise ParameterError("period", period, f"must be a whole number (>= 1) of ticks "
+                                 f"(dt = {self.dt} s)")
+        n0 = v.positive("nominal_speed", nominal_speed)
+        n_max = 3.0 * n0 if max_speed is None else v.positive("max_speed", max_speed)
+        sp = fs[fk.F_SP]
+        if sp <= 0.0:
+            raise ParameterError("mass_flow", sp, "must be > 0 to size the PI feeder's screw")
+        if n_max < n0:
+            raise ParameterError("max_speed", max_speed,
+                                 f"must be >= nominal_speed = {n0}")
+        self.enable_load_cell(load_cell_noise, window)
+        pr[fk.P_CTRL] = 1.0
+        pr[fk.P_KC] = kc
+        pr[fk.P_TI] = ti
+        pr[fk.P_PERIOD] = n_per
+        pr[fk.P_NMAX] = n_max
+        pr[fk.P_ADAPT] = v.non_negative("adapt_time", adapt_time)
+        fs[fk.F_FF0] = sp / n0
+        fs[fk.F_FFHAT] = sp / n0
+        fs[fk.F_NPI] = 0.0
+        fs[fk.F_EPREV] = 0.0
+        fs[fk.F_SPEED] = n0
+
+    def scale_feed_factor(self, factor: float) -> None:
+        """Step the true feed factor by ``factor`` [-] (e.g. 0.9 for -10 %) from now on.
+
+        With the ideal loop the step reaches the flow only in volumetric mode; with the PI loop
+        it reaches it until the loop has corrected the screw speed.
+        """
+        f = v.positive("factor", factor)
+        self._fs[fk.F_DRIFT] *= f
 
     def set_noise(self, rsd: float, correlation_time: float | None = None) -> None:
         """Set the relative standard deviation [-] (and optionally correlation time [s])."""
