@@ -7,6 +7,10 @@ Layout of ``DIR``::
     events.jsonl         hash-chained event log (seq, time_s, type, data, prev_hash, hash)
     api_content.png      API content vs the specification limits
     lots.png             lot shares at the gate
+    api_trace.png        true vs measured API content, limits, diversion bands
+    funnel.png           funnel plot (only when the run records its feeder-to-gate RTD)
+    lots_gantt.png       lot Gantt chart in tablet time
+    report.html          self-contained HTML report (:mod:`cmsim.report`)
 
 Atomicity: everything is written into a temporary sibling directory ``.DIR.tmp-*`` which is
 renamed to ``DIR`` only when every file is complete; on any failure the temporary directory is
@@ -148,7 +152,7 @@ def write_output_dir(result, out_dir: str | os.PathLike, *, figures: bool = True
     out_dir : path-like
         Target directory; must not exist or be empty.
     figures : bool
-        Also write the PNG figures.
+        Also write the PNG figures and ``report.html``.
 
     Returns
     -------
@@ -188,7 +192,13 @@ def write_output_dir(result, out_dir: str | os.PathLike, *, figures: bool = True
 def _write_figures(result, directory: Path) -> None:
     from matplotlib.figure import Figure  # noqa: PLC0415
 
-    from cmsim import plotting  # noqa: PLC0415
+    from cmsim import plotting, report  # noqa: PLC0415
+
+    figs = report.render_figures(result)
+    for name in ("api_trace", "funnel", "lots_gantt"):
+        if name in figs:
+            (directory / f"{name}.png").write_bytes(figs[name])
+    report.write_report(result, directory / "report.html", figures=figs)
 
     fig = Figure(figsize=(8, 4), layout="constrained")
     plotting.api_content(result, ax=fig.add_subplot())
