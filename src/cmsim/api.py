@@ -179,6 +179,13 @@ def run(scenario: Any, *, seed: int | np.random.SeedSequence | None = None,
         "initial_state": sc.simulation.initial_state,
         "alignment_shift_ticks": line.shift,
         "n_syncs": engine.n_syncs,
+        # for the report (cmsim.report): description, API feeder, nominal feeder-to-gate RTD
+        "description": sc.description,
+        "api_feeder": next((f.name for f in sc.feeders if f.role == "api"), None),
+        "line_rtd": {"model": "Series", "stages": [
+            {"model": type(m).__name__, **m.params}
+            for m in (sc.blender.rtd.build(), sc.press.transfer_rtd.build(),
+                      sc.press.feed_frame_rtd.build())]},
     }
     result = SimulationResult(
         dt=line.dt,
