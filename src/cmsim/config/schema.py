@@ -699,6 +699,12 @@ class PAT(_Strict):
         Delay from the end of integration to the reading [s] (default 2 s).
     integration_time : float
         Averaging window of one reading [s] (default 1 s).
+    dropout_probability : float
+        Probability that a reading is missing [-], in [0, 1) (default 0).
+    bias : float
+        Constant calibration offset, absolute mass fraction [-] (default 0).
+    drift_per_h : float
+        Linear drift of the offset, absolute mass fraction per hour [1/h] (default 0).
     """
 
     location: Literal["blender_outlet", "feed_frame"] = "blender_outlet"
@@ -706,6 +712,9 @@ class PAT(_Strict):
     noise_sd: Q("fraction", ge=0) = 0.0
     latency: Q("time", ge=0) = 2.0
     integration_time: Q("time", gt=0) = 1.0
+    dropout_probability: Q("fraction", ge=0, lt=1) = 0.0
+    bias: Q("dimensionless") = 0.0
+    drift_per_h: Q("dimensionless") = 0.0
 
 
 class Diversion(_Strict):
@@ -718,10 +727,98 @@ class Diversion(_Strict):
         (default 0.005).
     margin : float
         Margin added at both ends of a window [s] (default 2 s).
+    start_up : bool, optional
+        Divert start-up material until the state of control is reached (default: true when
+        ``simulation.initial_state = "empty"``).
+    start_up_quantile : float
+        Line RTD quantile that must have passed since feeding began before the state of
+        control can be reached [-] (default 0.999).
     """
 
     quantile: Q("fraction", gt=0, lt=0.5) = 0.005
     margin: Q("time", ge=0) = 2.0
+    start_up: bool | None = None
+    start_up_quantile: Q("fraction", gt=0.5, lt=1) = 0.999
+
+
+class Monitor(_Strict):
+    """``[monitor]``: monitoring rules that can trigger a diversion (domain.md 7.2, 8.2, 8.3).
+
+    Attributes
+    ----------
+    persistence : int
+        Consecutive NIR readings outside the limits that trigger (default 1).
+    clear_readings : int
+        Consecutive in-limit readings that clear a PAT alarm (default 3).
+    pat_grace : float
+        Longest tolerated time without a valid NIR reading [s] (default 10 s).
+    action_limits : (float, float), optional
+        NIR action limits as fractions of target (default: the specification limits).
+    shewhart, ewma, cusum : bool
+        Control charts on the NIR readings (default off).
+    chart_sigma : float
+        Standard deviation of one reading for the charts, fraction of target [-] (default:
+        ``pat.noise_sd`` / target).
+    shewhart_L, ewma_lambda, ewma_L, cusum_k, cusum_h : float
+        Chart parameters (defaults 3; 0.2, 2.86; 0.5, 5).
+    mspc : bool
+        PCA monitoring (T^2, Q) of the NIR reading and the load-cell flows (default off).
+    mspc_training : (float, float)
+        Training interval of the PCA model in this run [s] (required with ``mspc``).
+    mspc_alpha : float
+        False-alarm probability of the T^2 and Q limits [-] (default 0.001).
+    soft_sensor : bool
+        RTD soft sensor (feeder data through the line RTD, method A) (default on).
+    feeder_trigger : bool
+        Feeder deviation / stop trigger (method B) (default on).
+    feeder_deviation : float
+        Relative deviation of a feeder flow from nominal that counts [-] (default 20 %).
+    feeder_persistence : float
+        How long the deviation must last [s] (default 1 s).
+    load_cell_period, load_cell_noise, load_cell_window : float
+        Load-cell weighing period [s] (0: off; default 1 s), noise [kg] (default 0), flow
+        window [s] (default 10 s).
+    tablet_weight_period, tablet_weight_rsd : float
+        Tablet-weight sampling period [s] (0: off; default 10 s) and RSD [-] (default 0).
+    """
+
+    persistence: Annotated[int, Strict(), Field(ge=1)] = 1
+    clear_readings: Annotated[int, Strict(), Field(ge=1)] = 3
+    pat_grace: Q("time", ge=0) = 10.0
+    action_limits: tuple[Q("fraction", ge=0), Q("fraction", gt=0)] | None = None
+    shewhart: bool = False
+    ewma: bool = False
+    cusum: bool = False
+    chart_sigma: Q("fraction", ge=0) = 0.0
+    shewhart_L: Q("dimensionless", gt=0) = 3.0  # noqa: N815
+    ewma_lambda: Q("fraction", gt=0, le=1) = 0.2
+    ewma_L: Q("dimensionless", gt=0) = 2.86  # noqa: N815
+    cusum_k: Q("dimensionless", ge=0) = 0.5
+    cusum_h: Q("dimensionless", gt=0) = 5.0
+    mspc: bool = False
+    mspc_training: tuple[Q("time", ge=0), Q("time", gt=0)] | None = None
+    mspc_alpha: Q("fraction", gt=0, lt=0.5) = 0.001
+    soft_sensor: bool = True
+    feeder_trigger: bool = True
+    feeder_deviation: Q("fraction", gt=0) = 0.2
+    feeder_persistence: Q("time", ge=0) = 1.0
+    load_cell_period: Q("time", ge=0) = 1.0
+    load_cell_noise: Q("mass", ge=0) = 0.0
+    load_cell_window: Q("time", gt=0) = 10.0
+    tablet_weight_period: Q("time", ge=0) = 10.0
+    tablet_weight_rsd: Q("fraction", ge=0) = 0.0
+
+    @model_validator(mode="after")
+    def _mspc_needs_training(self) -> Monitor:
+        if self.mspc and self.mspc_training is None:
+            raise ValueError("mspc = true needs mspc_training = [start, end]")
+        if self.mspc_training is not None and not self.mspc_training[0] < \
+                self.mspc_training[1]:
+            raise ValueError("mspc_training must be [start, end] with start < end")
+        if self.action_limits is not None and not self.action_limits[0] < 1.0 < \
+                self.action_limits[1]:
+            raise ValueError("action_limits must be [lo, hi] fractions of target, lo < 1 < hi")
+        return self
 
 
 # --------------------------------------------------------------------------- disturbances
@@ -822,9 +919,9 @@ class Scenario(_Strict):
     ----------
     name, description : str
         Identification.
-    simulation, feeders, blender, press, specification, pat, diversion, disturbances
+    simulation, feeders, blender, press, specification, pat, diversion, monitor, disturbances
         The sections of the file; ``pat`` and ``diversion`` are None when absent (no PAT
-        monitor, no diversion).
+        monitor, no diversion); ``monitor`` None means the default rules.
     """
 
     name: Annotated[str, Strict(), Field(min_length=1)]
@@ -836,6 +933,7 @@ class Scenario(_Strict):
     specification: Specification = Field(default_factory=Specification)
     pat: PAT | None = None
     diversion: Diversion | None = None
+    monitor: Monitor | None = None
     disturbances: list[Disturbance] = Field(default_factory=list)
 
     _source: str | None = PrivateAttr(default=None)
