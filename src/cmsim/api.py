@@ -26,7 +26,7 @@ from cmsim._version import __version__
 from cmsim.errors import ParameterError
 from cmsim.results import SimulationResult
 
-__all__ = ["rng_streams", "run"]
+__all__ = ["build_monitor", "pat_rng_names", "rng_streams", "run"]
 
 
 def _name_key(name: str) -> int:
@@ -73,6 +73,69 @@ def rng_streams(seed: int | np.random.SeedSequence | None,
     return gens, {"entropy": int(root.entropy), "spawn_keys": keys}
 
 
+def pat_rng_names(scenario: Any) -> list[str]:
+    """Names of the PAT monitor's random streams (``pat.nir``, ``pat.load_cell.<feeder>``,
+    ``pat.tablet_weight``)."""
+    return ["pat.nir", "pat.tablet_weight"] + [f"pat.load_cell.{f.name}"
+                                               for f in scenario.feeders]
+
+
+def monitor_config(scenario: Any) -> Any:
+    """:class:`cmsim.monitor.pat.MonitorConfig` from a validated scenario's sections."""
+    from cmsim.monitor.pat import MonitorConfig  # noqa: PLC0415
+
+    pat, div, mon = scenario.pat, scenario.diversion, scenario.monitor
+    kw: dict[str, Any] = {"limits": tuple(scenario.specification.api_content_limits)}
+    if pat is None:
+        kw["pat"] = False
+    else:
+        kw.update(location=pat.location, sample_period=pat.sample_period, latency=pat.latency,
+                  integration_time=pat.integration_time, noise_sd=pat.noise_sd, bias=pat.bias,
+                  drift_per_s=pat.drift_per_h / 3600.0,
+                  dropout_probability=pat.dropout_probability)
+    if div is not None:
+        start_up = div.start_up if div.start_up is not None else \
+            scenario.simulation.initial_state == "empty"
+        kw.update(alpha=div.quantile, margin=div.margin, start_up=start_up,
+                  start_up_quantile=div.start_up_quantile)
+    if mon is not None:
+        fields = ("persistence", "clear_readings", "pat_grace", "shewhart", "ewma", "cusum",
+                  "chart_sigma", "shewhart_L", "ewma_lambda", "ewma_L", "cusum_k", "cusum_h",
+                  "mspc", "mspc_alpha", "soft_sensor", "feeder_trigger", "feeder_deviation",
+                  "feeder_persistence", "load_cell_period", "load_cell_noise",
+                  "load_cell_window", "tablet_weight_period", "tablet_weight_rsd")
+        kw.update({f: getattr(mon, f) for f in fields})
+        if mon.action_limits is not None:
+            kw["limits"] = tuple(mon.action_limits)
+        if mon.mspc_training is not None:
+            kw["mspc_training"] = tuple(mon.mspc_training)
+    return MonitorConfig(**kw)
+
+
+def build_monitor(scenario: Any, line: Any, rng: dict[str, np.random.Generator]) -> Any:
+    """Attach a :class:`cmsim.monitor.pat.PATMonitor` to ``line`` (observer) and return it.
+
+    The monitor only drives the gate when the scenario has a ``[diversion]`` section; with
+    ``[pat]`` alone it records the signals and alarms.
+    """
+    from cmsim.monitor.pat import PATMonitor, line_models  # noqa: PLC0415
+
+    cfg = monitor_config(scenario)
+    feed_to_gate, probe_to_gate = line_models(scenario)
+    blender = line.nodes["blender"].unit
+    press = line.nodes["press"].unit
+    stages = blender.n_dispersive + (press.n_dispersive if cfg.location == "feed_frame" else 0)
+    mon = PATMonitor(cfg, line, [(f.name, f.material, float(f.mass_flow))
+                                 for f in scenario.feeders],
+                     line.channel_map.api_material, float(scenario.target_api_fraction),
+                     feed_to_gate, probe_to_gate, float(scenario.press.gate_delay),
+                     float(scenario.press.tablet_mass), rng, upstream_stages=stages,
+                     steady_start=scenario.simulation.initial_state == "steady",
+                     drive_gate=scenario.diversion is not None)
+    line.observers.append(mon)
+    return mon
+
+
 def _versions() -> dict[str, str]:
     out = {"python": platform.python_version(), "platform": platform.platform()}
     for mod in ("numpy", "scipy", "numba", "simpy"):
@@ -100,7 +163,7 @@ def _progress_callback(progress: bool | Callable[[int, int], None], total: int):
 def run(scenario: Any, *, seed: int | np.random.SeedSequence | None = None,
         out: str | os.PathLike | None = None, overrides: Iterable[str] | None = None,
         progress: bool | Callable[[int, int], None] = False,
-        extra_sync_s: Iterable[float] = ()) -> SimulationResult:
+        extra_sync_s: Iterable[float] = (), monitor: bool = True) -> SimulationResult:
     """Simulate one scenario.
 
     Parameters
@@ -118,6 +181,9 @@ def run(scenario: Any, *, seed: int | np.random.SeedSequence | None = None,
         ``(done_ticks, total_ticks)``.
     extra_sync_s : iterable of float
         Extra engine sync times [s] (no effect on results; for tests of chunk invariance).
+    monitor : bool
+        Attach the PAT monitor when the scenario has a ``[pat]`` or ``[diversion]`` section
+        (default); False runs the bare line (the gate never diverts).
 
     Returns
     -------
@@ -148,15 +214,25 @@ def run(scenario: Any, *, seed: int | np.random.SeedSequence | None = None,
         io.check_output_dir(out)
     t_start = time.perf_counter()
     root_seed = seed if seed is not None else sc.simulation.seed
-    gens, seed_info = rng_streams(root_seed, rng_source_names(sc))
+    use_monitor = bool(monitor) and (sc.pat is not None or sc.diversion is not None)
+    names = rng_source_names(sc) + (pat_rng_names(sc) if use_monitor else [])
+    gens, seed_info = rng_streams(root_seed, names)
     line = build_line(sc, gens)
+    mon = build_monitor(sc, line, gens) if use_monitor else None
     plan = dist.from_scenario(sc.disturbances, sc.feeders)
     callback, bar = _progress_callback(progress, line.n_ticks)
     try:
         engine = Engine(line, plan, progress=callback,
                         sync_every_s=(line.n_ticks * line.dt / 100.0) if callback else None,
                         extra_sync_s=extra_sync_s)
-        events = engine.run()
+        engine.run()
+        diversion_events: list[dict[str, Any]] = []
+        if mon is not None:
+            diversion_events = mon.diversion_events(line.flow, line.diverted)
+            for i, ev in enumerate(diversion_events):
+                mon.events.append({"time_s": ev["start_s"], "type": "diversion",
+                                   "source": "diversion", "data": {"event": i, **ev}})
+        events = engine.event_log()
     finally:
         if bar is not None:
             bar.close()
@@ -202,7 +278,12 @@ def run(scenario: Any, *, seed: int | np.random.SeedSequence | None = None,
         mass_balance_max_rel_error=err,
         event_log=events,
         metadata=metadata,
+        diversion_events=[{k: ev[k] for k in ("start_s", "end_s", "trigger", "tablets",
+                                              "mass_kg")} for ev in diversion_events],
     )
+    if mon is not None:
+        result.metadata["monitor"] = {"state_changes": [[t, b] for t, b in mon.state_changes]}
+        result._cache["monitor_signals"] = mon.signals()
     if out is not None:
         result.write(out)
     return result

@@ -1,0 +1,806 @@
+"""PAT monitor of the line: sensors, monitoring rules, state of control, diversion requests.
+
+:class:`PATMonitor` is a line observer (``line.observers``, ``on_chunk(line, k0, k1)``). After
+every chunk it reads what the line produced (recorded internal streams and feeder outflows),
+turns it into sensor readings and evaluates the monitoring rules (domain brief 7.2, 7.5, 7.6, 8):
+
+=====================  ==========================================  ====================
+rule                   signal                                      window (domain 7.3)
+=====================  ==========================================  ====================
+``pat_oos``            NIR reading outside the specification for   PAT: probe-to-gate RTD
+                       ``persistence`` consecutive readings
+``shewhart``/``ewma``  control chart alarm on the NIR readings     PAT
+/``cusum``
+``mspc``               Hotelling T^2 or Q of (NIR, load-cell       PAT start, feeder-to-
+                       flows) above its limit                      gate end (envelope)
+``pat_unavailable``    no valid reading for longer than the grace  PAT
+``soft_sensor``        feeder data through the feeder-to-gate RTD  method A
+                       predicts content out of limits at the gate
+``feeder:<name>``      feeder flow off its nominal by more than    method B
+                       ``feeder_deviation`` for ``feeder_persist``
+``start_up``           line started empty: divert until the state  from 0
+                       of control is reached
+=====================  ==========================================  ====================
+
+Every trigger becomes a request to the :class:`~cmsim.monitor.diversion.DiversionManager`; an
+alarm that stays active keeps extending its window (never shortening it). The plan is written
+into ``line.divert_plan``.
+
+Causality and chunk invariance
+------------------------------
+A NIR reading at ``t_m`` only uses material that passed the probe before ``t_m - latency``
+(:class:`~cmsim.monitor.sensors.NIRSensor`); a feeder tick ``k`` is known at ``(k+1) dt``; a
+decision at time ``t`` only changes gate ticks from ``ceil((t + gate_delay)/dt)`` on. Readings,
+random numbers, alarms and decisions are functions of the sample index only, so processing the
+run in any chunks gives the same plan (tested).
+
+Time stamps of recorded streams: row ``j`` of a stream behind ``S`` bin-kernel stages is the
+outflow at ``(j + 1/2 + S/2) dt`` (the line module's convention); the probe signal is handed to
+the NIR sensor on that grid. The soft sensor uses the mid-point kernel
+``w[j] = F((j+1/2) dt) - F((j-1/2) dt)`` (tick average in, tick average out; mean exactly the
+RTD mean) and time-stamps predicted gate tick ``k`` at ``(k + 1/2) dt``.
+
+Pure numpy (scipy only through :mod:`cmsim.monitor.mspc` when MSPC is enabled).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from cmsim._validate import non_negative, positive
+from cmsim.errors import ParameterError
+from cmsim.monitor.charts import CUSUMChart, EWMAChart, ShewhartChart
+from cmsim.monitor.diversion import DiversionManager
+from cmsim.monitor.sensors import LoadCellSignal, NIRSensor, TabletWeightSignal
+from cmsim.monitor.windows import DiversionWindow, pat_window, quantile_window
+from cmsim.rtd.convolution import Convolver
+from cmsim.rtd.models import RTDModel, Series
+
+__all__ = ["MonitorConfig", "PATMonitor", "RunTracker", "line_models", "midpoint_kernel"]
+
+
+# ---------------------------------------------------------------------------------------------
+# configuration
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class MonitorConfig:
+    """Settings of the PAT monitor and the diversion (SI units; defaults of domain 4.5, 7.3).
+
+    Attributes
+    ----------
+    pat : bool
+        Use the NIR probe (False: no NIR, PAT rules off).
+    location : {"blender_outlet", "feed_frame"}
+        NIR probe position.
+    sample_period, latency, integration_time : float
+        NIR timing [s].
+    noise_sd, bias, drift_per_s : float
+        NIR error model [mass fraction], [mass fraction], [mass fraction / s].
+    dropout_probability : float
+        Probability of a missing reading [-].
+    limits : (float, float)
+        Action limits on the API content as fractions of target [-].
+    persistence : int
+        Consecutive out-of-limit readings that trigger (``k``) [-].
+    clear_readings : int
+        Consecutive in-limit readings that clear a PAT alarm [-].
+    pat_grace : float
+        Longest tolerated time without a valid reading [s]; then ``pat_unavailable``.
+    chart_sigma : float
+        Standard deviation of one reading for the charts [fraction of target]; 0 takes
+        ``noise_sd / target``; charts are off when this is 0.
+    shewhart, ewma, cusum : bool
+        Enable each chart on the NIR readings (as fraction of target).
+    shewhart_L, ewma_lambda, ewma_L, cusum_k, cusum_h : float
+        Chart parameters (sigma units).
+    mspc : bool
+        PCA monitoring (T^2 and Q) of (NIR, load-cell flows).
+    mspc_training : (float, float)
+        Training interval of the PCA model [s] (in-control operation of this run).
+    mspc_alpha : float
+        False-alarm probability of the T^2/Q limits [-].
+    soft_sensor : bool
+        RTD soft sensor (method A).
+    feeder_trigger : bool
+        Feeder deviation / stop trigger (method B).
+    feeder_deviation : float
+        Relative deviation of a feeder's flow from its nominal flow that counts [-].
+    feeder_persistence : float
+        Time the deviation must last to trigger [s].
+    alpha : float
+        RTD quantile level of method B and PAT windows [-].
+    margin : float
+        Margin at both ends of every window [s].
+    start_up : bool
+        Divert from the start until the state of control is reached (line started empty).
+    start_up_quantile : float
+        Line RTD quantile that must have passed since feeding began [-] (0.999: F >= 0.999).
+    load_cell_period, load_cell_noise, load_cell_window : float
+        Load-cell sampling [s], weighing noise [kg], flow-estimate window [s]; period 0: off.
+    tablet_weight_period, tablet_weight_rsd : float
+        Tablet-weight sampling [s] (0: off) and tablet-to-tablet RSD [-].
+    """
+
+    pat: bool = True
+    location: str = "blender_outlet"
+    sample_period: float = 2.0
+    latency: float = 2.0
+    integration_time: float = 1.0
+    noise_sd: float = 0.0
+    bias: float = 0.0
+    drift_per_s: float = 0.0
+    dropout_probability: float = 0.0
+    limits: tuple[float, float] = (0.95, 1.05)
+    persistence: int = 1
+    clear_readings: int = 3
+    pat_grace: float = 10.0
+    chart_sigma: float = 0.0
+    shewhart: bool = False
+    shewhart_L: float = 3.0  # noqa: N815
+    ewma: bool = False
+    ewma_lambda: float = 0.2
+    ewma_L: float = 2.86  # noqa: N815
+    cusum: bool = False
+    cusum_k: float = 0.5
+    cusum_h: float = 5.0
+    mspc: bool = False
+    mspc_training: tuple[float, float] = (0.0, 0.0)
+    mspc_alpha: float = 0.001
+    soft_sensor: bool = True
+    feeder_trigger: bool = True
+    feeder_deviation: float = 0.2
+    feeder_persistence: float = 1.0
+    alpha: float = 0.005
+    margin: float = 2.0
+    start_up: bool = False
+    start_up_quantile: float = 0.999
+    load_cell_period: float = 1.0
+    load_cell_noise: float = 0.0
+    load_cell_window: float = 10.0
+    tablet_weight_period: float = 10.0
+    tablet_weight_rsd: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.location not in ("blender_outlet", "feed_frame"):
+            raise ParameterError("location", self.location,
+                                 "must be 'blender_outlet' or 'feed_frame'")
+        positive("sample_period", self.sample_period)
+        for name in ("latency", "integration_time", "noise_sd", "pat_grace", "chart_sigma",
+                     "feeder_deviation", "feeder_persistence", "margin", "load_cell_period",
+                     "load_cell_noise", "tablet_weight_period", "tablet_weight_rsd"):
+            non_negative(name, getattr(self, name))
+        for name in ("persistence", "clear_readings"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or int(v) != v or v < 1:
+                raise ParameterError(name, v, "must be an integer >= 1")
+        lo, hi = (float(x) for x in self.limits)
+        if not lo < 1.0 < hi:
+            raise ParameterError("limits", self.limits, "must be (lo, hi) with lo < 1 < hi")
+        if not 0.0 < self.alpha < 0.5:
+            raise ParameterError("alpha", self.alpha, "must be in (0, 0.5)")
+        if not 0.5 < self.start_up_quantile < 1.0:
+            raise ParameterError("start_up_quantile", self.start_up_quantile,
+                                 "must be in (0.5, 1)")
+        if self.mspc:
+            a, b = (float(x) for x in self.mspc_training)
+            if not b > a >= 0.0:
+                raise ParameterError("mspc_training", self.mspc_training,
+                                     "must be (start, end) [s] with 0 <= start < end")
+            if not self.pat:
+                raise ParameterError("mspc", True, "needs the NIR probe (pat = True)")
+
+
+def midpoint_kernel(model: RTDModel, dt: float, tail: float = 1e-12) -> np.ndarray:
+    """Tick-average to tick-average kernel ``w[j] = F((j+1/2)dt) - F((j-1/2)dt)``, ``w[0]=F(dt/2)``.
+
+    Parameters
+    ----------
+    model : RTDModel
+        The RTD.
+    dt : float
+        Tick [s].
+    tail : float
+        Cut where ``sf((j+1/2) dt) < tail`` [-].
+
+    Returns
+    -------
+    ndarray
+        Kernel [-]; its sum is ``1 - sf`` at the cut and its mean is the RTD mean (to the cut).
+    """
+    d = positive("dt", dt)
+    hi = float(model.quantile(1.0 - min(max(tail, 1e-15), 1e-3)))
+    n = int(math.ceil(hi / d)) + 2
+    edges = (np.arange(n + 1) - 0.5) * d
+    edges[0] = 0.0
+    cdf = np.asarray(model.cdf(edges), dtype=np.float64)
+    return np.diff(cdf)
+
+
+# ---------------------------------------------------------------------------------------------
+# alarm state machine over a stream of good/bad samples (vectorised over runs)
+# ---------------------------------------------------------------------------------------------
+
+
+class RunTracker:
+    """Open/close an alarm on ``k_on`` consecutive bad samples, clear on ``k_off`` good ones.
+
+    Parameters
+    ----------
+    k_on, k_off : int
+        Persistence to open and to clear [samples], >= 1.
+
+    Notes
+    -----
+    :meth:`update` takes chunks of a sample stream; the result depends only on the stream, not
+    on the chunking. Work is proportional to the number of runs of equal values, not samples.
+    """
+
+    def __init__(self, k_on: int = 1, k_off: int = 1) -> None:
+        self.k_on, self.k_off = int(k_on), int(k_off)
+        if self.k_on < 1 or self.k_off < 1:
+            raise ParameterError("k_on/k_off", (k_on, k_off), "must be >= 1")
+        self.open = False
+        self.bad_run = 0
+        self.good_run = 0
+        self.first_bad: float | None = None  # time of the first bad sample of the current run
+        self.last_bad: float | None = None
+
+    def update(self, times: np.ndarray, bad: np.ndarray) -> list[tuple[str, int, float]]:
+        """Process a chunk; return ``(kind, index, t_first)`` for each opening and clearing.
+
+        ``kind`` is ``"open"`` (index of the sample that opens; ``t_first`` the time of the
+        first bad sample of that run) or ``"close"`` (index of the sample that clears;
+        ``t_first`` the time of the last bad sample before it).
+        """
+        out: list[tuple[str, int, float]] = []
+        n = bad.size
+        if n == 0:
+            return out
+        b = bad.astype(np.int8)
+        starts = np.flatnonzero(np.diff(np.concatenate(([-1], b))) != 0)
+        ends = np.append(starts[1:], n)
+        for s, e in zip(starts.tolist(), ends.tolist(), strict=True):
+            length = e - s
+            if b[s]:
+                if self.bad_run == 0:
+                    self.first_bad = float(times[s])
+                self.last_bad = float(times[e - 1])
+                if self.open:
+                    self.good_run = 0
+                else:
+                    need = self.k_on - self.bad_run
+                    if length >= need:
+                        self.open = True
+                        self.good_run = 0
+                        out.append(("open", s + need - 1, float(self.first_bad)))
+                self.bad_run += length
+            else:
+                self.bad_run = 0
+                if self.open:
+                    need = self.k_off - self.good_run
+                    if length >= need:
+                        self.open = False
+                        self.good_run = 0
+                        out.append(("close", s + need - 1, float(self.last_bad)))
+                    else:
+                        self.good_run += length
+        return out
+
+
+# ---------------------------------------------------------------------------------------------
+# the monitor
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Rule:
+    name: str
+    tracker: RunTracker
+    kind: str  # "pat", "mspc", "feeder", "soft"
+    instance: int = 0
+    t_first: float = 0.0
+    t_decision: float = 0.0
+    key: str = ""
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class PATMonitor:
+    """Line observer: PAT sensors, monitoring rules, state of control and diversion.
+
+    Parameters
+    ----------
+    config : MonitorConfig
+        Settings.
+    line : cmsim.line.Line
+        The line (at tick 0); the monitor records the streams it needs and registers nothing
+        itself (append it to ``line.observers``).
+    feeders : sequence of (str, str, float)
+        ``(name, material, nominal mass flow [kg/s])`` per feeder (node ``feeder.<name>``).
+    api_material : str
+        Name of the API.
+    target_api_fraction : float
+        Target API mass fraction [-].
+    feeder_to_gate, probe_to_gate : RTDModel
+        RTDs used for the windows (feeder to diverter; probe to diverter).
+    gate_delay : float
+        Gate actuation delay [s].
+    tablet_mass : float
+        Nominal tablet mass [kg].
+    rng : mapping of str to numpy.random.Generator
+        Named streams ``pat.nir``, ``pat.load_cell.<name>``, ``pat.tablet_weight``.
+    upstream_stages : int
+        Number of bin-kernel stages in front of the probe (time stamps of the probe signal).
+    steady_start : bool
+        The line starts at steady state (soft-sensor history primed with nominal flows).
+    drive_gate : bool
+        Write the diversion plan into ``line.divert_plan`` (False: monitor only).
+
+    Attributes
+    ----------
+    manager : DiversionManager
+        The diversion plan and its requests.
+    readings : dict
+        ``t``, ``nir`` (API mass fraction, NaN = missing) and ``nir_true`` (noise-free window
+        average) as growing lists of arrays; see :meth:`signals`.
+    events : list of dict
+        Monitor events ``{time_s, type, source, data}`` (alarms, diversions, state changes).
+    """
+
+    name = "monitor"
+
+    def __init__(self, config: MonitorConfig, line: Any, feeders: Sequence[tuple[str, str, float]],
+                 api_material: str, target_api_fraction: float, feeder_to_gate: RTDModel,
+                 probe_to_gate: RTDModel, gate_delay: float, tablet_mass: float,
+                 rng: Mapping[str, np.random.Generator], *, upstream_stages: int = 1,
+                 steady_start: bool = True, drive_gate: bool = True) -> None:
+        self.config = c = config
+        self.drive_gate = bool(drive_gate)
+        self.dt = float(line.dt)
+        self.n_ticks = int(line.n_ticks)
+        self.cmap = line.channel_map
+        self.api_material = str(api_material)
+        self.api_rows = np.asarray(self.cmap.material_rows(api_material))
+        self.target = positive("target_api_fraction", target_api_fraction)
+        self.feeder_to_gate = feeder_to_gate
+        self.probe_to_gate = probe_to_gate
+        self.tablet_mass = positive("tablet_mass", tablet_mass)
+        self.manager = DiversionManager(self.n_ticks, self.dt, gate_delay)
+        self.events: list[dict[str, Any]] = []
+        self.feeders = [(str(n), str(m), float(f)) for n, m, f in feeders]
+        self._feed = {n: line.record(f"feeder.{n}.out") for n, _, _ in self.feeders}
+        lo, hi = c.limits
+        self.limits = (float(lo), float(hi))
+        self.margins = (float(c.margin), float(c.margin))
+        self._t_lo_probe = float(probe_to_gate.quantile(c.alpha))
+        self._t_hi_feed = float(feeder_to_gate.quantile(1.0 - c.alpha))
+        self.rules: list[_Rule] = []
+        # --- NIR probe
+        self._probe = None
+        if c.pat:
+            port = "blender.out" if c.location == "blender_outlet" else "press.out"
+            self._probe = line.record(port)
+            self._probe_offset = (0.5 + 0.5 * upstream_stages) * self.dt
+            lag = c.latency + c.integration_time
+            first = self._probe_offset + lag
+            start = math.ceil(first / c.sample_period - 1e-9) * c.sample_period
+            self.nir = NIRSensor(c.sample_period, c.noise_sd, c.latency, c.integration_time,
+                                 c.bias, c.drift_per_s, c.dropout_probability,
+                                 rng=rng["pat.nir"], start=start)
+            self._last_w = self.target
+            self.rules.append(_Rule("pat_oos", RunTracker(c.persistence, c.clear_readings),
+                                    "pat"))
+            grace_n = max(1, int(math.floor(c.pat_grace / c.sample_period)) + 1)
+            self.rules.append(_Rule("pat_unavailable", RunTracker(grace_n, c.clear_readings),
+                                    "pat"))
+            sigma = c.chart_sigma or c.noise_sd / self.target
+            self.charts: dict[str, Any] = {}
+            if sigma > 0:
+                if c.shewhart:
+                    self.charts["shewhart"] = ShewhartChart(1.0, sigma, c.shewhart_L)
+                if c.ewma:
+                    self.charts["ewma"] = EWMAChart(1.0, sigma, c.ewma_lambda, c.ewma_L)
+                if c.cusum:
+                    self.charts["cusum"] = CUSUMChart(1.0, sigma, c.cusum_k, c.cusum_h)
+            for name in self.charts:
+                self.rules.append(_Rule(name, RunTracker(1, c.clear_readings), "pat"))
+        # --- load cells, tablet weight
+        self.load_cells: dict[str, LoadCellSignal] = {}
+        if c.load_cell_period > 0:
+            for n, _, _f in self.feeders:
+                self.load_cells[n] = LoadCellSignal(
+                    c.load_cell_period, c.load_cell_noise,
+                    max(c.load_cell_window, 2 * c.load_cell_period),
+                    rng=rng[f"pat.load_cell.{n}"])
+        self._net = {n: 0.0 for n, _, _ in self.feeders}
+        self._lc_recent: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self.tablet_weight = None
+        if c.tablet_weight_period > 0:
+            self.tablet_weight = TabletWeightSignal(c.tablet_weight_period, c.tablet_weight_rsd,
+                                                    rng=rng["pat.tablet_weight"])
+        # --- MSPC
+        self._mspc = None
+        self._mspc_train: list[np.ndarray] = []
+        if c.mspc:
+            self.rules.append(_Rule("mspc", RunTracker(1, c.clear_readings), "mspc"))
+        # --- soft sensor
+        if c.soft_sensor:
+            w = midpoint_kernel(feeder_to_gate, self.dt)
+            nz = np.flatnonzero(w > 1e-15)
+            self._d0 = int(nz[0]) if nz.size else 0
+            self._conv = Convolver(w[self._d0:], batch=2)
+            if steady_start:
+                api_nom = sum(f for _, m, f in self.feeders if m == api_material)
+                tot_nom = sum(f for _, _, f in self.feeders)
+                prime = np.empty((2, self._conv.kernel.size))
+                prime[0], prime[1] = api_nom, tot_nom
+                self._conv.step(prime)
+            self._tot_nominal = sum(f for _, _, f in self.feeders)
+            self._soft_prev: tuple[float, float] | None = None
+            self.rules.append(_Rule("soft_sensor", RunTracker(1, 1), "soft"))
+        # --- feeder triggers
+        if c.feeder_trigger:
+            k_on = max(1, int(math.ceil(c.feeder_persistence / self.dt - 1e-9)))
+            for n, _, f in self.feeders:
+                if f > 0:
+                    self.rules.append(_Rule(f"feeder:{n}", RunTracker(k_on, 1), "feeder",
+                                            info={"feeder": n, "nominal": f}))
+        # --- start-up and state of control
+        self.in_startup = bool(c.start_up)
+        self._startup_time = float(feeder_to_gate.quantile(c.start_up_quantile))
+        self._good_run = 0
+        self.state_changes: list[tuple[float, bool]] = []
+        self._in_control = not self.in_startup
+        self._sig: dict[str, list[np.ndarray]] = {"t": [], "nir": [], "nir_true": [],
+                                                   "soft_t": [], "soft": []}
+
+    # ------------------------------------------------------------------ helpers
+    def _log(self, t: float, type_: str, data: dict[str, Any]) -> None:
+        self.events.append({"time_s": float(t), "type": type_, "source": self.name,
+                            "data": data})
+
+    def _request(self, rule: _Rule, window: DiversionWindow, decision_s: float,
+                 data: dict[str, Any] | None = None) -> None:
+        # An open alarm extends its window continuously from the moment it opened, so every
+        # extension is clipped at the opening decision (no gap between opening and clearing).
+        del decision_s
+        self.manager.request(window, rule.t_decision, key=rule.key,
+                             extra={"opened_s": rule.t_decision, **(data or {})})
+
+    def _open(self, rule: _Rule, t_first: float, decision_s: float, raw: dict[str, Any]) -> None:
+        rule.instance += 1
+        rule.key = f"{rule.name}#{rule.instance}"
+        rule.t_first = t_first
+        rule.t_decision = decision_s
+        self._log(decision_s, "alarm", {"rule": rule.name, "key": rule.key,
+                                        "first_time_s": t_first, **raw})
+
+    # ------------------------------------------------------------------ windows per rule kind
+    def _pat_window(self, rule: _Rule, t_clear: float) -> DiversionWindow:
+        c = self.config
+        return pat_window(rule.t_first, t_clear, c.sample_period, self.probe_to_gate, c.alpha,
+                          latency=c.latency + c.integration_time, margin_start=self.margins[0],
+                          margin_end=self.margins[1], trigger=rule.name)
+
+    def _mspc_window(self, rule: _Rule, t_clear: float) -> DiversionWindow:
+        c = self.config
+        w = self._pat_window(rule, t_clear)
+        end = t_clear + self._t_hi_feed + self.margins[1]
+        return DiversionWindow(w.start_s, max(w.end_s, end), rule.name, "PAT+B", w.margins,
+                               c.alpha, (dict(self.probe_to_gate.params),
+                                         dict(self.feeder_to_gate.params)),
+                               details=dict(w.details))
+
+    def _feeder_window(self, rule: _Rule, t_end: float) -> DiversionWindow:
+        c = self.config
+        return quantile_window(rule.t_first, max(t_end, rule.t_first), self.feeder_to_gate,
+                               c.alpha, self.margins[0], self.margins[1], trigger=rule.name)
+
+    # ------------------------------------------------------------------ observer
+    def on_chunk(self, line: Any, k0: int, k1: int) -> None:
+        """Process the chunk ``[k0, k1)`` the line just computed (see module docstring)."""
+        if k1 <= k0:
+            return
+        ts_nir = y = None
+        if self._probe is not None:
+            ts_nir, y = self._nir_chunk(k0, k1)
+        for rule in self.rules:
+            if rule.kind == "feeder":
+                self._feeder_rule(rule, k0, k1)
+        if self.config.soft_sensor:
+            self._soft_chunk(k0, k1)
+        self._load_cells(k0, k1)
+        if ts_nir is not None:
+            self._pat_rules(ts_nir, y)
+        self._state(k0, k1, ts_nir, y)
+        changed = self.manager.pop_changed()
+        if changed is not None and self.drive_gate:
+            a, b = changed
+            line.divert_plan[a:b] |= self.manager.plan[a:b]
+
+    # -- NIR
+    def _nir_chunk(self, k0: int, k1: int) -> tuple[np.ndarray, np.ndarray]:
+        flow = self._probe[:, k0:k1]
+        tot = flow.sum(axis=0)
+        api = flow[self.api_rows].sum(axis=0)
+        w = np.full(tot.shape, np.nan)
+        ok = tot > 1e-12
+        w[ok] = api[ok] / tot[ok]
+        # no flow at the probe: it keeps seeing the last material (forward fill)
+        if not ok.all():
+            idx = np.where(ok, np.arange(w.size), -1)
+            np.maximum.accumulate(idx, out=idx)
+            w = np.where(idx >= 0, w[np.maximum(idx, 0)], self._last_w)
+        if w.size:
+            self._last_w = float(w[-1])
+        t = (np.arange(k0, k1) * self.dt) + self._probe_offset
+        ts, yv, true = self.nir.measure(t, w, return_noise_free=True)
+        self._sig["t"].append(ts)
+        self._sig["nir"].append(yv)
+        self._sig["nir_true"].append(true)
+        return ts, yv
+
+    def _pat_rules(self, ts: np.ndarray, y: np.ndarray) -> None:
+        if ts.size == 0:
+            return
+        content = y / self.target
+        valid = np.isfinite(content)
+        lo, hi = self.limits
+        for rule in self.rules:
+            if rule.kind not in ("pat", "mspc"):
+                continue
+            if rule.name == "pat_unavailable":
+                t_r, bad = ts, ~valid
+            elif rule.name == "pat_oos":
+                t_r = ts[valid]
+                cv = content[valid]
+                bad = (cv < lo) | (cv > hi)
+            elif rule.name == "mspc":
+                t_r, bad = self._mspc_chunk(ts, content)
+            else:
+                chart = self.charts[rule.name]
+                alarm = chart.run(content)
+                t_r, bad = ts[valid], alarm[valid]
+            self._drive(rule, t_r, bad, lambda r, t: (self._mspc_window(r, t)
+                                                      if r.kind == "mspc"
+                                                      else self._pat_window(r, t)),
+                        last_time=float(ts[-1]))
+
+    def _drive(self, rule: _Rule, t: np.ndarray, bad: np.ndarray, make, *,
+               last_time: float) -> None:
+        """Run the tracker over readings; request/extend windows (decided at reading times)."""
+        for kind, i, tref in rule.tracker.update(t, bad):
+            tdec = float(t[i])
+            if kind == "open":
+                self._open(rule, tref, tdec, {"limits": list(self.limits)})
+                self._request(rule, make(rule, tdec), tdec)
+            else:
+                self._request(rule, make(rule, tdec), tdec)
+                self._log(tdec, "alarm_cleared", {"rule": rule.name, "key": rule.key})
+        if rule.tracker.open:
+            self._request(rule, make(rule, last_time), last_time)
+
+    # -- feeders (method B)
+    def _feeder_rule(self, rule: _Rule, k0: int, k1: int) -> None:
+        n = rule.info["feeder"]
+        f = self._feed[n][:, k0:k1].sum(axis=0)
+        bad = np.abs(f / rule.info["nominal"] - 1.0) > self.config.feeder_deviation
+        t = np.arange(k0, k1) * self.dt  # tick start; known at its end (decision_lag = dt)
+        for kind, i, tref in rule.tracker.update(t, bad):
+            tdec = float(t[i]) + self.dt
+            if kind == "open":
+                self._open(rule, tref, tdec, {"feeder": n, "flow_kg_s": float(f[i]),
+                                              "nominal_kg_s": rule.info["nominal"],
+                                              "deviation_limit": self.config.feeder_deviation})
+                self._request(rule, self._feeder_window(rule, tdec), tdec)
+            else:  # first good tick i: the disturbance ended at its start
+                self._request(rule, self._feeder_window(rule, float(t[i])), tdec)
+                self._log(tdec, "alarm_cleared", {"rule": rule.name, "key": rule.key})
+        if rule.tracker.open:
+            tnow = k1 * self.dt
+            self._request(rule, self._feeder_window(rule, tnow), tnow)
+
+    # -- soft sensor (method A)
+    def _soft_chunk(self, k0: int, k1: int) -> None:
+        feed = np.zeros((2, k1 - k0))
+        for n, m, _ in self.feeders:
+            x = self._feed[n][:, k0:k1].sum(axis=0)
+            feed[1] += x
+            if m == self.api_material:
+                feed[0] += x
+        pred = self._conv.step(feed)
+        # predicted gate ticks k0 + d0 .. k1 + d0 - 1, decided when feed tick k is complete
+        ticks = np.arange(k0, k1) + self._d0
+        keep = ticks < self.n_ticks
+        ticks, pred = ticks[keep], pred[:, keep]
+        if ticks.size == 0:
+            return
+        tot = pred[1]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            content = np.where(tot > 1e-3 * self._tot_nominal, pred[0] / tot, np.nan) \
+                / self.target
+        t = (ticks + 0.5) * self.dt
+        self._sig["soft_t"].append(t)
+        self._sig["soft"].append(content)
+        lo, hi = self.limits
+        with np.errstate(invalid="ignore"):
+            bad = (content < lo) | (content > hi)
+        rule = next(r for r in self.rules if r.kind == "soft")
+        prev = self._soft_prev
+        lead = (self._d0 - 1) * self.dt  # gate tick k is predicted at (k - d0 + 1) dt
+        for kind, i, _tref in rule.tracker.update(t, bad):
+            tdec = float(t[i]) - 0.5 * self.dt - lead
+            tprev, cprev = (float(t[i - 1]), float(content[i - 1])) if i > 0 else \
+                (prev if prev is not None else (float(t[i]), float(content[i])))
+            tc = _crossing(tprev, cprev, float(t[i]), float(content[i]), lo, hi)
+            if kind == "open":
+                self._open(rule, tc, tdec, {"predicted_content": float(content[i])})
+                rule.info["oos_start"] = tc
+                win = self._soft_window(rule, float(t[i]))
+            else:
+                win = self._soft_window(rule, tc)
+                self._log(tdec, "alarm_cleared", {"rule": rule.name, "key": rule.key})
+            self._request(rule, win, tdec)
+        if rule.tracker.open:
+            tnow = float(t[-1]) - 0.5 * self.dt - lead
+            self._request(rule, self._soft_window(rule, float(t[-1])), tnow)
+        self._soft_prev = (float(t[-1]), float(content[-1]))
+
+    def _soft_window(self, rule: _Rule, t_end: float) -> DiversionWindow:
+        ms, me = self.margins
+        a = rule.info["oos_start"]
+        return DiversionWindow(a - ms, max(t_end, a) + me, rule.name, "A", self.margins,
+                               rtd_params=(dict(self.feeder_to_gate.params),),
+                               details={"limits": list(self.limits), "oos_start_s": a,
+                                        "oos_end_s": max(t_end, a)})
+
+    # -- load cells, tablet weight, MSPC
+    def _load_cells(self, k0: int, k1: int) -> None:
+        t = np.arange(k0 + 1, k1 + 1) * self.dt
+        for n, lc in self.load_cells.items():
+            f = self._feed[n][:, k0:k1].sum(axis=0)
+            net = self._net[n] - np.cumsum(f) * self.dt  # net weight change (refills excluded)
+            self._net[n] = float(net[-1])
+            ts, _, flow = lc.measure(t, net)
+            self._sig.setdefault(f"load_cell_t.{n}", []).append(ts)
+            self._sig.setdefault(f"load_cell.{n}", []).append(flow)
+            pt, pf = self._lc_recent.get(n, (np.empty(0), np.empty(0)))
+            self._lc_recent[n] = (np.concatenate((pt[-1:], ts)), np.concatenate((pf[-1:], flow)))
+        if self.tablet_weight is not None:
+            ts, wts = self.tablet_weight.measure(np.arange(k0, k1) * self.dt + 0.5 * self.dt,
+                                                 np.full(k1 - k0, self.tablet_mass))
+            self._sig.setdefault("tablet_weight_t", []).append(ts)
+            self._sig.setdefault("tablet_weight", []).append(wts)
+
+    def _mspc_chunk(self, ts: np.ndarray, content: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        from cmsim.monitor.mspc import PCAMonitor  # noqa: PLC0415
+
+        cols = [content]
+        for n in self.load_cells:
+            lt, lf = self._lc_recent.get(n, (np.empty(0), np.empty(0)))
+            cols.append(np.interp(ts, lt, lf) if lt.size else np.full(ts.shape, np.nan))
+        x = np.column_stack(cols)
+        ok = np.all(np.isfinite(x), axis=1)
+        a, b = self.config.mspc_training
+        if self._mspc is None:
+            sel = ok & (ts >= a) & (ts < b)
+            self._mspc_train.append(x[sel])
+            if ts[-1] >= b:
+                train = np.concatenate(self._mspc_train)
+                self._mspc = PCAMonitor().fit(train)
+                self._mspc_limits = (self._mspc.t2_limit(self.config.mspc_alpha),
+                                     self._mspc.q_limit(self.config.mspc_alpha))
+                self._log(float(ts[-1]), "mspc_trained", {"n_observations": int(len(train))})
+            post = ok & (ts >= b)
+        else:
+            post = ok
+        if self._mspc is None or not post.any():
+            return ts[:0], np.zeros(0, bool)
+        xs = x[post]
+        t2 = self._mspc.t2(xs)
+        q = self._mspc.q(xs)
+        return ts[post], (t2 > self._mspc_limits[0]) | (q > self._mspc_limits[1])
+
+    # -- state of control (domain 7.5, 7.6)
+    def _state(self, k0: int, k1: int, ts: np.ndarray | None, y: np.ndarray | None) -> None:
+        any_open = any(r.tracker.open for r in self.rules)
+        if self.in_startup:
+            tnow = k1 * self.dt
+            t_ok = None
+            if ts is None:
+                if tnow >= self._startup_time:
+                    t_ok = max(self._startup_time, k0 * self.dt)
+            elif ts.size:
+                content = y / self.target
+                lo, hi = self.limits
+                good = np.isfinite(content) & (content >= lo) & (content <= hi)
+                run = _run_lengths(good, self._good_run)
+                self._good_run = int(run[-1])
+                cand = np.flatnonzero((run >= self.config.clear_readings)
+                                      & (ts >= self._startup_time))
+                if cand.size and not any_open:
+                    t_ok = float(ts[cand[0]])
+            if t_ok is None:
+                win = DiversionWindow(0.0, tnow + self.manager.gate_delay, "start_up", "startup")
+                self.manager.request(win, 0.0, key="start_up")
+            else:
+                win = DiversionWindow(0.0, t_ok + self.manager.gate_delay, "start_up",
+                                      "startup", details={"state_of_control_s": t_ok})
+                self.manager.request(win, 0.0, key="start_up")
+                self.in_startup = False
+                self._log(t_ok, "state_of_control", {"in_control": True, "reason": "start-up "
+                                                     "complete"})
+                self.state_changes.append((t_ok, True))
+                self._in_control = True
+        elif self._in_control == any_open:
+            t = k1 * self.dt
+            self._in_control = not any_open
+            self.state_changes.append((t, self._in_control))
+            self._log(t, "state_of_control", {"in_control": self._in_control,
+                                              "open_alarms": [r.name for r in self.rules
+                                                              if r.tracker.open]})
+
+    # ------------------------------------------------------------------ results
+    def signals(self) -> dict[str, np.ndarray]:
+        """Recorded signals as arrays: ``t``/``nir``/``nir_true`` (NIR), ``soft_t``/``soft``
+        (soft-sensor content at the gate, fraction of target), load cells, tablet weight."""
+        return {k: (np.concatenate(v) if v else np.empty(0)) for k, v in self._sig.items()}
+
+    def diversion_events(self, gate_flow: np.ndarray, diverted: np.ndarray) -> list[dict]:
+        """Diversion events with tablets and mass counted on the actual gate positions
+        (empty when the monitor does not drive the gate)."""
+        if not self.drive_gate:
+            return []
+        return self.manager.events(gate_flow, self.tablet_mass, diverted)
+
+
+def _crossing(t0: float, c0: float, t1: float, c1: float, lo: float, hi: float) -> float:
+    """Time where the straight line from (t0, c0) to (t1, c1) leaves/enters [lo, hi]."""
+    if not (math.isfinite(c0) and math.isfinite(c1)) or t1 == t0:
+        return t1 if not math.isfinite(c0) else t0
+    out0 = c0 < lo or c0 > hi
+    lim = (lo if c1 < lo else hi) if not out0 else (lo if c0 < lo else hi)
+    if c1 == c0:
+        return t0
+    frac = (c0 - lim) / (c0 - c1)
+    return float(t0 + min(max(frac, 0.0), 1.0) * (t1 - t0))
+
+
+def _run_lengths(good: np.ndarray, carry: int) -> np.ndarray:
+    """Length of the run of True ending at each position (continuing ``carry``)."""
+    n = good.size
+    idx = np.arange(1, n + 1)
+    last_bad = np.where(~good, idx, 0)
+    np.maximum.accumulate(last_bad, out=last_bad)
+    run = idx - last_bad
+    run[last_bad == 0] += carry
+    return run
+
+
+def line_models(scenario: Any) -> tuple[RTDModel, RTDModel]:
+    """Feeder-to-gate and probe-to-gate RTDs of a scenario.
+
+    Parameters
+    ----------
+    scenario : cmsim.config.Scenario
+        Validated scenario.
+
+    Returns
+    -------
+    (RTDModel, RTDModel)
+        ``Series(blender, transfer, feed frame)`` and the probe-to-gate RTD for the scenario's
+        PAT location (``Series(transfer, feed frame)`` at the blender outlet; the feed-frame
+        RTD for a probe in the feed frame, whose contents leave through it).
+    """
+    b = scenario.blender.rtd.build()
+    tr = scenario.press.transfer_rtd.build()
+    ff = scenario.press.feed_frame_rtd.build()
+    loc = scenario.pat.location if scenario.pat is not None else "blender_outlet"
+    probe = Series(tr, ff) if loc == "blender_outlet" else ff
+    return Series(b, tr, ff), probe
