@@ -44,6 +44,7 @@ __all__ = [
     "Blender",
     "BlenderSpeed",
     "CSTRRTD",
+    "Control",
     "Diversion",
     "EmpiricalRTD",
     "Feeder",
@@ -821,6 +822,182 @@ class Monitor(_Strict):
         return self
 
 
+# --------------------------------------------------------------------------- control
+
+
+class FeederPIControl(_Strict):
+    """``[control.feeder_pi]``: gravimetric PI loop of the feeders (domain.md 4.6).
+
+    Attributes
+    ----------
+    feeders : list of str or None
+        Feeders with the PI loop (default: all); the others keep the ideal loop.
+    gain : float
+        PI gain on the flow error relative to the feed factor [-] (default 0.3).
+    integral_time : float
+        [s] (default 1 s).
+    period : float or None
+        Update period [s], a whole number of ticks (default: dt).
+    window : float
+        Load-cell regression window [s] (default 5 s).
+    load_cell_noise : float
+        Reading noise per tick, 1 sigma [kg] (default 0.1 g).
+    nominal_speed : float
+        Screw speed at the nominal set point [rev/s] (default 1).
+    max_speed : float or None
+        Upper screw-speed clamp [rev/s] (default 3 x nominal_speed).
+    adapt_time : float
+        Feed-factor adaptation time of the feed-forward [s] (default 0 = none).
+    """
+
+    feeders: list[Name] | None = None
+    gain: Q("dimensionless", gt=0) = 0.3
+    integral_time: Q("time", gt=0) = 1.0
+    period: Q("time", gt=0) | None = None
+    window: Q("time", gt=0) = 5.0
+    load_cell_noise: Q("mass", ge=0) = 1e-4
+    nominal_speed: Q("dimensionless", gt=0) = 1.0
+    max_speed: Q("dimensionless", gt=0) | None = None
+    adapt_time: Q("time", ge=0) = 0.0
+
+
+class RatioControl(_Strict):
+    """``[control.ratio]``: follower set points track the measured master flow.
+
+    Attributes
+    ----------
+    master : str or None
+        Master feeder (default: the API feeder).
+    followers : list of str or None
+        Followers (default: every other feeder).
+    """
+
+    master: Name | None = None
+    followers: list[Name] | None = None
+
+
+class _LoopTuning(_Strict):
+    gain: Q("dimensionless", gt=0) | None = None
+    integral_time: Q("time", gt=0) | None = None
+    closed_loop_time: Q("time", gt=0) | None = None
+
+
+class NIRFeedbackControl(_LoopTuning):
+    """``[control.nir_feedback]``: PI from the NIR API reading to the API set point.
+
+    Attributes
+    ----------
+    gain, integral_time : float or None
+        PI settings [-], [s]; None = SIMC/IMC tuning from the RTD to the probe.
+    closed_loop_time : float or None
+        tau_c of the tuning rule [s] (default: the model dead time).
+    latency, integration_time, noise_sd : float or None
+        NIR model [s], [s], [-] (absolute mass fraction); None = from ``[pat]``
+        (or 2 s, 1 s, 0 without it).
+    """
+
+    latency: Q("time", ge=0) | None = None
+    integration_time: Q("time", gt=0) | None = None
+    noise_sd: Q("fraction", ge=0) | None = None
+
+
+class FeedforwardControl(_LoopTuning):
+    """``[control.feedforward]``: PI on the RTD-predicted blender-outlet API fraction.
+
+    Attributes
+    ----------
+    gain, integral_time : float or None
+        PI settings [-], [s]; None = SIMC/IMC tuning from the blender RTD.
+    closed_loop_time : float or None
+        tau_c of the tuning rule [s] (default: the model dead time).
+    """
+
+
+ControlStrategy = Literal["feeder_pi", "ratio", "nir_feedback", "feedforward"]
+
+
+class Control(_Strict):
+    """``[control]``: control strategies of the line (domain.md 9), any combination.
+
+    Attributes
+    ----------
+    strategy : list of str
+        Any of ``"feeder_pi"``, ``"ratio"``, ``"nir_feedback"``, ``"feedforward"`` (no
+        repeats; may be empty).
+    period : float
+        Period of the supervisory loops (ratio, NIR, feedforward) [s], a whole number of
+        ticks (default 2 s).
+    output_limit : float
+        Largest relative correction of the API set point (or ratio) [-] (default 0.3).
+    load_cell_noise : float
+        Load-cell reading noise for feeders without the PI loop [kg] (default 0.1 g).
+    load_cell_window : float
+        Their regression window [s] (default 5 s).
+    feeder_pi, ratio, nir_feedback, feedforward
+        Parameters of each strategy (defaults apply when a table is absent).
+    """
+
+    strategy: list[ControlStrategy] = Field(default_factory=list)
+    period: Q("time", gt=0) = 2.0
+    output_limit: Q("fraction", gt=0, lt=1) = 0.3
+    load_cell_noise: Q("mass", ge=0) = 1e-4
+    load_cell_window: Q("time", gt=0) = 5.0
+    feeder_pi: FeederPIControl = Field(default_factory=FeederPIControl)
+    ratio: RatioControl = Field(default_factory=RatioControl)
+    nir_feedback: NIRFeedbackControl = Field(default_factory=NIRFeedbackControl)
+    feedforward: FeedforwardControl = Field(default_factory=FeedforwardControl)
+
+    @field_validator("strategy")
+    @classmethod
+    def _unique(cls, value: list[str]) -> list[str]:
+        seen = [s for i, s in enumerate(value) if s in value[:i]]
+        if seen:
+            raise ValueError(f"lists {seen[0]!r} twice; each strategy at most once")
+        return value
+
+
+def _whole_ticks(x: Any, dt: float | None) -> bool:
+    if x is None or dt is None:
+        return True
+    return abs(round(x / dt) * dt - x) <= 1e-9 * max(1.0, x) and round(x / dt) >= 1
+
+
+def _control_problems(raw: dict[str, Any], names: list[str],
+                      dt: float | None) -> list[tuple[str, Any, str]]:
+    """Cross-field rules of ``[control]``: feeder references and periods in whole ticks."""
+    ctl = raw.get("control")
+    if not isinstance(ctl, dict):
+        return []
+    out: list[tuple[str, Any, str]] = []
+    known = ", ".join(names) or "-"
+
+    def ref(path: str, value: Any) -> None:
+        if isinstance(value, str) and names and value not in names:
+            out.append((path, value, f"no feeder of that name (feeders: {known})"))
+
+    for key in ("feeder_pi", "ratio"):
+        sub = ctl.get(key)
+        if not isinstance(sub, dict):
+            continue
+        lst = sub.get("feeders" if key == "feeder_pi" else "followers")
+        if isinstance(lst, list):
+            for j, name in enumerate(lst):
+                ref(f"control.{key}.{'feeders' if key == 'feeder_pi' else 'followers'}[{j}]",
+                    name)
+        if key == "ratio":
+            ref("control.ratio.master", sub.get("master"))
+            if isinstance(lst, list) and sub.get("master") in lst:
+                out.append(("control.ratio.followers", lst, "must not contain the master"))
+    for path, value in (("control.period", ctl.get("period")),
+                        ("control.feeder_pi.period", (ctl.get("feeder_pi") or {}).get("period")
+                         if isinstance(ctl.get("feeder_pi"), dict) else None)):
+        x = _num(value, "time")
+        if x is not None and x > 0 and not _whole_ticks(x, dt):
+            out.append((path, value, f"must be a whole number of ticks (simulation.dt = "
+                                      f"{_fmt_time(dt)})"))
+    return out
+
+
 # --------------------------------------------------------------------------- disturbances
 
 
@@ -934,6 +1111,7 @@ class Scenario(_Strict):
     pat: PAT | None = None
     diversion: Diversion | None = None
     monitor: Monitor | None = None
+    control: Control | None = None
     disturbances: list[Disturbance] = Field(default_factory=list)
 
     _source: str | None = PrivateAttr(default=None)
@@ -1144,4 +1322,5 @@ def cross_field_problems(raw: dict[str, Any]) -> list[tuple[str, Any, str]]:
                 problems.append((f"disturbances[{i}].mass", d.get("mass"),
                                  f"feeder {d['feeder']!r} has no [feeders.hopper] table; "
                                  "a refill mass needs one"))
+    problems.extend(_control_problems(raw, list(names), dt))
     return problems
