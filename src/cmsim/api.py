@@ -216,15 +216,20 @@ def run(scenario: Any, *, seed: int | np.random.SeedSequence | None = None,
     root_seed = seed if seed is not None else sc.simulation.seed
     use_monitor = bool(monitor) and (sc.pat is not None or sc.diversion is not None)
     names = rng_source_names(sc) + (pat_rng_names(sc) if use_monitor else [])
+    names += ["control.nir"] if getattr(sc, "control", None) is not None else []
     gens, seed_info = rng_streams(root_seed, names)
     line = build_line(sc, gens)
     mon = build_monitor(sc, line, gens) if use_monitor else None
+    from cmsim.control import attach_control  # noqa: PLC0415
+
+    supervisor = attach_control(line, sc, gens.get("control.nir"))
     plan = dist.from_scenario(sc.disturbances, sc.feeders)
     callback, bar = _progress_callback(progress, line.n_ticks)
     try:
         engine = Engine(line, plan, progress=callback,
                         sync_every_s=(line.n_ticks * line.dt / 100.0) if callback else None,
-                        extra_sync_s=extra_sync_s)
+                        extra_sync_s=extra_sync_s,
+                        control_period_s=supervisor.period_s if supervisor else None)
         engine.run()
         diversion_events: list[dict[str, Any]] = []
         if mon is not None:
