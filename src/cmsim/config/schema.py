@@ -748,7 +748,7 @@ class Monitor(_Strict):
     Attributes
     ----------
     persistence : int
-        Consecutive NIR readings outside the limits that trigger (default 1).
+        Consecutive NIR readings outside the limits that trigger (default 3).
     clear_readings : int
         Consecutive in-limit readings that clear a PAT alarm (default 3).
     pat_grace : float
@@ -783,7 +783,7 @@ class Monitor(_Strict):
         Tablet-weight sampling period [s] (0: off; default 10 s) and RSD [-] (default 0).
     """
 
-    persistence: Annotated[int, Strict(), Field(ge=1)] = 1
+    persistence: Annotated[int, Strict(), Field(ge=1)] = 3
     clear_readings: Annotated[int, Strict(), Field(ge=1)] = 3
     pat_grace: Q("time", ge=0) = 10.0
     action_limits: tuple[Q("fraction", ge=0), Q("fraction", gt=0)] | None = None

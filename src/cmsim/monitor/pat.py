@@ -109,7 +109,9 @@ class MonitorConfig:
     soft_sensor : bool
         RTD soft sensor (method A).
     feeder_trigger : bool
-        Feeder deviation / stop trigger (method B).
+        Feeder deviation / stop trigger (method B). Applies to the API feeder and to every
+        feeder whose share of the nominal flow is at least the half-width of the limits (a
+        smaller feeder cannot move the API content out of limits even when it stops).
     feeder_deviation : float
         Relative deviation of a feeder's flow from its nominal flow that counts [-].
     feeder_persistence : float
@@ -138,7 +140,7 @@ class MonitorConfig:
     drift_per_s: float = 0.0
     dropout_probability: float = 0.0
     limits: tuple[float, float] = (0.95, 1.05)
-    persistence: int = 1
+    persistence: int = 3
     clear_readings: int = 3
     pat_grace: float = 10.0
     chart_sigma: float = 0.0
@@ -447,8 +449,12 @@ class PATMonitor:
         # --- feeder triggers
         if c.feeder_trigger:
             k_on = max(1, int(math.ceil(c.feeder_persistence / self.dt - 1e-9)))
-            for n, _, f in self.feeders:
-                if f > 0:
+            tot = sum(f for _, _, f in self.feeders)
+            half_width = min(1.0 - self.limits[0], self.limits[1] - 1.0)
+            for n, m, f in self.feeders:
+                # a feeder whose complete stop cannot move the API content by the half-width
+                # of the limits (e.g. a 0.5 % lubricant) is not a content risk: not monitored
+                if f > 0 and (m == self.api_material or f / tot >= half_width):
                     self.rules.append(_Rule(f"feeder:{n}", RunTracker(k_on, 1), "feeder",
                                             info={"feeder": n, "nominal": f}))
         # --- start-up and state of control
