@@ -294,3 +294,133 @@ def tis_rows_parallel(x, y, q, phi, c):  # pragma: no cover - compiled
             tis_run5(x[b], y[b], q[b], phi, c)
         else:
             tis_run(x[b], y[b], q[b], phi, c)
+
+
+# ----------------------------------------------------------------------------- cascade form
+#: Samples per block of the cascade kernels (the block of the last stage stays in L1).
+_CASCADE_BLOCK = 512
+
+
+@njit(cache=True, fastmath={"contract"})
+def tisc_run(x, y, s, a, q):  # pragma: no cover - compiled
+    """Tanks-in-series chain in cascade form over a 1-D chunk (any ``n = q.size``).
+
+    ``W(z) = Q(z^-1) / (1 - a z^-1)^n``: the input runs through ``n`` equal first-order sections
+    ``u_i[k] = u_{i-1}[k] + a u_i[k-1]`` (one fused multiply-add of loop-carried latency per
+    section) and the output is the ``n``-tap FIR ``y[k] = sum_m q[m] u_{n-1}[k-m]``, evaluated
+    per block of :data:`_CASCADE_BLOCK` samples as a vectorised loop. ``s`` holds
+    ``[u_0 .. u_{n-1}]`` at the last tick followed by ``u_{n-1}`` at ticks ``-2 .. -(n-1)``.
+    """
+    n = q.size
+    nx = x.size
+    if nx == 0:
+        return
+    h = n - 1
+    buf = np.empty(_CASCADE_BLOCK + h)
+    u = s[:n].copy()
+    if h > 0:
+        buf[h - 1] = u[n - 1]
+        for d in range(1, h):
+            buf[h - 1 - d] = s[n + d - 1]
+    pos = 0
+    while pos < nx:
+        m_len = min(_CASCADE_BLOCK, nx - pos)
+        xs = x[pos : pos + m_len]
+        bs = buf[h : h + m_len]
+        for k in range(m_len):
+            v = xs[k] + a * u[0]
+            u[0] = v
+            for i in range(1, n):
+                v = v + a * u[i]
+                u[i] = v
+            bs[k] = v
+        ys = y[pos : pos + m_len]
+        src = buf[h : h + m_len]
+        c = q[0]
+        for k in range(m_len):
+            ys[k] = c * src[k]
+        for m in range(1, n):
+            src = buf[h - m : h - m + m_len]
+            c = q[m]
+            for k in range(m_len):
+                ys[k] += c * src[k]
+        for i in range(h):
+            buf[i] = buf[m_len + i]
+        pos += m_len
+    s[:n] = u
+    for d in range(1, h):
+        s[n + d - 1] = buf[h - 1 - d]
+
+
+@njit(cache=True, fastmath={"contract"})
+def tisc_run5(x, y, s, a, q):  # pragma: no cover - compiled
+    """:func:`tisc_run` for exactly 5 tanks: state in registers, FIR unrolled."""
+    nx = x.size
+    if nx == 0:
+        return
+    buf = np.empty(_CASCADE_BLOCK + 4)
+    u0 = s[0]
+    u1 = s[1]
+    u2 = s[2]
+    u3 = s[3]
+    u4 = s[4]
+    buf[0] = s[7]
+    buf[1] = s[6]
+    buf[2] = s[5]
+    buf[3] = u4
+    q0 = q[0]
+    q1 = q[1]
+    q2 = q[2]
+    q3 = q[3]
+    q4 = q[4]
+    pos = 0
+    while pos < nx:
+        m_len = min(_CASCADE_BLOCK, nx - pos)
+        xs = x[pos : pos + m_len]
+        bs = buf[4 : 4 + m_len]
+        for k in range(m_len):
+            u0 = xs[k] + a * u0
+            u1 = u0 + a * u1
+            u2 = u1 + a * u2
+            u3 = u2 + a * u3
+            u4 = u3 + a * u4
+            bs[k] = u4
+        ys = y[pos : pos + m_len]
+        bb = buf[0 : m_len + 4]
+        for k in range(m_len):
+            ys[k] = q4 * bb[k] + q3 * bb[k + 1] + q2 * bb[k + 2] + q1 * bb[k + 3] + q0 * bb[k + 4]
+        buf[0] = buf[m_len]
+        buf[1] = buf[m_len + 1]
+        buf[2] = buf[m_len + 2]
+        buf[3] = buf[m_len + 3]
+        pos += m_len
+    s[0] = u0
+    s[1] = u1
+    s[2] = u2
+    s[3] = u3
+    s[4] = u4
+    s[5] = buf[2]
+    s[6] = buf[1]
+    s[7] = buf[0]
+
+
+@njit(cache=True, fastmath={"contract"})
+def tisc_rows_serial(x, y, s, a, q):  # pragma: no cover - compiled
+    """Row-wise :func:`tisc_run` over (batch, time) chunks; ``s`` is (batch, state size)."""
+    five = q.size == 5
+    for b in range(x.shape[0]):
+        if five:
+            tisc_run5(x[b], y[b], s[b], a, q)
+        else:
+            tisc_run(x[b], y[b], s[b], a, q)
+
+
+@njit(cache=True, fastmath={"contract"}, parallel=True)
+def tisc_rows_parallel(x, y, s, a, q):  # pragma: no cover - compiled
+    """Row-wise :func:`tisc_run` with ``prange`` over the batch rows."""
+    five = q.size == 5
+    for b in prange(x.shape[0]):
+        if five:
+            tisc_run5(x[b], y[b], s[b], a, q)
+        else:
+            tisc_run(x[b], y[b], s[b], a, q)
