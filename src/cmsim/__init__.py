@@ -12,4 +12,13 @@ from cmsim._version import __version__
 from cmsim.api import run
 from cmsim.results import SimulationResult
 
-__all__ = ["SimulationResult", "__version__", "rtd", "run"]
+__all__ = ["SimulationResult", "__version__", "rtd", "run", "sweep"]
+
+
+def __getattr__(name: str):
+    # lazy: ``cmsim.sweep`` imports pandas only when used
+    if name == "sweep":
+        from cmsim.sweep import sweep  # noqa: PLC0415
+
+        return sweep
+    raise AttributeError(f"module 'cmsim' has no attribute {name!r}")
