@@ -220,7 +220,7 @@ class TanksInSeriesFilter(_Streaming):
         if self._form == "cascade":
             self._state = _cascade_from_masses(q, self._a, self._r)
             # reconstructed past values of the last section may carry round-off of either sign
-            self._clip_head = True
+            self._clip_head = self._n > 1
         elif self._scaled:
             self._state = np.ascontiguousarray(np.linalg.solve(self._s_mat, q.T).T)
         else:
