@@ -166,6 +166,14 @@ def test_no_rtd_means_no_funnel_but_a_note(run_dir, tmp_path):
     assert 'id="fig-funnel"' in raw
 
 
+def test_no_funnel_when_no_overfeed_can_leave_the_limits(run_dir):
+    result, _ = run_dir
+    r = with_monitoring(result)
+    r.target_api_fraction = 0.96  # w0 (1 + 0.05) >= 1: the overfeed boundary does not exist
+    figs = report.render_figures(r, model=rtd.CSTR(60.0))
+    assert "funnel" not in figs and {"api_trace", "lots_gantt", "mass_flow"} <= set(figs)
+
+
 def test_events_list_is_capped(run_dir, tmp_path, monkeypatch):
     result, _ = run_dir
     r = with_monitoring(result)

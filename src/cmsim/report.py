@@ -191,10 +191,12 @@ def render_figures(result: Any, *, model: Any = None) -> dict[str, bytes]:
         if 0.0 < lo < 1.0 and 0.0 < hi < 1.0:
             feeder = (result.metadata or {}).get("api_feeder")
             events = plotting.disturbance_points(result, [feeder]) if feeder else None
-            fig = Figure(figsize=(10, 4.6), layout="constrained")
-            plotting.funnel(model, (lo, hi), ax=fig.add_subplot(),
-                            api_fraction=float(result.target_api_fraction), events=events)
-            out["funnel"] = _png(fig)
+            w0 = float(result.target_api_fraction)
+            if 0.0 < w0 < 1.0 / (1.0 + hi):  # else no overfeed can exceed the upper limit
+                fig = Figure(figsize=(10, 4.6), layout="constrained")
+                plotting.funnel(model, (lo, hi), ax=fig.add_subplot(), api_fraction=w0,
+                                events=events)
+                out["funnel"] = _png(fig)
     n_rows = len(result.channels)
     fig = Figure(figsize=(10, 1.6 + 0.45 * n_rows), layout="constrained")
     plotting.lot_gantt(result, ax=fig.add_subplot())
@@ -391,8 +393,8 @@ def render_html(result: Any, *, model: Any = None,
         _figure("mass_flow", figs["mass_flow"]) if "mass_flow" in figs else "",
         "<h2>Funnel plot (API feeder to gate)</h2>",
         _figure("funnel", figs["funnel"]) if "funnel" in figs else
-        '<p class="note">No feeder-to-gate RTD was recorded with this run, so the funnel plot '
-        "is not drawn.</p>",
+        '<p class="note">No feeder-to-gate RTD was recorded with this run (or the limits and API '
+        "fraction admit no funnel), so the funnel plot is not drawn.</p>",
         "<h2>Lot genealogy</h2>", _genealogy(result),
         _figure("lots_gantt", figs["lots_gantt"]) if "lots_gantt" in figs else "",
         "<h2>Provenance</h2>", _provenance(s, result),
