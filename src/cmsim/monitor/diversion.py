@@ -238,7 +238,8 @@ class DiversionManager:
         reqs = [r for r in self.requests.values() if r.k_hi > r.k_lo]
         out = []
         for a, b in self.intervals(diverted):
-            inside = [r for r in reqs if r.k_lo < b and r.k_hi > a]
+            inside = sorted((r for r in reqs if r.k_lo < b and r.k_hi > a),
+                            key=lambda r: (r.k_lo, r.window.start_s, r.key))
             triggers: list[str] = []
             for r in inside:
                 for t in r.window.trigger.split("+"):
