@@ -52,6 +52,7 @@ from typing import Any
 
 import numpy as np
 
+from cmsim._fs import publish_mode
 from cmsim.errors import CmsimError, ParameterError
 
 __all__ = [
@@ -385,6 +386,7 @@ def _atomic_write_text(path: Path, text: str) -> None:
             fh.write(text.encode("utf-8"))
             fh.flush()
             os.fsync(fh.fileno())
+        publish_mode(tmp)
         os.replace(tmp, path)
     except BaseException:
         try:

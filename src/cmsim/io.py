@@ -34,6 +34,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from cmsim._fs import publish_mode
 from cmsim.errors import InputError, SimulationError
 from cmsim.eventlog import EventLog
 
@@ -176,6 +177,7 @@ def write_output_dir(result, out_dir: str | os.PathLike, *, figures: bool = True
         write_events_jsonl(tmp / "events.jsonl", result.event_records())
         if figures:
             _write_figures(result, tmp)
+        publish_mode(tmp, directory=True)
         check_output_dir(out)
         if out.exists():
             out.rmdir()

@@ -32,6 +32,8 @@ from typing import Any
 
 import numpy as np
 
+from cmsim._fs import publish_mode
+
 __all__ = ["EVENTS_SHOWN", "gate_rtd", "render_figures", "render_html", "rtd_from_params",
            "write_report"]
 
@@ -435,7 +437,7 @@ def write_report(result: Any, path: str | os.PathLike, *, model: Any = None,
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a report is meant to be shared
+        publish_mode(tmp)  # mkstemp creates 0600; a report is meant to be shared
         os.replace(tmp, target)
     except BaseException:
         if os.path.exists(tmp):
