@@ -986,8 +986,14 @@ def _control_problems(raw: dict[str, Any], names: list[str],
                     name)
         if key == "ratio":
             ref("control.ratio.master", sub.get("master"))
-            if isinstance(lst, list) and sub.get("master") in lst:
-                out.append(("control.ratio.followers", lst, "must not contain the master"))
+            master = sub.get("master")
+            if master is None:  # default: the API feeder
+                feeders = raw.get("feeders") if isinstance(raw.get("feeders"), list) else []
+                master = next((f.get("name") for f in feeders if isinstance(f, dict)
+                               and f.get("role") == "api"), None)
+            if isinstance(lst, list) and master is not None and master in lst:
+                out.append(("control.ratio.followers", lst,
+                            f"must not contain the master feeder {master!r}"))
     for path, value in (("control.period", ctl.get("period")),
                         ("control.feeder_pi.period", (ctl.get("feeder_pi") or {}).get("period")
                          if isinstance(ctl.get("feeder_pi"), dict) else None)):
