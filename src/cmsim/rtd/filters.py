@@ -59,8 +59,20 @@ class _Streaming:
             self._batch = int(batch)
         self._one_d = None
 
-    def _prepare(self, chunk: Any, out: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, bool]:
-        x = _validate.finite_array("chunk", chunk, ndim=(1, 2))
+    def _prepare(
+        self, chunk: Any, out: np.ndarray | None, check_finite: bool = True,
+    ) -> tuple[np.ndarray, np.ndarray, bool]:
+        if check_finite:
+            x = _validate.finite_array("chunk", chunk, ndim=(1, 2))
+        else:  # the caller checks finiteness itself (e.g. on the state after the run)
+            try:
+                x = np.asarray(chunk, dtype=np.float64)
+            except (TypeError, ValueError) as exc:
+                raise ParameterError("chunk", chunk,
+                                     f"must be an array of real numbers ({exc})") from None
+            if x.ndim not in (1, 2):
+                raise ParameterError("chunk", f"array of shape {x.shape}",
+                                     "must have ndim in (1, 2)")
         one_d = x.ndim == 1
         x2 = x.reshape(1, -1) if one_d else x
         rows = x2.shape[0]
@@ -277,9 +289,19 @@ class TanksInSeriesFilter(_Streaming):
         -------
         ndarray
             Outlet flow per tick [same units as ``chunk``], same shape as ``chunk``.
+
+        Raises
+        ------
+        cmsim.errors.ParameterError
+            If ``chunk`` is not 1-D/2-D, not finite (the filter state is then left unchanged;
+            ``out`` may have been written), has the wrong number of rows, or ``out`` is invalid.
         """
-        x2, y2, one_d = self._prepare(chunk, out)
+        # Finiteness is checked on the state after the run instead of on the chunk before it (a
+        # full extra pass over the data): a NaN/inf input enters tank 0 and stays in the state.
+        x2, y2, one_d = self._prepare(chunk, out, check_finite=False)
         assert self._state is not None
+        saved = self._state.copy()
+        clip_head = self._clip_head
         k = _kernels()
         rows, length = x2.shape
         parallel = rows >= PARALLEL_MIN_ROWS and rows * length >= PARALLEL_MIN_SAMPLES
@@ -310,6 +332,12 @@ class TanksInSeriesFilter(_Streaming):
             else:
                 run = k.tis_rows_parallel if parallel else k.tis_rows_serial
                 run(x2, y2, self._state, self._phi, self._c_mass)
+        if not np.isfinite(self._state).all():
+            self._state = saved
+            self._clip_head = clip_head
+            _validate.finite_array("chunk", x2)  # raises, naming the first bad element
+            raise ParameterError("chunk", f"array with max |value| {np.abs(x2).max():g}",
+                                 "is too large: the recursion overflowed")
         return y2[0] if one_d and out is None else (out if out is not None else y2)
 
     def set_mean_residence_time(self, mean_residence_time: float) -> None:
