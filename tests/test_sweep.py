@@ -79,3 +79,24 @@ def test_bad_arguments_and_invalid_case():
         assert ei.value.name == name
     with pytest.raises(ScenarioError, match="noise_rsd"):
         cmsim.sweep(SCEN, grid={"feeders[0].noise_rsd": [0.01, 2.0]})
+
+
+def test_cli_sweep_writes_table_and_summary(tmp_path):
+    from cmsim.cli import main
+
+    out = tmp_path / "sw"
+    rc = main(["sweep", SCEN, "--replicates", "2", "--grid", "feeders[0].noise_rsd=1 %,4 %",
+               "--set", "simulation.duration=6 min", "--seed", "2", "--out", str(out), "-q"])
+    assert rc == 0
+    table = pd.read_parquet(out / "sweep.parquet")
+    assert len(table) == 4 and list(table["replicate"]) == [0, 1, 0, 1]
+    summary = pd.read_csv(out / "sweep_summary.csv")
+    assert list(summary["replicates"]) == [2, 2]
+    for case in (0, 1):
+        rows = table[table["case"] == case]
+        assert summary.loc[case, "api_content_rsd_mean"] == pytest.approx(
+            rows["api_content_rsd"].mean(), rel=1e-9)
+        assert summary.loc[case, "api_content_rsd_std"] == pytest.approx(
+            rows["api_content_rsd"].std(), rel=1e-9)
+    assert sorted(p.name for p in out.iterdir()) == ["sweep.csv", "sweep.parquet",
+                                                     "sweep_summary.csv"]

@@ -86,7 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sweep", parents=[common], help="Monte Carlo replicates / parameter grid",
                        description="Run replicates and a grid of overrides; write one row per "
-                       "case to DIR/sweep.parquet and DIR/sweep.csv.")
+                       "run to DIR/sweep.parquet and DIR/sweep.csv and the per-case mean and "
+                       "standard deviation over replicates to DIR/sweep_summary.csv.")
     p.add_argument("scenario", metavar="SCENARIO", help="TOML file or shipped scenario name")
     p.add_argument("--replicates", type=int, default=1, metavar="N",
                    help="replicates per grid point (default 1)")
@@ -97,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="local worker processes")
     ex.add_argument("--dask", metavar="ADDRESS", default=None,
                     help="dask.distributed scheduler address")
+    p.add_argument("--seed", type=int, default=0, metavar="S",
+                   help="root seed of the replicates (default 0)")
     p.add_argument("--out", metavar="DIR", type=Path, required=True, help="output directory")
     _add_set(p)
     p.set_defaults(handler=_cmd_sweep)
@@ -424,7 +427,10 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
                 raise _CliInputError("--dask needs the 'distributed' package") from None
             client = Client(args.dask)
             executor = client.get_executor()
-        table = fn(scenario, replicates=args.replicates, grid=grid or None, executor=executor)
+        if args.seed < 0:
+            raise _CliInputError(f"--seed {args.seed}: must be >= 0")
+        table = fn(scenario, replicates=args.replicates, grid=grid or None, executor=executor,
+                   seed=args.seed)
     finally:
         if client is not None:
             client.close()
@@ -432,7 +438,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
             executor.shutdown()
     _write_sweep(table, args.out)
     if not args.quiet:
-        print(f"{len(table)} case(s) written to {args.out}/sweep.parquet and sweep.csv")
+        print(f"{len(table)} run(s) written to {args.out}/sweep.parquet, sweep.csv and "
+              "sweep_summary.csv")
     return EXIT_OK
 
 
@@ -442,7 +449,23 @@ def _write_sweep(table: Any, out: Path) -> None:
     try:
         table.to_parquet(tmp / "sweep.parquet")
         table.to_csv(tmp / "sweep.csv", index=False)
-        for name in ("sweep.parquet", "sweep.csv"):
+        names = ["sweep.parquet", "sweep.csv"]
+        metrics = [c for c in ("escapes", "waste", "tablets_produced", "tablets_accepted",
+                               "tablets_diverted", "api_content_mean",
+                               "api_content_rsd", "api_content_min", "api_content_max",
+                               "mass_balance_error") if c in table.columns]
+        if "case" in table.columns and metrics:
+            # per case: mean and standard deviation over the replicates
+            first = ["case"] + [c for c in table.columns if c not in metrics and c not in
+                                ("case", "replicate", "seed", "spawn_key")]
+            summary = table.groupby("case", sort=True)[metrics].agg(["mean", "std"])
+            summary.columns = [f"{m}_{stat}" for m, stat in summary.columns]
+            keys = table.drop_duplicates("case").set_index("case")[first[1:]]
+            summary = keys.join(summary).reset_index()
+            summary.insert(1, "replicates", table.groupby("case").size().to_numpy())
+            summary.to_csv(tmp / "sweep_summary.csv", index=False)
+            names.append("sweep_summary.csv")
+        for name in names:
             os.replace(tmp / name, out / name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
