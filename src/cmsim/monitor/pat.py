@@ -57,7 +57,7 @@ from cmsim.errors import ParameterError
 from cmsim.monitor.charts import CUSUMChart, EWMAChart, ShewhartChart
 from cmsim.monitor.diversion import DiversionManager
 from cmsim.monitor.sensors import LoadCellSignal, NIRSensor, TabletWeightSignal
-from cmsim.monitor.windows import DiversionWindow, pat_window, quantile_window
+from cmsim.monitor.windows import DiversionWindow, quantile_window
 from cmsim.rtd.convolution import Convolver
 from cmsim.rtd.models import RTDModel, Series
 
@@ -199,6 +199,9 @@ class MonitorConfig:
                 raise ParameterError("mspc", True, "needs the NIR probe (pat = True)")
 
 
+_KERNEL_CACHE: dict[str, np.ndarray] = {}
+
+
 def midpoint_kernel(model: RTDModel, dt: float, tail: float = 1e-12) -> np.ndarray:
     """Tick-average to tick-average kernel ``w[j] = F((j+1/2)dt) - F((j-1/2)dt)``, ``w[0]=F(dt/2)``.
 
@@ -217,12 +220,19 @@ def midpoint_kernel(model: RTDModel, dt: float, tail: float = 1e-12) -> np.ndarr
         Kernel [-]; its sum is ``1 - sf`` at the cut and its mean is the RTD mean (to the cut).
     """
     d = positive("dt", dt)
+    key = repr((type(model).__name__, model.params, d, tail))
+    hit = _KERNEL_CACHE.get(key)
+    if hit is not None:
+        return hit.copy()
     hi = float(model.quantile(1.0 - min(max(tail, 1e-15), 1e-3)))
     n = int(math.ceil(hi / d)) + 2
     edges = (np.arange(n + 1) - 0.5) * d
     edges[0] = 0.0
     cdf = np.asarray(model.cdf(edges), dtype=np.float64)
-    return np.diff(cdf)
+    w = np.diff(cdf)
+    if len(_KERNEL_CACHE) < 64:
+        _KERNEL_CACHE[key] = w
+    return w.copy()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -382,6 +392,8 @@ class PATMonitor:
         self.margins = (float(c.margin), float(c.margin))
         self._t_lo_probe = float(probe_to_gate.quantile(c.alpha))
         self._t_hi_feed = float(feeder_to_gate.quantile(1.0 - c.alpha))
+        self._t_hi_probe = float(probe_to_gate.quantile(1.0 - c.alpha))
+        self._probe_params = (dict(probe_to_gate.params),)
         self.rules: list[_Rule] = []
         # --- NIR probe
         self._probe = None
@@ -489,10 +501,16 @@ class PATMonitor:
 
     # ------------------------------------------------------------------ windows per rule kind
     def _pat_window(self, rule: _Rule, t_clear: float) -> DiversionWindow:
+        """:func:`~cmsim.monitor.windows.pat_window` with the probe quantiles precomputed."""
         c = self.config
-        return pat_window(rule.t_first, t_clear, c.sample_period, self.probe_to_gate, c.alpha,
-                          latency=c.latency + c.integration_time, margin_start=self.margins[0],
-                          margin_end=self.margins[1], trigger=rule.name)
+        lat = c.latency + c.integration_time
+        start = rule.t_first - c.sample_period - lat + self._t_lo_probe - self.margins[0]
+        end = max(t_clear, rule.t_first) + self._t_hi_probe + self.margins[1]
+        return DiversionWindow(
+            start, end, rule.name, "PAT", self.margins, c.alpha, self._probe_params,
+            details={"t_first_oos_s": rule.t_first, "t_clear_s": t_clear,
+                     "sample_period_s": c.sample_period, "latency_s": lat,
+                     "escaped_s": max(0.0, rule.t_decision - start)})
 
     def _mspc_window(self, rule: _Rule, t_clear: float) -> DiversionWindow:
         c = self.config
