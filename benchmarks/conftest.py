@@ -75,15 +75,19 @@ def median_time(fn: Callable[[], object], repeats: int = 7) -> float:
     return statistics.median(times)
 
 
-def interleaved(
+def interleaved_rounds(
     candidate: Callable[[], object],
     baselines: dict[str, Callable[[], object]],
-    repeats: int = 7,
-) -> dict[str, float]:
-    """Median times [s] of a candidate and its baselines, timed in alternation in one process.
+    repeats: int = 5,
+    rounds: int = 3,
+) -> dict[str, list[float]]:
+    """Per-round median times [s] of a candidate and its baselines, timed in alternation.
 
-    Each round times the candidate and then every baseline once, so slow drifts of a shared
-    machine hit all of them alike. Returns ``{"candidate": t, name: t, ...}``.
+    Each round times the candidate and then every baseline once, ``repeats`` times over, and keeps
+    the median per function; a ratio is then formed *within* a round, so slow drifts of a shared
+    machine hit numerator and denominator alike. Very short functions are called several times
+    per sample (about 2 ms per sample at least). Returns ``{"candidate": [t_round0, ...],
+    name: [...], ...}``.
     """
     fns = {"candidate": candidate, **baselines}
     inner: dict[str, int] = {}
@@ -92,21 +96,43 @@ def interleaved(
         t0 = time.perf_counter()
         fn()
         first = time.perf_counter() - t0
-        # several calls per sample for very short functions, so timer and scheduler noise of a
-        # shared machine stay small against each sample (about 2 ms per sample at least)
         inner[name] = max(1, min(1000, int(2e-3 / max(first, 1e-9))))
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            reps = inner[name]
-            t0 = time.perf_counter()
-            for _ in range(reps):
-                fn()
-            times[name].append((time.perf_counter() - t0) / reps)
-    return {name: statistics.median(ts) for name, ts in times.items()}
+    out: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        times: dict[str, list[float]] = {name: [] for name in fns}
+        for _ in range(repeats):
+            for name, fn in fns.items():
+                reps = inner[name]
+                t0 = time.perf_counter()
+                for _ in range(reps):
+                    fn()
+                times[name].append((time.perf_counter() - t0) / reps)
+        for name, ts in times.items():
+            out[name].append(statistics.median(ts))
+    return out
+
+
+def interleaved(
+    candidate: Callable[[], object],
+    baselines: dict[str, Callable[[], object]],
+    repeats: int = 7,
+) -> dict[str, float]:
+    """Median times [s] of a candidate and its baselines, timed in alternation in one process.
+
+    One round of :func:`interleaved_rounds`. Returns ``{"candidate": t, name: t, ...}``.
+    """
+    return {name: ts[0]
+            for name, ts in interleaved_rounds(candidate, baselines, repeats, 1).items()}
+
+
+def ratio_summary(ratios: list[float], lower_is_better: bool = True) -> dict[str, float]:
+    """Median and best of per-round ratios (best = min when lower is better, else max)."""
+    best = min(ratios) if lower_is_better else max(ratios)
+    return {"median": statistics.median(ratios), "best": best}
 
 
 @pytest.fixture
 def timing() -> dict[str, Callable]:
     """The timing helpers (``median_time``, ``interleaved``) for the benchmark modules."""
-    return {"median_time": median_time, "interleaved": interleaved}
+    return {"median_time": median_time, "interleaved": interleaved,
+            "interleaved_rounds": interleaved_rounds}
