@@ -219,10 +219,13 @@ def run(scenario: Any, *, seed: int | np.random.SeedSequence | None = None,
     names += ["control.nir"] if getattr(sc, "control", None) is not None else []
     gens, seed_info = rng_streams(root_seed, names)
     line = build_line(sc, gens)
-    mon = build_monitor(sc, line, gens) if use_monitor else None
-    from cmsim.control import attach_control  # noqa: PLC0415
+    from cmsim.control import SetPointRecorder, attach_control  # noqa: PLC0415
 
-    supervisor = attach_control(line, sc, gens.get("control.nir"))
+    setpoints = SetPointRecorder.attach(line)
+    mon = build_monitor(sc, line, gens) if use_monitor else None
+    # NIR feedback reads the PAT monitor's readings when there is an NIR probe ([pat])
+    supervisor = attach_control(line, sc, gens.get("control.nir"),
+                                monitor=mon if mon is not None and sc.pat is not None else None)
     plan = dist.from_scenario(sc.disturbances, sc.feeders)
     callback, bar = _progress_callback(progress, line.n_ticks)
     try:
@@ -268,6 +271,13 @@ def run(scenario: Any, *, seed: int | np.random.SeedSequence | None = None,
             for m in (sc.blender.rtd.build(), sc.press.transfer_rtd.build(),
                       sc.press.feed_frame_rtd.build())]},
     }
+    tick_signals: dict[str, np.ndarray] = {}
+    for f in sc.feeders:
+        tick_signals[f"setpoint.{f.name}"] = setpoints.set_point[f.name]
+        tick_signals[f"flow.{f.name}"] = setpoints.flow[f.name]
+    if mon is not None:
+        metadata["pat"] = {"location": sc.pat.location if sc.pat is not None else None,
+                           "initial_in_control": not bool(mon.config.start_up)}
     result = SimulationResult(
         dt=line.dt,
         materials=tuple(line.channel_map.materials),
@@ -285,10 +295,13 @@ def run(scenario: Any, *, seed: int | np.random.SeedSequence | None = None,
         metadata=metadata,
         diversion_events=[{k: ev[k] for k in ("start_s", "end_s", "trigger", "tablets",
                                               "mass_kg")} for ev in diversion_events],
+        tick_signals=tick_signals,
+        pat_signals=mon.signals() if mon is not None else {},
+        control_history=supervisor.history if supervisor is not None else {},
     )
     if mon is not None:
         result.metadata["monitor"] = {"state_changes": [[t, b] for t, b in mon.state_changes]}
-        result._cache["monitor_signals"] = mon.signals()
+        result._cache["monitor_signals"] = result.pat_signals  # (older name, not pickled)
     if out is not None:
         result.write(out)
     return result

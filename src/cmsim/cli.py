@@ -6,7 +6,7 @@ Subcommands (architecture.md section 6)::
     cmsim validate SCENARIO [--set path=value ...]
     cmsim sweep SCENARIO --replicates N [--grid path=v1,v2 ...] [--workers K | --dask ADDR]
                 --out DIR
-    cmsim verify-log FILE
+    cmsim verify-log FILE|DIR [--expect-head HASH] [--expect-records N]
     cmsim show DIR
 
 SCENARIO is a TOML file or the name of a shipped scenario (``cmsim validate baseline``).
@@ -106,8 +106,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("verify-log", parents=[common], help="check an events.jsonl hash chain",
                        description="Exit 0 if the hash chain of the event log holds, 1 with "
-                       "the first broken seq otherwise.")
-    p.add_argument("file", metavar="FILE", type=Path, help="events.jsonl")
+                       "the first broken seq otherwise. The chain alone cannot show that "
+                       "records were removed from the end: give the anchors (--expect-head, "
+                       "--expect-records) or an output directory DIR, whose summary.json "
+                       "holds them (event_log.records, event_log.head_hash).")
+    p.add_argument("file", metavar="FILE|DIR", type=Path,
+                   help="events.jsonl, or an output directory (DIR/events.jsonl checked against "
+                   "the anchors in DIR/summary.json)")
+    p.add_argument("--expect-head", metavar="HASH", default=None,
+                   help="hash of the last record (64 hex digits) recorded elsewhere")
+    p.add_argument("--expect-records", metavar="N", type=int, default=None,
+                   help="number of records recorded elsewhere")
     p.set_defaults(handler=_cmd_verify_log)
 
     p = sub.add_parser("show", parents=[common], help="print the summary of a run",
@@ -474,13 +483,48 @@ def _write_sweep(table: Any, out: Path) -> None:
 # --------------------------------------------------------------------------- verify-log
 
 
-def _cmd_verify_log(args: argparse.Namespace) -> int:
+def _log_anchors(args: argparse.Namespace) -> tuple[Path, str | None, int | None, str]:
+    """Log file and anchors ``(path, head, records, origin)`` of a verify-log call."""
+    head, records = args.expect_head, args.expect_records
+    if head is not None:
+        head = head.strip().lower()
+        if len(head) != 64 or any(ch not in "0123456789abcdef" for ch in head):
+            raise _CliInputError(f"--expect-head={args.expect_head!r}: must be 64 hexadecimal "
+                                 "digits (a SHA-256 hash)")
+    if records is not None and records < 0:
+        raise _CliInputError(f"--expect-records={records}: must be an integer >= 0")
     path: Path = args.file
-    if not path.is_file():
+    origin = "command line" if head is not None or records is not None else ""
+    if path.is_dir():
+        directory, path = path, path / "events.jsonl"
+        if not path.is_file():
+            raise _CliInputError(f"{directory}: no events.jsonl in this directory")
+        summary = directory / "summary.json"
+        try:
+            anchors = json.loads(summary.read_text(encoding="utf-8")).get("event_log")
+        except (OSError, ValueError, AttributeError) as exc:
+            raise _CliInputError(f"{summary}: cannot read the anchors ({exc})") from None
+        if not isinstance(anchors, dict) or "records" not in anchors \
+                or "head_hash" not in anchors:
+            raise _CliInputError(f"{summary}: field 'event_log' with 'records' and "
+                                 "'head_hash' is missing (written by an older cmsim?); verify "
+                                 "the file alone with cmsim verify-log "
+                                 f"{path}")
+        if head is None:
+            head = str(anchors["head_hash"])
+        if records is None:
+            records = int(anchors["records"])
+        origin = f"{summary}" if origin == "" else f"{origin} and {summary}"
+    elif not path.is_file():
         raise _CliInputError(f"{path}: no such file")
+    return path, head, records, origin
+
+
+def _cmd_verify_log(args: argparse.Namespace) -> int:
     from cmsim.eventlog import verify_log
 
-    result = verify_log(path)
+    path, head, records, origin = _log_anchors(args)
+    result = verify_log(path, expected_last_hash=head, expected_n_records=records)
     if isinstance(result, tuple):
         ok, first_bad, message = result[:3]
         n = None
@@ -490,9 +534,12 @@ def _cmd_verify_log(args: argparse.Namespace) -> int:
     if ok:
         if not args.quiet:
             count = f" ({n} records)" if n is not None else ""
-            print(f"{path}: OK, hash chain intact{count}")
+            anchored = f", matches the anchors from {origin}" if origin else \
+                " (no anchors: a removed tail would not show)"
+            print(f"{path}: OK, hash chain intact{count}{anchored}")
         return EXIT_OK
-    print(f"{path}: BROKEN at seq {first_bad}: {message}", file=sys.stderr)
+    where = f" (anchors from {origin})" if origin else ""
+    print(f"{path}: BROKEN at seq {first_bad}: {message}{where}", file=sys.stderr)
     return EXIT_RUNTIME
 
 

@@ -29,10 +29,18 @@ ticks); run the engine with ``control_period_s = T`` so that every action tick i
 boundary. The action at tick ``kc`` uses data of ticks ``< kc`` only and sets the set points
 for ticks ``>= kc``, so results do not depend on other chunk boundaries.
 
-Measurement model of the NIR used by ``nir_feedback``: reading at ``t`` = mean of the true API
-fraction of the probe stream (``line.records``, ``"blender.out"`` or ``"press.out"`` for the feed
-frame) over the ticks in ``[t - latency - integration_time, t - latency)``, plus Gaussian noise
-(absolute mass fraction), the same model as the PAT sensor (domain brief 8.1).
+NIR input of ``nir_feedback``: when the scenario has a ``[pat]`` table the loop reads the **PAT
+monitor's NIR readings** (:class:`cmsim.monitor.pat.PATMonitor`, the same readings the monitor
+records, with its sample times, latency, noise, bias, drift and dropouts): at action tick ``kc``
+the input is the last valid reading reported at a time ``<= kc dt`` (sample and hold; a dropout
+holds the previous reading; before the first reading the PI holds its output). Only without a
+``[pat]`` table does the loop use its own measurement model: reading at ``t`` = mean of the true
+API fraction of the probe stream (``line.records``, ``"blender.out"`` or ``"press.out"`` for the
+feed frame) over the ticks in ``[t - latency - integration_time, t - latency)``, plus Gaussian
+noise (absolute mass fraction), the model of domain brief 8.1.
+
+:class:`SetPointRecorder` records every feeder's set point and true discharge per tick (for the
+``setpoint.<feeder>`` / ``flow.<feeder>`` columns of the time series).
 """
 
 from __future__ import annotations
@@ -50,6 +58,7 @@ from cmsim.errors import ParameterError
 __all__ = [
     "STRATEGIES",
     "PIController",
+    "SetPointRecorder",
     "Supervisor",
     "attach_control",
     "fopdt_from_rtd",
@@ -211,6 +220,115 @@ class NIRSettings:
     noise_sd: float = 0.0
 
 
+class MonitorNIRSource:
+    """Sample-and-hold view of a PAT monitor's NIR readings for a controller.
+
+    Parameters
+    ----------
+    monitor : cmsim.monitor.pat.PATMonitor
+        The monitor (with its NIR probe). It must run before the controller in
+        ``line.observers`` so that every reading reported by a control time is available.
+
+    Notes
+    -----
+    :meth:`latest` returns the last valid reading (API mass fraction [-]) reported at a time
+    ``<= t``; NaN readings (dropouts) hold the previous value; NaN before the first valid
+    reading. The readings are taken incrementally from the monitor's growing reading lists
+    (``readings`` or ``_sig`` with keys ``t``/``nir``; otherwise :meth:`PATMonitor.signals`).
+    """
+
+    def __init__(self, monitor: Any) -> None:
+        self.monitor = monitor
+        self._taken = 0
+        self._pend_t = np.empty(0)
+        self._pend_y = np.empty(0)
+        self.value = math.nan
+        self.value_time = math.nan
+
+    def _new_readings(self) -> tuple[np.ndarray, np.ndarray]:
+        store = getattr(self.monitor, "readings", None)
+        if not isinstance(store, Mapping):
+            store = getattr(self.monitor, "_sig", None)
+        if isinstance(store, Mapping) and isinstance(store.get("t"), list) \
+                and isinstance(store.get("nir"), list):
+            ts_list, y_list = store["t"], store["nir"]
+            n = min(len(ts_list), len(y_list))
+            new_t, new_y = ts_list[self._taken:n], y_list[self._taken:n]
+            self._taken = n
+            if not new_t:
+                return np.empty(0), np.empty(0)
+            return (np.concatenate([np.asarray(a, dtype=np.float64) for a in new_t]),
+                    np.concatenate([np.asarray(a, dtype=np.float64) for a in new_y]))
+        sig = self.monitor.signals()  # fallback: full arrays, keep what is new
+        t = np.asarray(sig.get("t", np.empty(0)), dtype=np.float64)
+        y = np.asarray(sig.get("nir", np.empty(0)), dtype=np.float64)
+        new_t, new_y = t[self._taken:], y[self._taken:]
+        self._taken = t.size
+        return new_t, new_y
+
+    def latest(self, t: float) -> float:
+        """Held NIR reading at time ``t`` [s]: API mass fraction [-] (NaN if none yet)."""
+        nt, ny = self._new_readings()
+        if nt.size:
+            self._pend_t = np.concatenate((self._pend_t, nt))
+            self._pend_y = np.concatenate((self._pend_y, ny))
+        n = int(np.searchsorted(self._pend_t, t + 1e-9, side="right"))
+        if n:
+            ty, yy = self._pend_t[:n], self._pend_y[:n]
+            ok = np.flatnonzero(np.isfinite(yy))
+            if ok.size:
+                self.value = float(yy[ok[-1]])
+                self.value_time = float(ty[ok[-1]])
+            self._pend_t, self._pend_y = self._pend_t[n:], self._pend_y[n:]
+        return self.value
+
+
+class SetPointRecorder:
+    """Line observer recording each feeder's set point and true discharge per tick.
+
+    Put it first in ``line.observers`` (:meth:`attach`): observers run after each chunk and a
+    controller may change set points there for the *next* ticks, so the recorder must read the
+    set point the chunk just used before anyone changes it. Set points change only between
+    chunks, so one read per chunk is exact.
+
+    Parameters
+    ----------
+    line : cmsim.line.Line
+        The line at tick 0 (feeders as nodes ``feeder.<name>``).
+
+    Attributes
+    ----------
+    set_point : dict of str to ndarray
+        Set point per tick [kg/s] (the feeder's commanded flow, also while it is stopped).
+    flow : dict of str to ndarray
+        True discharge per tick [kg/s] (tick average, all lots).
+    """
+
+    name = "setpoints"
+
+    def __init__(self, line: Any) -> None:
+        if line.k != 0:
+            raise ParameterError("line", line.k, "the set-point recorder must start at tick 0")
+        self.feeders = _feeder_units(line)
+        n = int(line.n_ticks)
+        self.set_point = {f: np.zeros(n) for f in self.feeders}
+        self.flow = {f: np.zeros(n) for f in self.feeders}
+        self._rec = {f: line.record(f"feeder.{f}.out") for f in self.feeders}
+
+    @classmethod
+    def attach(cls, line: Any) -> SetPointRecorder:
+        """Create a recorder and insert it first in ``line.observers``."""
+        rec = cls(line)
+        line.observers.insert(0, rec)
+        return rec
+
+    def on_chunk(self, line: Any, k0: int, k1: int) -> None:
+        """Record ticks ``[k0, k1)``."""
+        for name, unit in self.feeders.items():
+            self.set_point[name][k0:k1] = unit.mass_flow
+            self.flow[name][k0:k1] = self._rec[name][:, k0:k1].sum(axis=0)
+
+
 class Supervisor:
     """Ratio, NIR-feedback and RTD-feedforward control acting every ``period`` [s].
 
@@ -235,7 +353,9 @@ class Supervisor:
     nir : PIController, optional
         NIR-feedback PI (output: relative correction ``c - 1`` [-]).
     nir_settings : NIRSettings, optional
-        NIR measurement model (with ``nir``).
+        Own NIR measurement model (with ``nir`` and no ``nir_source``).
+    nir_source : MonitorNIRSource, optional
+        Read the PAT monitor's NIR readings instead of the own model (with ``nir``).
     feedforward : PIController, optional
         Feedforward PI on the RTD-predicted fraction.
     kernel : ndarray, optional
@@ -252,6 +372,7 @@ class Supervisor:
                  target_fraction: float, *, ratio: bool = False, master: str | None = None,
                  followers: Sequence[str] | None = None, nir: PIController | None = None,
                  nir_settings: NIRSettings | None = None,
+                 nir_source: MonitorNIRSource | None = None,
                  feedforward: PIController | None = None, kernel: np.ndarray | None = None,
                  rng: np.random.Generator | None = None,
                  correction_limits: tuple[float, float] = (-0.5, 1.0)) -> None:
@@ -285,7 +406,9 @@ class Supervisor:
         self.kernel = None if kernel is None else np.asarray(kernel, dtype=np.float64)
         if self.ff is not None and self.kernel is None:
             raise ParameterError("kernel", None, "the feedforward needs the blender RTD kernel")
-        if self.nir is not None and self.nir_settings.noise_sd > 0 and rng is None:
+        self.nir_source = nir_source
+        if self.nir is not None and nir_source is None and self.nir_settings.noise_sd > 0 \
+                and rng is None:
             raise ParameterError("rng", None, "a numpy Generator is required for NIR noise")
         self.rng = rng
         lo, hi = correction_limits
@@ -305,7 +428,7 @@ class Supervisor:
     # -- hook ------------------------------------------------------------------------------
     def prepare(self, line: Any) -> None:
         """Enable the records and load cells the strategies need (call at tick 0)."""
-        if self.nir is not None:
+        if self.nir is not None and self.nir_source is None:
             line.record(self.nir_settings.port)
         self._api_rows = np.asarray(line.channel_map.material_rows(
             line.channel_map.api_material))
@@ -326,6 +449,8 @@ class Supervisor:
 
     # -- measurements ----------------------------------------------------------------------
     def _nir_reading(self, line: Any, kc: int) -> float:
+        if self.nir_source is not None:
+            return self.nir_source.latest(kc * self.dt)
         s = self.nir_settings
         rec = line.records[s.port]
         b = min(kc, round(kc - s.latency / self.dt))
@@ -425,8 +550,8 @@ def _feeder_units(line: Any) -> dict[str, Any]:
             if name.startswith("feeder.")}
 
 
-def attach_control(line: Any, scenario: Any, rng: np.random.Generator | None = None
-                   ) -> Supervisor | None:
+def attach_control(line: Any, scenario: Any, rng: np.random.Generator | None = None, *,
+                   monitor: Any = None) -> Supervisor | None:
     """Configure the strategies of ``scenario.control`` on a freshly built line.
 
     Sets up the feeders' PI loops (``feeder_pi``) and appends a :class:`Supervisor` to
@@ -439,7 +564,12 @@ def attach_control(line: Any, scenario: Any, rng: np.random.Generator | None = N
     scenario : cmsim.config.Scenario
         Validated scenario; nothing happens when ``scenario.control`` is None.
     rng : numpy.random.Generator, optional
-        Source of the NIR measurement noise.
+        Source of the NIR measurement noise of the own model (no ``monitor``).
+    monitor : cmsim.monitor.pat.PATMonitor, optional
+        PAT monitor with an NIR probe, already in ``line.observers``: ``nir_feedback`` then
+        reads its NIR readings (and is tuned for its latency, integration time and sample
+        period); ``[control.nir_feedback]`` must not then set its own ``latency``,
+        ``integration_time`` or ``noise_sd``.
 
     Returns
     -------
@@ -479,9 +609,26 @@ def attach_control(line: Any, scenario: Any, rng: np.random.Generator | None = N
     lim = float(ctl.output_limit)
     nir = ff = None
     settings = None
+    source = None
     if "nir_feedback" in supervisory:
         nf = ctl.nir_feedback
         pat = getattr(scenario, "pat", None)
+        hold = 0.0
+        if monitor is not None:
+            if pat is None:
+                raise ParameterError("monitor", monitor,
+                                     "needs a scenario with a [pat] table (the NIR probe)")
+            if monitor not in line.observers:
+                raise ParameterError("monitor", monitor, "must be in line.observers before "
+                                     "the controller is attached (it runs first)")
+            for fname in ("latency", "integration_time", "noise_sd"):
+                if getattr(nf, fname) is not None:
+                    raise ParameterError(
+                        f"control.nir_feedback.{fname}", getattr(nf, fname),
+                        "must not be set with a [pat] table: the feedback reads the PAT "
+                        f"monitor's NIR readings (set pat.{fname} instead)")
+            source = MonitorNIRSource(monitor)
+            hold = 0.5 * float(pat.sample_period)
         latency = nf.latency if nf.latency is not None else (pat.latency if pat else 2.0)
         integ = (nf.integration_time if nf.integration_time is not None
                  else (pat.integration_time if pat else 1.0))
@@ -494,7 +641,7 @@ def attach_control(line: Any, scenario: Any, rng: np.random.Generator | None = N
 
             rtd = Series(blender_rtd, scenario.press.transfer_rtd.build(),
                          scenario.press.feed_frame_rtd.build())
-        theta, tau = fopdt_from_rtd(rtd, latency + 0.5 * integ + 0.5 * period)
+        theta, tau = fopdt_from_rtd(rtd, latency + 0.5 * integ + 0.5 * period + hold)
         kc, ti = simc_pi(gain_rel, tau, theta, nf.closed_loop_time)
         nir = PIController(nf.gain if nf.gain is not None else kc,
                            nf.integral_time if nf.integral_time is not None else ti, period,
@@ -515,7 +662,8 @@ def attach_control(line: Any, scenario: Any, rng: np.random.Generator | None = N
     sup = Supervisor(feeders, api_name, dt, period, target, ratio=ratio is not None,
                      master=None if ratio is None else ratio.master,
                      followers=None if ratio is None else ratio.followers, nir=nir,
-                     nir_settings=settings, feedforward=ff, kernel=kernel, rng=rng,
+                     nir_settings=settings, nir_source=source, feedforward=ff,
+                     kernel=kernel, rng=rng,
                      correction_limits=(-lim, lim))
     sup.prepare(line)
     line.observers.append(sup)

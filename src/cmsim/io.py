@@ -2,7 +2,8 @@
 
 Layout of ``DIR``::
 
-    summary.json         SimulationResult.summary()
+    summary.json         SimulationResult.summary() (with the event-log anchors ``event_log``:
+                         ``records`` and ``head_hash`` of events.jsonl)
     timeseries.parquet   one row per gate tick; provenance in the schema metadata
     events.jsonl         hash-chained event log (seq, time_s, type, data, prev_hash, hash)
     api_content.png      API content vs the specification limits
@@ -41,6 +42,7 @@ from cmsim.eventlog import EventLog
 __all__ = [
     "canonical_json",
     "check_output_dir",
+    "event_chain",
     "write_events_jsonl",
     "write_json",
     "write_output_dir",
@@ -85,12 +87,20 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
         fh.write("\n")
 
 
-def write_events_jsonl(path: str | os.PathLike, events: Iterable[Mapping[str, Any]]) -> None:
-    """Write the hash-chained event log, one JSON object per line.
+def event_chain(events: Iterable[Mapping[str, Any]]) -> EventLog:
+    """The hash-chained :class:`cmsim.eventlog.EventLog` of a run's events.
 
-    Uses :class:`cmsim.eventlog.EventLog` (the project's single implementation of the chain,
-    verified by ``cmsim verify-log``); the ``source`` of an event is stored in its ``data``.
-    Non-finite floats in event data are written as null.
+    Parameters
+    ----------
+    events : iterable of mapping
+        Events ``{time_s, type, source, data}`` in order.
+
+    Returns
+    -------
+    EventLog
+        The chain exactly as :func:`write_events_jsonl` writes it (the ``source`` of an event
+        is stored in its ``data``; non-finite floats become null); ``len(log)`` and
+        ``log.head`` are the anchors stored in ``summary.json`` (``event_log``).
     """
     log = EventLog()
     for ev in events:
@@ -98,7 +108,23 @@ def write_events_jsonl(path: str | os.PathLike, events: Iterable[Mapping[str, An
         if ev.get("source") is not None:
             data.setdefault("source", ev["source"])
         log.append(float(ev["time_s"]), str(ev["type"]), _jsonable(data))
-    log.write(path)
+    return log
+
+
+def write_events_jsonl(path: str | os.PathLike,
+                       events: EventLog | Iterable[Mapping[str, Any]]) -> None:
+    """Write the hash-chained event log, one JSON object per line.
+
+    Parameters
+    ----------
+    path : path-like
+        Target file (written atomically).
+    events : EventLog or iterable of mapping
+        A ready chain, or events ``{time_s, type, source, data}`` chained by
+        :func:`event_chain` (:class:`cmsim.eventlog.EventLog` is the project's single
+        implementation of the chain, verified by ``cmsim verify-log``).
+    """
+    (events if isinstance(events, EventLog) else event_chain(events)).write(path)
 
 
 def write_timeseries_parquet(path: str | os.PathLike, frame, metadata: Mapping[str, Any]) -> None:
@@ -174,7 +200,8 @@ def write_output_dir(result, out_dir: str | os.PathLike, *, figures: bool = True
         write_json(tmp / "summary.json", result.summary())
         write_timeseries_parquet(tmp / "timeseries.parquet", result.timeseries,
                                  result.provenance())
-        write_events_jsonl(tmp / "events.jsonl", result.event_records())
+        # the same chain whose anchors summary.json records
+        write_events_jsonl(tmp / "events.jsonl", result.event_chain())
         if figures:
             _write_figures(result, tmp)
         publish_mode(tmp, directory=True)

@@ -10,6 +10,7 @@ per-tick values.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -62,6 +63,18 @@ class SimulationResult:
     diversion_events : list of dict
         ``{start_s, end_s, trigger, tablets}`` per diversion window (empty until a diversion
         manager drives the gate).
+    tick_signals : dict of str to ndarray
+        Extra per-tick columns of :attr:`timeseries` (``setpoint.<feeder>`` and
+        ``flow.<feeder>`` [kg/s]), each of shape ``(n_ticks,)``.
+    pat_signals : dict of str to ndarray
+        The PAT monitor's recorded signals (:meth:`cmsim.monitor.pat.PATMonitor.signals`):
+        ``t`` [s] / ``nir`` (API mass fraction [-], NaN = dropout) / ``nir_true``, ``soft_t`` [s]
+        / ``soft`` (soft-sensor content at the gate, fraction of target [-]), load cells,
+        tablet weight. Empty without a monitor.
+    control_history : dict of str to ndarray
+        Supervisory control actions (:attr:`cmsim.control.Supervisor.history`): ``time_s``
+        [s], ``nir_reading`` [-], ``predicted_fraction`` [-], ``correction`` [-],
+        ``api_set_point`` [kg/s]. Empty without supervisory control.
     """
 
     dt: float
@@ -79,6 +92,9 @@ class SimulationResult:
     event_log: list[dict[str, Any]]
     metadata: dict[str, Any]
     diversion_events: list[dict[str, Any]] = field(default_factory=list)
+    tick_signals: dict[str, np.ndarray] = field(default_factory=dict)
+    pat_signals: dict[str, np.ndarray] = field(default_factory=dict)
+    control_history: dict[str, np.ndarray] = field(default_factory=dict)
     _cache: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
 
     # ------------------------------------------------------------------ pickling
@@ -150,6 +166,150 @@ class SimulationResult:
         with np.errstate(invalid="ignore"):
             return (c < lo) | (c > hi)
 
+    # ------------------------------------------------------------------ PAT and control
+    def _tick_of(self, t: np.ndarray) -> np.ndarray:
+        """Row of the tick containing each time ``t`` [s] (``floor(t / dt)``)."""
+        return np.floor(np.asarray(t, dtype=np.float64) / self.dt + 1e-9).astype(np.int64)
+
+    def _end_row(self, t: float) -> int:
+        """First row whose tick end ``(k+1) dt`` is at or after ``t`` [s]."""
+        return max(0, int(math.ceil(t / self.dt - 1.0 - 1e-9)))
+
+    @property
+    def nir_readings(self):
+        """The PAT monitor's NIR readings as a pandas DataFrame (None without an NIR probe).
+
+        Columns: ``time_s`` (time the reading was reported, probe time) [s], ``api_fraction``
+        (API mass fraction as read) [-], ``api_content`` (fraction of target) [-], ``location``
+        (probe position). Dropouts are NaN. Assigning a mapping/DataFrame replaces it (used by
+        plotting tests).
+        """
+        override = self.__dict__.get("_nir_readings_override")
+        if override is not None:
+            return override
+        sig = self.pat_signals
+        if "t" not in sig or "nir" not in sig:
+            return None
+        if "nir_readings" not in self._cache:
+            import pandas as pd  # noqa: PLC0415
+
+            t = np.asarray(sig["t"], dtype=np.float64)
+            y = np.asarray(sig["nir"], dtype=np.float64)
+            loc = (self.metadata.get("pat") or {}).get("location")
+            self._cache["nir_readings"] = pd.DataFrame({
+                "time_s": t, "api_fraction": y, "api_content": y / self.target_api_fraction,
+                "location": pd.Series([loc] * t.size, dtype=object)})
+        return self._cache["nir_readings"]
+
+    @nir_readings.setter
+    def nir_readings(self, value) -> None:
+        self.__dict__["_nir_readings_override"] = value
+
+    def _alarm_columns(self) -> dict[str, np.ndarray]:
+        """``pat.alarm`` / ``pat.nir_alarm``: a monitoring rule open at the end of the tick."""
+        n = self.n_ticks
+        nir_rules = {"pat_oos", "pat_unavailable", "shewhart", "ewma", "cusum", "mspc"}
+        opened: dict[str, tuple[float, str]] = {}
+        spans: list[tuple[float, float, str]] = []
+        for e in self.event_log:
+            if e.get("source") != "monitor" or e["type"] not in ("alarm", "alarm_cleared"):
+                continue
+            d = e.get("data") or {}
+            key = str(d.get("key", d.get("rule")))
+            if e["type"] == "alarm":
+                opened[key] = (float(e["time_s"]), str(d.get("rule")))
+            elif key in opened:
+                t0, rule = opened.pop(key)
+                spans.append((t0, float(e["time_s"]), rule))
+        spans += [(t0, math.inf, rule) for t0, rule in opened.values()]
+        out = {}
+        for name, sel in (("pat.alarm", None), ("pat.nir_alarm", nir_rules)):
+            count = np.zeros(n + 1, dtype=np.int64)
+            for t0, t1, rule in spans:
+                if sel is not None and rule not in sel:
+                    continue
+                a = min(self._end_row(t0), n)
+                b = n if math.isinf(t1) else min(self._end_row(t1), n)
+                if b > a:
+                    count[a] += 1
+                    count[b] -= 1
+            out[name] = np.cumsum(count[:n]) > 0
+        return out
+
+    def pat_columns(self) -> dict[str, np.ndarray]:
+        """Per-tick PAT columns of :attr:`timeseries` (empty without a PAT monitor).
+
+        Returns
+        -------
+        dict of str to ndarray
+            ``pat.nir_api_content`` and ``pat.nir_true_api_content`` (NIR reading and its
+            noise-free window average as fraction of target [-], in the row of the tick in which
+            the reading was reported, NaN elsewhere and for dropouts);
+            ``pat.soft_sensor_api_content`` (soft-sensor prediction for that gate tick [-]);
+            ``pat.alarm`` / ``pat.nir_alarm`` (any rule / any NIR-based rule open at the end of
+            the tick) and ``pat.in_control`` (state of control at the end of the tick).
+        """
+        sig = self.pat_signals
+        n = self.n_ticks
+        cols: dict[str, np.ndarray] = {}
+        if not sig and "pat" not in self.metadata:
+            return cols
+        for key, src in (("pat.nir_api_content", "nir"), ("pat.nir_true_api_content",
+                                                          "nir_true")):
+            if "t" in sig and src in sig:
+                col = np.full(n, np.nan)
+                rows = self._tick_of(sig["t"])
+                ok = (rows >= 0) & (rows < n)
+                col[rows[ok]] = np.asarray(sig[src], dtype=np.float64)[ok] \
+                    / self.target_api_fraction
+                cols[key] = col
+        if "soft_t" in sig and "soft" in sig and np.size(sig["soft_t"]):
+            col = np.full(n, np.nan)
+            rows = self._tick_of(sig["soft_t"])
+            ok = (rows >= 0) & (rows < n)
+            col[rows[ok]] = np.asarray(sig["soft"], dtype=np.float64)[ok]
+            cols["pat.soft_sensor_api_content"] = col
+        cols.update(self._alarm_columns())
+        mon = self.metadata.get("monitor") or {}
+        state = np.full(n, bool((self.metadata.get("pat") or {}).get("initial_in_control",
+                                                                     True)))
+        for t, flag in mon.get("state_changes", []):
+            state[min(self._end_row(float(t)), n):] = bool(flag)
+        cols["pat.in_control"] = state
+        return cols
+
+    def control_columns(self) -> dict[str, np.ndarray]:
+        """Per-tick supervisory-control columns of :attr:`timeseries` (empty without one).
+
+        Returns
+        -------
+        dict of str to ndarray
+            ``control.correction`` (multiplier ``c`` [-] in force during the tick: set by the
+            last action at a tick ``<= k``, 1 before the first), and, in the row of each action
+            tick, ``control.nir_api_content`` (the NIR value the loop used, fraction of target
+            [-]) and ``control.predicted_api_content`` (feedforward prediction [-]); NaN in
+            other rows.
+        """
+        h = self.control_history
+        n = self.n_ticks
+        if not h or "time_s" not in h:
+            return {}
+        rows = np.rint(np.asarray(h["time_s"], dtype=np.float64) / self.dt).astype(np.int64)
+        ok = (rows >= 0) & (rows < n)
+        corr = np.ones(n)
+        c = np.asarray(h["correction"], dtype=np.float64)
+        for r, val in zip(rows[ok].tolist(), c[ok].tolist(), strict=True):
+            corr[r:] = val
+        cols = {"control.correction": corr}
+        for key, src in (("control.nir_api_content", "nir_reading"),
+                         ("control.predicted_api_content", "predicted_fraction")):
+            vals = np.asarray(h.get(src, np.empty(0)), dtype=np.float64)
+            if vals.size == rows.size and np.isfinite(vals).any():
+                col = np.full(n, np.nan)
+                col[rows[ok]] = vals[ok] / self.target_api_fraction
+                cols[key] = col
+        return cols
+
     # ------------------------------------------------------------------ tables
     @property
     def timeseries(self):
@@ -157,7 +317,11 @@ class SimulationResult:
 
         Columns: ``time_s`` [s], ``mass_flow_kg_s`` [kg/s], ``tablets`` (float per tick),
         ``fraction.<material>`` [-], ``api_content`` (fraction of target) [-],
-        ``lot.<material>.<lot>`` (lot share of the material) [-], ``diverted`` (bool).
+        ``lot.<material>.<lot>`` (lot share of the material) [-], ``diverted`` (bool); then the
+        PAT and control signals: ``setpoint.<feeder>`` (feeder set point during the tick)
+        [kg/s], ``flow.<feeder>`` (true feeder discharge, tick average) [kg/s], the columns of
+        :meth:`pat_columns` and :meth:`control_columns`. Feeder and PAT signals are at their
+        own location (feeder, probe), not shifted to the gate.
         """
         if "timeseries" not in self._cache:
             import pandas as pd  # noqa: PLC0415
@@ -174,6 +338,10 @@ class SimulationResult:
             for i, (m, lot) in enumerate(self.channels):
                 cols[f"lot.{m}.{lot}"] = phi[i]
             cols["diverted"] = np.asarray(self.diverted, dtype=bool)
+            for key, arr in self.tick_signals.items():
+                cols[key] = np.asarray(arr)
+            cols.update(self.pat_columns())
+            cols.update(self.control_columns())
             self._cache["timeseries"] = pd.DataFrame(cols)
         return self._cache["timeseries"]
 
@@ -194,6 +362,20 @@ class SimulationResult:
         """The event log as a list of plain dicts ``{time_s, type, source, data}``."""
         return [dict(e) for e in self.event_log]
 
+    def event_chain(self):
+        """The hash-chained log written to ``events.jsonl`` (:func:`cmsim.io.event_chain`).
+
+        Returns
+        -------
+        cmsim.eventlog.EventLog
+            Its length and ``head`` hash are the anchors in ``summary()["event_log"]``.
+        """
+        if "event_chain" not in self._cache:
+            from cmsim import io  # noqa: PLC0415
+
+            self._cache["event_chain"] = io.event_chain(self.event_records())
+        return self._cache["event_chain"]
+
     # ------------------------------------------------------------------ summary
     def summary(self) -> dict[str, Any]:
         """The ``summary.json`` dictionary (architecture.md section 5).
@@ -203,12 +385,15 @@ class SimulationResult:
         dict
             ``scenario``, ``seed``, ``cmsim_version``, ``scenario_sha256``, ``duration_s``,
             ``wall_time_s``, ``tablets`` (float counts), ``mass_kg``,
-            ``mass_balance_max_rel_error``, ``diversion_events``.
+            ``mass_balance_max_rel_error``, ``diversion_events`` and ``event_log``:
+            ``{records, head_hash}``, the number of records of ``events.jsonl`` and the hash of
+            its last record (anchors for ``cmsim verify-log``, which detect a removed tail).
         """
         tablets = self.tablets
         div = np.asarray(self.diverted, dtype=bool)
         nonconf = self.nonconforming
         md = self.metadata
+        chain = self.event_chain()
         return {
             "scenario": md.get("scenario"),
             "seed": md.get("seed"),
@@ -228,6 +413,7 @@ class SimulationResult:
                         for key in ("fed", "accepted", "diverted", "holdup")},
             "mass_balance_max_rel_error": float(self.mass_balance_max_rel_error),
             "diversion_events": [dict(d) for d in self.diversion_events],
+            "event_log": {"records": len(chain), "head_hash": chain.head},
         }
 
     def provenance(self) -> dict[str, Any]:
