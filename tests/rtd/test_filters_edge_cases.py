@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from scipy.linalg import expm
 
 from cmsim.errors import ParameterError
+from cmsim.rtd.convolution import Convolver, convolve
 from cmsim.rtd.filters import PlugFlowDelay, TanksInSeriesFilter
 
 
@@ -237,3 +238,53 @@ def test_delay_rejects_bad_chunk_and_keeps_its_buffer(bad: float) -> None:
         d.step(np.array([5.0, bad]))
     np.testing.assert_array_equal(d.holdup, h)
     np.testing.assert_array_equal(d.step(np.zeros(4)), [0.0, 1.0, 2.0, 0.0])
+
+
+# ----------------------------------------------------------------------------- FIR bad input
+# The direct FIR path detects a non-finite input on its outputs (no separate pass): every input
+# sample must reach an output, also through a zero first tap (0 * inf = NaN).
+@pytest.mark.parametrize("bad", BAD_VALUES)
+@pytest.mark.parametrize("pos", [0, 1, 37, 998, 999])
+@pytest.mark.parametrize("w0", [0.0, 0.3])
+@pytest.mark.parametrize("k", [1, 9, 50, 1000])
+def test_convolve_names_a_bad_sample_anywhere(bad: float, pos: int, w0: float, k: int) -> None:
+    rng = np.random.default_rng(pos + k)
+    w = rng.random(k)
+    w[0] = w0
+    x = rng.random(1000)
+    x[pos] = bad
+    for x_in in (x, np.vstack([np.ones(1000), x])):
+        with pytest.raises(ParameterError, match=r"x='element (\d+) = .*must be finite") as info:
+            convolve(x_in, w)
+        assert int(info.value.value.split()[1]) == pos + (1000 if x_in.ndim == 2 else 0)
+
+
+@pytest.mark.parametrize("bad", BAD_VALUES)
+@pytest.mark.parametrize("k", [1, 4, 50, 400])
+def test_convolver_bad_chunk_keeps_history(bad: float, k: int) -> None:
+    rng = np.random.default_rng(k)
+    w = rng.random(k)
+    c = Convolver(w)
+    twin = Convolver(w)
+    first = rng.random(30)
+    c.step(first)
+    twin.step(first)
+    h = c.holdup.copy()
+    for length in (1, 3, 80):
+        chunk = rng.random(length)
+        chunk[-1] = bad
+        with pytest.raises(ParameterError, match=rf"chunk='element {length - 1} = .*finite"):
+            c.step(chunk)
+        np.testing.assert_array_equal(c.holdup, h)
+    more = rng.random(200)
+    np.testing.assert_array_equal(c.step(more), twin.step(more))
+
+
+def test_convolve_overflow_of_finite_input_is_not_an_error() -> None:
+    x = np.full(20, 1e308)
+    y = convolve(x, [1.0, 1.0])
+    assert y[0] == 1e308
+    assert np.all(np.isinf(y[1:]))
+    c = Convolver([1.0, 1.0])
+    np.testing.assert_array_equal(c.step(x), y)
+    np.testing.assert_array_equal(c.step(np.zeros(2)), [1e308, 0.0])

@@ -20,13 +20,25 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+#: Fast-math flags of the FIR kernels: reassociation (vectorised tap sums) and FMA contraction,
+#: but *not* ``nnan``/``ninf``, so that NaN and infinity keep their IEEE meaning and the
+#: finiteness probe the kernels return cannot be optimised away.
+_FIR_FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
 
-@njit(cache=True, fastmath=True)
+
+@njit(cache=True, fastmath=_FIR_FASTMATH)
 def conv_valid(ext, wr, out):  # pragma: no cover - compiled
-    """Register-blocked direct FIR: 8 outputs accumulated in registers per pass over ``wr``."""
+    """Register-blocked direct FIR: 8 outputs accumulated in registers per pass over ``wr``.
+
+    Returns a finiteness probe: ``0.0`` when every output is finite, NaN otherwise (the sum of
+    ``0 * output``). Every input sample reaches at least one output through a finite tap (and
+    ``0 * inf`` is NaN), so a non-finite input always shows up here, at no extra pass over the
+    data; a finite input whose outputs overflow shows up too (the caller tells them apart).
+    """
     k = wr.size
     m_total = out.size
     m0 = 0
+    probe = 0.0
     while m0 + 8 <= m_total:
         seg = ext[m0 : m0 + k + 7]
         a0 = 0.0
@@ -56,6 +68,7 @@ def conv_valid(ext, wr, out):  # pragma: no cover - compiled
         o[5] = a5
         o[6] = a6
         o[7] = a7
+        probe += (a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7) * 0.0
         m0 += 8
     for m in range(m0, m_total):
         seg = ext[m : m + k]
@@ -63,47 +76,60 @@ def conv_valid(ext, wr, out):  # pragma: no cover - compiled
         for i in range(k):
             acc += wr[i] * seg[i]
         out[m] = acc
+        probe += acc * 0.0
+    return probe
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=_FIR_FASTMATH)
 def conv_causal(x, wr, y):  # pragma: no cover - compiled
-    """One-shot causal convolution of a 1-D ``x`` (zero history) into ``y`` (same length)."""
+    """One-shot causal convolution of a 1-D ``x`` (zero history) into ``y`` (same length).
+
+    Returns the finiteness probe of :func:`conv_valid` (0.0, or NaN for a non-finite output).
+    """
     k = wr.size
     n = x.size
     head = min(k - 1, n)
+    probe = 0.0
     if head > 0:
         ext = np.zeros(k - 1 + head)
         ext[k - 1 :] = x[:head]
-        conv_valid(ext, wr, y[:head])
+        probe += conv_valid(ext, wr, y[:head])
     if n > head:
-        conv_valid(x, wr, y[head:])
+        probe += conv_valid(x, wr, y[head:])
+    return probe
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=_FIR_FASTMATH)
 def conv_causal_rows_serial(x, wr, y):  # pragma: no cover - compiled
-    """Row-wise :func:`conv_causal` over a 2-D (batch, time) array, one thread."""
+    """Row-wise :func:`conv_causal` over a 2-D (batch, time) array, one thread (summed probe)."""
+    probe = 0.0
     for b in range(x.shape[0]):
-        conv_causal(x[b], wr, y[b])
+        probe += conv_causal(x[b], wr, y[b])
+    return probe
 
 
-@njit(cache=True, fastmath=True, parallel=True)
+@njit(cache=True, fastmath=_FIR_FASTMATH, parallel=True)
 def conv_causal_rows_parallel(x, wr, y):  # pragma: no cover - compiled
-    """Row-wise :func:`conv_causal` over a 2-D (batch, time) array, ``prange`` over rows."""
+    """Row-wise :func:`conv_causal`, ``prange`` over rows (summed probe)."""
+    probe = 0.0
     for b in prange(x.shape[0]):
-        conv_causal(x[b], wr, y[b])
+        probe += conv_causal(x[b], wr, y[b])
+    return probe
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=_FIR_FASTMATH)
 def conv_stream_rows(hist, x, wr, y):  # pragma: no cover - compiled
     """Streaming FIR step for a 2-D chunk; ``hist`` (batch, K-1) holds the past inputs.
 
-    Writes ``y`` and updates ``hist`` in place to the last K-1 inputs.
+    Writes ``y`` and updates ``hist`` in place to the last K-1 inputs. Returns the finiteness
+    probe of :func:`conv_valid` (the caller restores ``hist`` when it is NaN).
     """
     k = wr.size
     n = x.shape[1]
     km1 = k - 1
     head = min(km1, n)
     ext = np.empty(km1 + head)
+    probe = 0.0
     for b in range(x.shape[0]):
         xb = x[b]
         hb = hist[b]
@@ -111,9 +137,9 @@ def conv_stream_rows(hist, x, wr, y):  # pragma: no cover - compiled
         if head > 0:
             ext[:km1] = hb
             ext[km1:] = xb[:head]
-            conv_valid(ext, wr, yb[:head])
+            probe += conv_valid(ext, wr, yb[:head])
         if n > head:
-            conv_valid(xb, wr, yb[head:])
+            probe += conv_valid(xb, wr, yb[head:])
         # new history: the last K-1 of [hist, x]
         if km1 > 0:
             if n >= km1:
@@ -121,6 +147,7 @@ def conv_stream_rows(hist, x, wr, y):  # pragma: no cover - compiled
             else:
                 hb[: km1 - n] = hb[n:].copy()
                 hb[km1 - n :] = xb
+    return probe
 
 
 @njit(cache=True, fastmath={"contract"})

@@ -30,7 +30,7 @@ import numpy as np
 
 from cmsim import _validate
 from cmsim.errors import ParameterError
-from cmsim.rtd.filters import _Streaming
+from cmsim.rtd.filters import _finite_array, _float_array, _Streaming
 
 __all__ = [
     "DIRECT_MAX_TAPS",
@@ -166,9 +166,12 @@ def convolve(
     ------
     cmsim.errors.ParameterError
         If ``x`` is not 1-D/2-D or not finite, ``w`` is not a non-empty finite 1-D array, ``out``
-        has the wrong shape/dtype, or ``method`` is unknown.
+        has the wrong shape/dtype, or ``method`` is unknown. (On the direct path the finiteness
+        of ``x`` is detected on the outputs, so ``out`` may have been written when it raises.)
     """
-    xa = _validate.finite_array("x", x, ndim=(1, 2))
+    # Finiteness: the direct kernel reports non-finite outputs at no extra pass over the data
+    # (a non-finite input always gives one); the FFT paths check the input first.
+    xa = _float_array("x", x, ndim=(1, 2))
     wa = _check_kernel(w)
     method = _check_method(method)
     one_d = xa.ndim == 1
@@ -185,12 +188,15 @@ def convolve(
         k = _kernels()
         wr = np.ascontiguousarray(wk[::-1])
         if rows == 1:
-            k.conv_causal(x2[0], wr, y2[0])
+            probe = k.conv_causal(x2[0], wr, y2[0])
         elif rows * n >= _PARALLEL_MIN_WORK:
-            k.conv_causal_rows_parallel(x2, wr, y2)
+            probe = k.conv_causal_rows_parallel(x2, wr, y2)
         else:
-            k.conv_causal_rows_serial(x2, wr, y2)
+            probe = k.conv_causal_rows_serial(x2, wr, y2)
+        if probe != 0.0:  # NaN: a non-finite output (raises for a non-finite x; else overflow)
+            _validate.finite_array("x", x2)
         return y
+    _finite_array("x", x2, ndim=2)
     res = _fft_causal(x2, wk, method)
     if x2.min() >= 0.0 and wk.min() >= 0.0:
         np.maximum(res, 0.0, out=y2)
@@ -271,16 +277,29 @@ class Convolver(_Streaming):
         -------
         ndarray
             Output per tick [unit of ``chunk``], same shape as ``chunk``.
+
+        Raises
+        ------
+        cmsim.errors.ParameterError
+            If ``chunk`` is not 1-D/2-D or not finite (the history is then left unchanged; ``out``
+            may have been written), has the wrong number of rows, or ``out`` is invalid.
         """
-        x2, y2, one_d = self._prepare(chunk, out)
+        x2, y2, one_d = self._prepare(chunk, out, check_finite=False)
         hist = self._hist
         assert hist is not None
         n = x2.shape[1]
         k = self._w.size
         if n > 0:
             if _use_direct(n, k):
-                _kernels().conv_stream_rows(hist, x2, self._wr, y2)
+                saved = hist.copy()
+                probe = _kernels().conv_stream_rows(hist, x2, self._wr, y2)
+                # a non-finite output comes from a non-finite chunk (restore the history and
+                # raise, naming the first bad element) or from an overflow (kept, as in numpy)
+                if probe != 0.0 and not np.isfinite(x2).all():
+                    hist[...] = saved
+                    _validate.finite_array("chunk", x2)
             else:
+                _finite_array("chunk", x2, ndim=2)
                 ext = np.concatenate([hist, x2], axis=1)
                 method = "oa" if n >= OA_MIN_RATIO * k else "fft"
                 res = _fft_valid(ext, self._w, method)

@@ -44,6 +44,39 @@ def _kernels():
     return _kernels
 
 
+def _finite_array(name: str, value: Any, ndim: int | tuple[int, ...]) -> np.ndarray:
+    """:func:`cmsim._validate.finite_array` with a one-pass fast path for float64 arrays.
+
+    The sum of an array is finite only if every element is (a NaN propagates, an infinity stays
+    infinite or turns into NaN), so a finite ``np.add.reduce`` proves finiteness without the
+    boolean temporary of ``np.isfinite``: at N = 1e6 that check was ~12 % of a K = 50 direct
+    convolution. A non-finite sum (bad element, or finite elements whose sum overflows) falls
+    back to the full check, which names the first bad element.
+    """
+    allowed = (ndim,) if isinstance(ndim, int) else ndim
+    if isinstance(value, np.ndarray) and value.dtype == np.float64 and value.ndim in allowed:
+        with np.errstate(over="ignore", invalid="ignore"):
+            total = np.add.reduce(value, axis=None)
+        if math.isfinite(total):
+            return value
+    return _validate.finite_array(name, value, ndim=ndim)
+
+
+def _float_array(name: str, value: Any, ndim: tuple[int, ...]) -> np.ndarray:
+    """``value`` as a float64 array of an allowed ``ndim``, *without* the finiteness check.
+
+    For callers that detect non-finite values on their own results instead of by an extra pass
+    over the input (and then call :func:`cmsim._validate.finite_array` for the message).
+    """
+    try:
+        x = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ParameterError(name, value, f"must be an array of real numbers ({exc})") from None
+    if x.ndim not in ndim:
+        raise ParameterError(name, f"array of shape {x.shape}", f"must have ndim in {ndim}")
+    return x
+
+
 class _Streaming:
     """Shape handling shared by the streaming filters (batch fixed on first use)."""
 
@@ -63,16 +96,9 @@ class _Streaming:
         self, chunk: Any, out: np.ndarray | None, check_finite: bool = True,
     ) -> tuple[np.ndarray, np.ndarray, bool]:
         if check_finite:
-            x = _validate.finite_array("chunk", chunk, ndim=(1, 2))
+            x = _finite_array("chunk", chunk, ndim=(1, 2))
         else:  # the caller checks finiteness itself (e.g. on the state after the run)
-            try:
-                x = np.asarray(chunk, dtype=np.float64)
-            except (TypeError, ValueError) as exc:
-                raise ParameterError("chunk", chunk,
-                                     f"must be an array of real numbers ({exc})") from None
-            if x.ndim not in (1, 2):
-                raise ParameterError("chunk", f"array of shape {x.shape}",
-                                     "must have ndim in (1, 2)")
+            x = _float_array("chunk", chunk, ndim=(1, 2))
         one_d = x.ndim == 1
         x2 = x.reshape(1, -1) if one_d else x
         rows = x2.shape[0]
