@@ -61,6 +61,10 @@ def test_output_directory_files_and_summary(written):
     assert summary["seed"] == 4 and summary["duration_s"] == 360.0
     assert summary["scenario_sha256"] == cmsim.config.load_scenario(scenario()).sha256()
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".run1.tmp")]
+    # event-log anchors (additive key): count and head hash of the written events.jsonl
+    lines = (out / "events.jsonl").read_text().splitlines()
+    assert summary["event_log"] == {"records": len(lines),
+                                    "head_hash": json.loads(lines[-1])["hash"]}
 
 
 def test_parquet_columns_and_provenance(written):

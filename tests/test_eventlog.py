@@ -342,3 +342,84 @@ def test_writer_resume_refuses_a_truncated_file(tmp_path):
     p.write_bytes(p.read_bytes()[:-10])  # crash in the middle of the last write
     with pytest.raises(LogVerificationError, match="truncated"):
         EventLogWriter(p, resume=True)
+
+
+# --------------------------------------------------------------------------------- CLI anchors
+
+
+def _run_dir(tmp_path, log: EventLog):
+    """An output directory: events.jsonl and a summary.json holding the anchors."""
+    d = tmp_path / "run"
+    d.mkdir()
+    log.write(d / "events.jsonl")
+    summary = {"scenario": "x", "event_log": {"records": len(log), "head_hash": log.head}}
+    (d / "summary.json").write_text(json.dumps(summary), encoding="utf-8")
+    return d
+
+
+def test_cli_removed_tail_passes_the_chain_but_fails_the_anchors(tmp_path, capsys):
+    from cmsim.cli import main
+
+    log = _make_log()
+    d = _run_dir(tmp_path, log)
+    path = d / "events.jsonl"
+    assert main(["verify-log", str(d)]) == 0
+    assert "matches the anchors" in capsys.readouterr().out
+    _put(path, _lines(path)[:-1])                               # remove the last record
+    assert main(["verify-log", str(path)]) == 0                 # the chain alone holds
+    assert "no anchors" in capsys.readouterr().out
+    assert main(["verify-log", str(path), "--expect-records", str(N)]) == 1
+    err = capsys.readouterr().err
+    assert f"seq {N - 1}" in err and f"log has {N - 1} records, expected {N}" in err
+    assert main(["verify-log", str(path), "--expect-head", log.head]) == 1
+    err = capsys.readouterr().err
+    assert "hash of the last record does not match the expected head" in err
+    assert main(["verify-log", str(d)]) == 1                    # anchors from summary.json
+    err = capsys.readouterr().err
+    assert "expected 6" in err and "summary.json" in err and "Traceback" not in err
+
+
+def test_cli_anchors_accept_the_untouched_log_and_catch_a_rewritten_tail(tmp_path, capsys):
+    from cmsim.cli import main
+
+    log = _make_log()
+    d = _run_dir(tmp_path, log)
+    path = d / "events.jsonl"
+    assert main(["verify-log", str(path), "--expect-head", log.head.upper(),
+                 "--expect-records", str(N)]) == 0
+    # drop the last record and append a different valid one: same count, chain intact
+    forged = EventLog.read(path)
+    forged.records.pop()
+    forged.append(99.0, "tick", {"forged": True})
+    forged.write(path)
+    assert verify_log(path).ok
+    assert main(["verify-log", str(path), "--expect-records", str(N)]) == 0
+    assert main(["verify-log", str(d)]) == 1
+    assert "expected head" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("args", "text"), [
+    (["--expect-head", "abc"], "64 hexadecimal digits"),
+    (["--expect-head", "g" * 64], "64 hexadecimal digits"),
+    (["--expect-records", "-1"], ">= 0"),
+])
+def test_cli_bad_anchors_are_input_errors(logfile, capsys, args, text):
+    from cmsim.cli import main
+
+    assert main(["verify-log", str(logfile), *args]) == 2
+    err = capsys.readouterr().err
+    assert text in err and "Traceback" not in err
+
+
+def test_cli_directory_without_anchors_is_an_input_error(tmp_path, capsys):
+    from cmsim.cli import main
+
+    d = tmp_path / "old"
+    d.mkdir()
+    _make_log().write(d / "events.jsonl")
+    (d / "summary.json").write_text(json.dumps({"scenario": "x"}), encoding="utf-8")
+    assert main(["verify-log", str(d)]) == 2
+    assert "event_log" in capsys.readouterr().err
+    (d / "events.jsonl").unlink()
+    assert main(["verify-log", str(d)]) == 2
+    assert "no events.jsonl" in capsys.readouterr().err
