@@ -319,3 +319,17 @@ def test_any_garbage_value_gives_scenario_error_or_valid_scenario(leaf, value):
             assert re.split(r"[.\[]", path)[0] in raw, (path, err.problems)
     else:
         assert isinstance(s, Scenario)
+
+
+def test_nir_feedback_sensor_fields_conflict_with_a_pat_table():
+    from cmsim.config import load_scenario
+    from cmsim.errors import ScenarioError
+
+    raw = load_scenario("control_nir_feedback").to_dict()
+    assert isinstance(raw.get("pat"), dict)
+    load_scenario(raw, source="nir.toml")  # the resolved scenario itself is valid
+    raw.setdefault("control", {}).setdefault("nir_feedback", {})["latency"] = "3 s"
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(raw, source="nir.toml")
+    text = str(info.value)
+    assert "control.nir_feedback.latency" in text and "[pat]" in text

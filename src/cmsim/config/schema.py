@@ -994,6 +994,13 @@ def _control_problems(raw: dict[str, Any], names: list[str],
             if isinstance(lst, list) and master is not None and master in lst:
                 out.append(("control.ratio.followers", lst,
                             f"must not contain the master feeder {master!r}"))
+    nir = ctl.get("nir_feedback")
+    if isinstance(nir, dict) and isinstance(raw.get("pat"), dict):
+        for field in ("latency", "integration_time", "noise_sd"):
+            if nir.get(field) is not None:
+                out.append((f"control.nir_feedback.{field}", nir[field],
+                            "not allowed when a [pat] table exists: the loop then reads the PAT "
+                            "sensor, configure the sensor in [pat]"))
     for path, value in (("control.period", ctl.get("period")),
                         ("control.feeder_pi.period", (ctl.get("feeder_pi") or {}).get("period")
                          if isinstance(ctl.get("feeder_pi"), dict) else None)):
