@@ -10,7 +10,9 @@ from hypothesis import strategies as st
 
 from cmsim.errors import ParameterError
 from cmsim.monitor.diversion import DiversionManager, window_ticks
-from cmsim.monitor.pat import RunTracker, _run_lengths, midpoint_kernel
+from cmsim.monitor.pat import RunTracker
+from cmsim.monitor.soft_sensor import midpoint_kernel
+from cmsim.monitor.state import StartupQualifier
 from cmsim.monitor.windows import DiversionWindow
 from cmsim.results import SimulationResult
 from cmsim.rtd import CSTR, PFR, Series, TanksInSeries
@@ -90,9 +92,26 @@ def test_run_tracker_is_chunk_invariant_and_matches_a_loop(bad, k_on, k_off, cut
     assert one == ref
 
 
-def test_run_lengths_with_carry():
-    good = np.array([True, True, False, True, True, True])
-    assert _run_lengths(good, 2).tolist() == [3, 4, 0, 1, 2, 3]
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.booleans(), min_size=1, max_size=40), st.integers(0, 4),
+       st.integers(0, 20), st.lists(st.integers(1, 39), max_size=4))
+def test_startup_qualifier_is_chunk_invariant_and_matches_a_loop(ok, k, settle, cuts):
+    ok = np.array(ok)
+    t = np.arange(ok.size, dtype=float)
+    # reference: count in-limit readings taken at or after settling
+    ref, run = (float(settle) if k == 0 else np.inf), 0
+    for ti, o in zip(t, ok, strict=True):
+        if k == 0 or ti < settle:
+            continue
+        run = run + 1 if o else 0
+        if run >= k:
+            ref = ti
+            break
+    q = StartupQualifier(float(settle), k)
+    edges = [0, *sorted(c for c in set(cuts) if c < ok.size), ok.size]
+    for a, b in zip(edges[:-1], edges[1:], strict=True):
+        got = q.update(t[a:b], ok[a:b])
+    assert got == ref
 
 
 def test_midpoint_kernel_mean_and_mass():

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import stats
 
 from cmsim import rtd
 from cmsim.errors import ParameterError
-from cmsim.monitor.soft_sensor import RTDSoftSensor
+from cmsim.monitor.soft_sensor import RTDSoftSensor, midpoint_kernel
 from cmsim.monitor.windows import predicted_window
 
 LINE = rtd.Series(rtd.PFR(10.0), rtd.TanksInSeries(60.0, 5), rtd.CSTR(30.0))
@@ -70,11 +72,15 @@ def test_envelope_rows_equal_single_model_sensors():
     dt = 1.0
     models = [LINE, rtd.Series(rtd.PFR(8.0), rtd.TanksInSeries(50.0, 5), rtd.CSTR(30.0))]
     flows = _flows(dt, 1.3, 200.0, 15.0, horizon=600.0)
-    t, env = _run(RTDSoftSensor(models, dt, initial_flows=[API, EXC]), flows)
-    assert env.shape == (2, flows.shape[1])
+    sensor = RTDSoftSensor(models, dt, initial_flows=[API, EXC])
+    t, env = _run(sensor, flows)
+    assert sensor.lead_ticks == 8  # the common plug-flow delay (8 s) is known ahead
+    assert env.shape == (2, flows.shape[1] + 8)
     for row, m in zip(env, models, strict=True):
-        _, single = _run(RTDSoftSensor(m, dt, initial_flows=[API, EXC]), flows)
-        np.testing.assert_array_equal(row, single)
+        single_sensor = RTDSoftSensor(m, dt, initial_flows=[API, EXC])
+        _, single = _run(single_sensor, flows)
+        n = min(single.size, row.size)
+        np.testing.assert_allclose(row[:n], single[:n], rtol=0, atol=1e-14)
     windows = predicted_window(t, env, (0.95, 1.05))
     assert len(windows) == 1  # overlapping excursions of the two models merge
 
@@ -89,7 +95,9 @@ def test_empty_line_start_and_constant_composition():
     np.testing.assert_allclose(c[t > 11.0], 1.0, rtol=1e-12)
     assert s.ticks == 200
     s.reset()
-    assert s.ticks == 0 and np.isnan(s.step(flows[:, :3])[1]).all()
+    t, c = s.step(flows[:, :3])
+    assert s.ticks == 0 + 3 and t.size == 3 + s.lead_ticks == 13
+    assert np.isnan(c[t <= 10.0]).all() and np.allclose(c[t > 11.0], 1.0)
 
 
 def test_three_components_and_api_row():
@@ -100,7 +108,7 @@ def test_three_components_and_api_row():
     s = RTDSoftSensor(LINE, dt, api_index=1, n_components=3, initial_flows=base[:, 0])
     assert s.target_fraction == pytest.approx(0.1)
     flow_out = s.predict_flows(flows)
-    assert flow_out.shape == (1, 3, 1200)
+    assert flow_out.shape == (1, 3, 1200 + s.lead_ticks) and s.lead_ticks == 10
     # mass conservation: the API outflow deficit equals the 10 s stop once it has all left
     deficit = np.sum(base[1, 0] - flow_out[0, 1]) * dt
     assert deficit == pytest.approx(10.0 * base[1, 0], rel=1e-6)
@@ -118,3 +126,41 @@ def test_bad_arguments():
     s = RTDSoftSensor(LINE, 1.0, target_fraction=0.1)
     with pytest.raises(ParameterError, match="component rows"):
         s.step(np.zeros((3, 5)))
+
+
+def test_lead_outputs_equal_the_delayed_prediction():
+    """With a 10 s dead time, outputs up to input tick + 10 are known early; they equal the
+    outputs of the same sensor fed further (causality of the lead)."""
+    dt = 1.0
+    flows = _flows(dt, 0.5, 100.0, 20.0, horizon=400.0)
+    a = RTDSoftSensor(LINE, dt, initial_flows=[API, EXC], timing="tick_average")
+    t1, c1 = a.step(flows[:, :150])
+    assert t1.size == 160 and t1[0] == 0.5 and np.allclose(np.diff(t1), dt)
+    b = RTDSoftSensor(LINE, dt, initial_flows=[API, EXC], timing="tick_average")
+    t2, c2 = _run(b, flows, cuts=[37, 151])
+    np.testing.assert_allclose(c2[:160], c1, rtol=0, atol=1e-14)
+    # tick-average convention: mid-point kernel of the line, sum 1, mean = MRT (100 s)
+    w = midpoint_kernel(LINE, dt)
+    assert abs(w.sum() - 1.0) < 1e-9
+    assert np.sum(np.arange(w.size) * w) * dt == pytest.approx(100.0, abs=1e-6)
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.integers(50, 350), st.sampled_from([40.0, 80.0]))
+def test_set_models_applies_the_new_rtd_to_the_history(k_change, tau_new):
+    """After set_models the outputs equal those of a sensor that always had the new RTD
+    (history kept), and outputs already returned are never repeated or changed."""
+    dt = 1.0
+    new = rtd.Series(rtd.PFR(10.0), rtd.TanksInSeries(tau_new, 5), rtd.CSTR(30.0))
+    flows = _flows(dt, 0.0, 120.0, 10.0, horizon=500.0)
+    s = RTDSoftSensor(LINE, dt, initial_flows=[API, EXC], timing="tick_average")
+    t1, c1 = s.step(flows[:, :k_change])
+    s.set_models(new)
+    t2, c2 = s.step(flows[:, k_change:])
+    t = np.concatenate([t1, t2])
+    assert np.allclose(np.diff(t), dt) and t.size == flows.shape[1] + 10
+    ref = RTDSoftSensor(new, dt, initial_flows=[API, EXC], timing="tick_average")
+    _, cref = ref.step(flows)
+    np.testing.assert_allclose(c2, cref[t1.size:], rtol=0, atol=1e-12)
+    old = RTDSoftSensor(LINE, dt, initial_flows=[API, EXC], timing="tick_average")
+    np.testing.assert_allclose(c1, old.step(flows)[1][:t1.size], rtol=0, atol=1e-14)

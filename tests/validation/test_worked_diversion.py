@@ -16,10 +16,16 @@ import cmsim
 from cmsim.config import load_scenario
 
 
-def _run(name, monitor, pat=False):
+def _run(name, monitor, pat=False, fault=False):
     d = load_scenario(f"scenarios/{name}.toml").to_dict()
     if not pat:
         d.pop("pat", None)
+    if fault:
+        # method B is for faults (domain 7.3): the same 20 s at 300 s as a feeder stop, not a
+        # set-point step (a set-point change is judged by its effect on content, method A)
+        (dist,) = d["disturbances"]
+        dist.pop("mass_flow", None)
+        dist["type"] = "feeder_stop"
     d["monitor"] = {"load_cell_period": 0, "tablet_weight_period": 0, **monitor}
     d["diversion"] = {"quantile": 0.005, "margin": 0}
     return cmsim.run(d)
@@ -32,12 +38,14 @@ def _edges(r):
     return a, b
 
 
-@pytest.mark.parametrize("monitor, window, tablets", [
-    ({"feeder_trigger": False}, (358.65, 440.89), 1828),   # method A (soft sensor)
-    ({"soft_sensor": False}, (331.73, 565.44), 5194),      # method B (feeder trigger)
+@pytest.mark.parametrize("monitor, fault, window, tablets", [
+    ({"feeder_trigger": False}, False, (358.65, 440.89), 1828),   # method A (soft sensor)
+    # method B (feeder trigger); tablets are counted by mass: the stop removes 20 s of the
+    # 2 kg/h API flow from the window, 2/3600 * 20 / 250e-6 = 44.4 tablets fewer than 5194
+    ({"soft_sensor": False}, True, (331.73, 565.44), 5194 - 44.4),
 ])
-def test_worked_example_windows(monitor, window, tablets):
-    r = _run("api_feeder_half", monitor)
+def test_worked_example_windows(monitor, fault, window, tablets):
+    r = _run("api_feeder_half", monitor, fault=fault)
     a, b = _edges(r)
     dt = r.dt
     assert a <= window[0] < a + dt          # covers the start, within one tick
@@ -65,3 +73,11 @@ def test_api_stop_example_row16():
     assert s["nonconforming_accepted"] == 0.0
     # waste: at most one tick at each end of the OOS interval
     assert s["conforming_diverted"] <= 2 * 22.3 * dt + 1e-6
+
+
+def test_set_point_step_is_no_feeder_fault():
+    """The half-rate API set-point step alone (no soft sensor, no NIR) raises no feeder alarm
+    with the set-point reference: it is an intended move, judged by content (method A)."""
+    r = _run("api_feeder_half", {"soft_sensor": False})
+    assert r.diversion_events == []
+    assert not any(e["type"] == "alarm" for e in r.event_log)

@@ -9,15 +9,19 @@ rule                   signal                                      window (domai
 =====================  ==========================================  ====================
 ``pat_oos``            NIR reading outside the specification for   PAT: probe-to-gate RTD
                        ``persistence`` consecutive readings
-``shewhart``/``ewma``  control chart alarm on the NIR readings     PAT
-/``cusum``
+``shewhart``/``ewma``  control chart signal on the NIR readings    none (warning) by
+/``cusum``                                                         default; PAT with
+                                                                   ``chart_action =
+                                                                   "divert"``
 ``mspc``               Hotelling T^2 or Q of (NIR, load-cell       PAT start, feeder-to-
                        flows) above its limit                      gate end (envelope)
 ``pat_unavailable``    no valid reading for longer than the grace  PAT
 ``soft_sensor``        feeder data through the feeder-to-gate RTD  method A
                        predicts content out of limits at the gate
-``feeder:<name>``      feeder flow off its nominal by more than    method B
-                       ``feeder_deviation`` for ``feeder_persist``
+``feeder:<name>``      feeder flow off its current set point by    method B
+                       more than ``feeder_deviation`` for
+                       ``feeder_persistence`` (or off its nominal
+                       flow: ``feeder_reference = "nominal"``)
 ``start_up``           line started empty: divert until the state  from 0
                        of control is reached
 =====================  ==========================================  ====================
@@ -25,6 +29,35 @@ rule                   signal                                      window (domai
 Every trigger becomes a request to the :class:`~cmsim.monitor.diversion.DiversionManager`; an
 alarm that stays active keeps extending its window (never shortening it). The plan is written
 into ``line.divert_plan``.
+
+SPC charts are warnings, specification violations divert
+-------------------------------------------------------
+Chart limits (domain 8.2) are set from ``chart_sigma`` (default: the NIR noise), i.e. for
+independent readings. Real NIR readings behind a blender also carry the RTD-filtered feeder
+variability, which is strongly autocorrelated, so the charts' in-control run length is much
+shorter than the textbook ARL0 (8 h of the noisy baseline: ~420 chart signals, 83 % of the
+tablets diverted as conforming waste when each signal diverted). As a process engineer would
+run it, a chart signal is therefore logged (``spc_signal``) and takes the line out of the state
+of control (domain 7.6: "no active SPC alarm"), but does not divert; diversion follows the
+specification rule, the soft sensor, the equipment triggers and MSPC. ``chart_action =
+"divert"`` restores chart-driven diversion (set ``chart_sigma`` from in-control data then).
+
+Set points and the feeder trigger
+---------------------------------
+The feeder trigger compares each feeder's flow with its *current* set point (read from the
+feeder at every chunk): an intended set-point move (operator, ratio or NIR controller,
+``feeder_step``) is not a feeder fault. Its effect on the API content is judged by the soft
+sensor (method A) and the NIR probe.
+
+Current RTD and RTD uncertainty
+-------------------------------
+The feeder-to-gate RTD is rebuilt from the blender's current model whenever the blender speed
+changes (``line.nodes["blender"].unit.model``; models, kernels and quantiles cached per
+parameter set), and windows and the soft sensor use the current one. With
+``rtd_uncertainty = u > 0`` every RTD is an envelope of the models with all residence times
+scaled by ``1 - u``, ``1`` and ``1 + u`` (:func:`~cmsim.monitor.windows.rtd_envelope`): method B
+and PAT windows take the smallest low and the largest high quantile over the envelope,
+method A the union of the out-of-limit intervals predicted by every model.
 
 Causality and chunk invariance
 ------------------------------
@@ -51,17 +84,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from numba import njit
 
 from cmsim._validate import non_negative, positive
 from cmsim.errors import ParameterError
 from cmsim.monitor.charts import CUSUMChart, EWMAChart, ShewhartChart
 from cmsim.monitor.diversion import DiversionManager
 from cmsim.monitor.sensors import LoadCellSignal, NIRSensor, TabletWeightSignal
-from cmsim.monitor.windows import DiversionWindow, quantile_window
-from cmsim.rtd.convolution import Convolver
+from cmsim.monitor.soft_sensor import RTDSoftSensor
+from cmsim.monitor.state import StartupQualifier
+from cmsim.monitor.windows import DiversionWindow, rtd_envelope
 from cmsim.rtd.models import RTDModel, Series
 
-__all__ = ["MonitorConfig", "PATMonitor", "RunTracker", "line_models", "midpoint_kernel"]
+__all__ = ["MonitorConfig", "PATMonitor", "RunTracker", "line_models"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -98,6 +133,9 @@ class MonitorConfig:
         ``noise_sd / target``; charts are off when this is 0.
     shewhart, ewma, cusum : bool
         Enable each chart on the NIR readings (as fraction of target).
+    chart_action : {"warn", "divert"}
+        What a chart signal does: ``"warn"`` logs an ``spc_signal`` and takes the line out of
+        the state of control; ``"divert"`` also opens a PAT diversion window.
     shewhart_L, ewma_lambda, ewma_L, cusum_k, cusum_h : float
         Chart parameters (sigma units).
     mspc : bool
@@ -113,13 +151,19 @@ class MonitorConfig:
         feeder whose share of the nominal flow is at least the half-width of the limits (a
         smaller feeder cannot move the API content out of limits even when it stops).
     feeder_deviation : float
-        Relative deviation of a feeder's flow from its nominal flow that counts [-].
+        Relative deviation of a feeder's flow from its reference flow that counts [-].
+    feeder_reference : {"set_point", "nominal"}
+        Reference of the feeder trigger: the feeder's current set point (default) or the
+        scenario's nominal flow.
     feeder_persistence : float
         Time the deviation must last to trigger [s].
     alpha : float
         RTD quantile level of method B and PAT windows [-].
     margin : float
         Margin at both ends of every window [s].
+    rtd_uncertainty : float
+        Relative +- uncertainty of all residence times [-], in [0, 1) (envelope of credible
+        models; 0: nominal RTD only).
     start_up : bool
         Divert from the start until the state of control is reached (line started empty).
     start_up_quantile : float
@@ -152,6 +196,7 @@ class MonitorConfig:
     cusum: bool = False
     cusum_k: float = 0.5
     cusum_h: float = 5.0
+    chart_action: str = "warn"
     mspc: bool = False
     mspc_training: tuple[float, float] = (0.0, 0.0)
     mspc_alpha: float = 0.001
@@ -159,8 +204,10 @@ class MonitorConfig:
     feeder_trigger: bool = True
     feeder_deviation: float = 0.2
     feeder_persistence: float = 1.0
+    feeder_reference: str = "set_point"
     alpha: float = 0.005
     margin: float = 2.0
+    rtd_uncertainty: float = 0.0
     start_up: bool = False
     start_up_quantile: float = 0.999
     load_cell_period: float = 1.0
@@ -173,6 +220,14 @@ class MonitorConfig:
         if self.location not in ("blender_outlet", "feed_frame"):
             raise ParameterError("location", self.location,
                                  "must be 'blender_outlet' or 'feed_frame'")
+        if self.chart_action not in ("warn", "divert"):
+            raise ParameterError("chart_action", self.chart_action,
+                                 "must be 'warn' or 'divert'")
+        if self.feeder_reference not in ("set_point", "nominal"):
+            raise ParameterError("feeder_reference", self.feeder_reference,
+                                 "must be 'set_point' or 'nominal'")
+        if not 0.0 <= self.rtd_uncertainty < 1.0:
+            raise ParameterError("rtd_uncertainty", self.rtd_uncertainty, "must be in [0, 1)")
         positive("sample_period", self.sample_period)
         for name in ("latency", "integration_time", "noise_sd", "pat_grace", "chart_sigma",
                      "feeder_deviation", "feeder_persistence", "margin", "load_cell_period",
@@ -199,45 +254,50 @@ class MonitorConfig:
                 raise ParameterError("mspc", True, "needs the NIR probe (pat = True)")
 
 
-_KERNEL_CACHE: dict[str, np.ndarray] = {}
-
-
-def midpoint_kernel(model: RTDModel, dt: float, tail: float = 1e-12) -> np.ndarray:
-    """Tick-average to tick-average kernel ``w[j] = F((j+1/2)dt) - F((j-1/2)dt)``, ``w[0]=F(dt/2)``.
-
-    Parameters
-    ----------
-    model : RTDModel
-        The RTD.
-    dt : float
-        Tick [s].
-    tail : float
-        Cut where ``sf((j+1/2) dt) < tail`` [-].
-
-    Returns
-    -------
-    ndarray
-        Kernel [-]; its sum is ``1 - sf`` at the cut and its mean is the RTD mean (to the cut).
-    """
-    d = positive("dt", dt)
-    key = repr((type(model).__name__, model.params, d, tail))
-    hit = _KERNEL_CACHE.get(key)
-    if hit is not None:
-        return hit.copy()
-    hi = float(model.quantile(1.0 - min(max(tail, 1e-15), 1e-3)))
-    n = int(math.ceil(hi / d)) + 2
-    edges = (np.arange(n + 1) - 0.5) * d
-    edges[0] = 0.0
-    cdf = np.asarray(model.cdf(edges), dtype=np.float64)
-    w = np.diff(cdf)
-    if len(_KERNEL_CACHE) < 64:
-        _KERNEL_CACHE[key] = w
-    return w.copy()
-
-
 # ---------------------------------------------------------------------------------------------
 # alarm state machine over a stream of good/bad samples (vectorised over runs)
 # ---------------------------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def _track_kernel(bad, times, k_on, k_off, state, kinds, index, tref):  # pragma: no cover
+    """Per-sample alarm state machine; state = [open, bad_run, good_run, first_bad, last_bad]."""
+    is_open = state[0] != 0.0
+    nb = int(state[1])
+    ng = int(state[2])
+    first = state[3]
+    last = state[4]
+    n_out = 0
+    for i in range(bad.size):
+        if bad[i]:
+            if nb == 0:
+                first = times[i]
+            last = times[i]
+            nb += 1
+            ng = 0
+            if not is_open and nb >= k_on:
+                is_open = True
+                kinds[n_out] = 1
+                index[n_out] = i
+                tref[n_out] = first
+                n_out += 1
+        else:
+            nb = 0
+            if is_open:
+                ng += 1
+                if ng >= k_off:
+                    is_open = False
+                    ng = 0
+                    kinds[n_out] = 0
+                    index[n_out] = i
+                    tref[n_out] = last
+                    n_out += 1
+    state[0] = 1.0 if is_open else 0.0
+    state[1] = min(nb, 1 << 30)
+    state[2] = ng
+    state[3] = first
+    state[4] = last
+    return n_out
 
 
 class RunTracker:
@@ -251,18 +311,32 @@ class RunTracker:
     Notes
     -----
     :meth:`update` takes chunks of a sample stream; the result depends only on the stream, not
-    on the chunking. Work is proportional to the number of runs of equal values, not samples.
+    on the chunking. The state machine runs in a compiled loop over the samples (a few ns per
+    sample); only the openings and clearings come back to Python.
     """
 
     def __init__(self, k_on: int = 1, k_off: int = 1) -> None:
         self.k_on, self.k_off = int(k_on), int(k_off)
         if self.k_on < 1 or self.k_off < 1:
             raise ParameterError("k_on/k_off", (k_on, k_off), "must be >= 1")
-        self.open = False
-        self.bad_run = 0
-        self.good_run = 0
-        self.first_bad: float | None = None  # time of the first bad sample of the current run
-        self.last_bad: float | None = None
+        self._state = np.zeros(5)
+
+    @property
+    def open(self) -> bool:
+        """Whether the alarm is open."""
+        return bool(self._state[0])
+
+    def update_arrays(self, times: np.ndarray, bad: np.ndarray
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Process a chunk; return ``(is_open_event, index, t_ref)`` arrays (see :meth:`update`)."""
+        b = np.ascontiguousarray(bad, dtype=np.bool_)
+        t = np.ascontiguousarray(times, dtype=np.float64)
+        n = b.size
+        kinds = np.empty(n, np.int8)
+        index = np.empty(n, np.int64)
+        tref = np.empty(n, np.float64)
+        m = _track_kernel(b, t, self.k_on, self.k_off, self._state, kinds, index, tref)
+        return kinds[:m].astype(bool), index[:m], tref[:m]
 
     def update(self, times: np.ndarray, bad: np.ndarray) -> list[tuple[str, int, float]]:
         """Process a chunk; return ``(kind, index, t_first)`` for each opening and clearing.
@@ -271,39 +345,9 @@ class RunTracker:
         first bad sample of that run) or ``"close"`` (index of the sample that clears;
         ``t_first`` the time of the last bad sample before it).
         """
-        out: list[tuple[str, int, float]] = []
-        n = bad.size
-        if n == 0:
-            return out
-        b = bad.astype(np.int8)
-        starts = np.flatnonzero(np.diff(np.concatenate(([-1], b))) != 0)
-        ends = np.append(starts[1:], n)
-        for s, e in zip(starts.tolist(), ends.tolist(), strict=True):
-            length = e - s
-            if b[s]:
-                if self.bad_run == 0:
-                    self.first_bad = float(times[s])
-                self.last_bad = float(times[e - 1])
-                if self.open:
-                    self.good_run = 0
-                else:
-                    need = self.k_on - self.bad_run
-                    if length >= need:
-                        self.open = True
-                        self.good_run = 0
-                        out.append(("open", s + need - 1, float(self.first_bad)))
-                self.bad_run += length
-            else:
-                self.bad_run = 0
-                if self.open:
-                    need = self.k_off - self.good_run
-                    if length >= need:
-                        self.open = False
-                        self.good_run = 0
-                        out.append(("close", s + need - 1, float(self.last_bad)))
-                    else:
-                        self.good_run += length
-        return out
+        kinds, index, tref = self.update_arrays(times, bad)
+        return [("open" if k else "close", i, t) for k, i, t in
+                zip(kinds.tolist(), index.tolist(), tref.tolist(), strict=True)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -382,6 +426,7 @@ class PATMonitor:
         self.target = positive("target_api_fraction", target_api_fraction)
         self.feeder_to_gate = feeder_to_gate
         self.probe_to_gate = probe_to_gate
+        self._line = line
         self.tablet_mass = positive("tablet_mass", tablet_mass)
         self.manager = DiversionManager(self.n_ticks, self.dt, gate_delay)
         self.events: list[dict[str, Any]] = []
@@ -390,10 +435,15 @@ class PATMonitor:
         lo, hi = c.limits
         self.limits = (float(lo), float(hi))
         self.margins = (float(c.margin), float(c.margin))
-        self._t_lo_probe = float(probe_to_gate.quantile(c.alpha))
-        self._t_hi_feed = float(feeder_to_gate.quantile(1.0 - c.alpha))
-        self._t_hi_probe = float(probe_to_gate.quantile(1.0 - c.alpha))
-        self._probe_params = (dict(probe_to_gate.params),)
+        # the blender (current RTD after speed changes) and what lies between it and the gate
+        nodes = getattr(line, "nodes", None) or {}
+        self._blender = getattr(nodes.get("blender"), "unit", None)
+        press = getattr(nodes.get("press"), "unit", None)
+        self._blender_model = getattr(self._blender, "model", None)
+        self._downstream = None
+        if self._blender_model is not None and press is not None:
+            self._downstream = (press.transfer.model, press.feed_frame.model)
+        self._set_models(feeder_to_gate, probe_to_gate)
         self.rules: list[_Rule] = []
         # --- NIR probe
         self._probe = None
@@ -422,8 +472,9 @@ class PATMonitor:
                     self.charts["ewma"] = EWMAChart(1.0, sigma, c.ewma_lambda, c.ewma_L)
                 if c.cusum:
                     self.charts["cusum"] = CUSUMChart(1.0, sigma, c.cusum_k, c.cusum_h)
+            kind = "pat" if c.chart_action == "divert" else "spc"
             for name in self.charts:
-                self.rules.append(_Rule(name, RunTracker(1, c.clear_readings), "pat"))
+                self.rules.append(_Rule(name, RunTracker(1, c.clear_readings), kind))
         # --- load cells, tablet weight
         self.load_cells: dict[str, LoadCellSignal] = {}
         if c.load_cell_period > 0:
@@ -441,21 +492,20 @@ class PATMonitor:
         # --- MSPC
         self._mspc = None
         self._mspc_train: list[np.ndarray] = []
+        #: MSPC variables: the NIR content and each feeder's load-cell flow
+        self.mspc_variables = ["nir"] + [f"load_cell.{n}" for n in self.load_cells]
         if c.mspc:
             self.rules.append(_Rule("mspc", RunTracker(1, c.clear_readings), "mspc"))
         # --- soft sensor
+        self._soft: RTDSoftSensor | None = None
         if c.soft_sensor:
-            w = midpoint_kernel(feeder_to_gate, self.dt)
-            nz = np.flatnonzero(w > 1e-15)
-            self._d0 = int(nz[0]) if nz.size else 0
-            self._conv = Convolver(w[self._d0:], batch=2)
-            if steady_start:
-                api_nom = sum(f for _, m, f in self.feeders if m == api_material)
-                tot_nom = sum(f for _, _, f in self.feeders)
-                prime = np.empty((2, self._conv.kernel.size))
-                prime[0], prime[1] = api_nom, tot_nom
-                self._conv.step(prime)
-            self._tot_nominal = sum(f for _, _, f in self.feeders)
+            api_nom = sum(f for _, m, f in self.feeders if m == api_material)
+            tot_nom = sum(f for _, _, f in self.feeders)
+            self._soft = RTDSoftSensor(
+                self._feed_env, self.dt, target_fraction=self.target, tail=1e-12,
+                initial_flows=[api_nom, tot_nom - api_nom] if steady_start else None,
+                timing="tick_average", empty_flow=1e-3 * tot_nom)
+            self._tot_nominal = tot_nom
             self._soft_prev: tuple[float, float] | None = None
             self.rules.append(_Rule("soft_sensor", RunTracker(1, 1), "soft"))
         # --- feeder triggers
@@ -467,12 +517,14 @@ class PATMonitor:
                 # a feeder whose complete stop cannot move the API content by the half-width
                 # of the limits (e.g. a 0.5 % lubricant) is not a content risk: not monitored
                 if f > 0 and (m == self.api_material or f / tot >= half_width):
+                    unit = getattr(nodes.get(f"feeder.{n}"), "unit", None)
                     self.rules.append(_Rule(f"feeder:{n}", RunTracker(k_on, 1), "feeder",
-                                            info={"feeder": n, "nominal": f}))
+                                            info={"feeder": n, "nominal": f, "unit": unit}))
         # --- start-up and state of control
         self.in_startup = bool(c.start_up)
-        self._startup_time = float(feeder_to_gate.quantile(c.start_up_quantile))
-        self._good_run = 0
+        self._startup_time = max(_quantile(m, c.start_up_quantile) for m in self._feed_env)
+        self._qualifier = StartupQualifier(self._startup_time,
+                                           c.clear_readings if c.pat else 0)
         self.state_changes: list[tuple[float, bool]] = []
         self._in_control = not self.in_startup
         self._sig: dict[str, list[np.ndarray]] = {"t": [], "nir": [], "nir_true": [],
@@ -499,38 +551,75 @@ class PATMonitor:
         self._log(decision_s, "alarm", {"rule": rule.name, "key": rule.key,
                                         "first_time_s": t_first, **raw})
 
+    # ------------------------------------------------------------------ RTD models
+    def _set_models(self, feeder_to_gate: RTDModel, probe_to_gate: RTDModel) -> None:
+        """Use these RTDs (envelopes, quantiles and audit parameters cached per parameter set)."""
+        c = self.config
+        self.feeder_to_gate = feeder_to_gate
+        self.probe_to_gate = probe_to_gate
+        self._feed_env, self._q_feed = _envelope(feeder_to_gate, c.rtd_uncertainty, c.alpha)
+        self._probe_env, self._q_probe = _envelope(probe_to_gate, c.rtd_uncertainty, c.alpha)
+        self._probe_params = tuple(dict(m.params) for m in self._probe_env)
+        self._feed_params = tuple(dict(m.params) for m in self._feed_env)
+
+    def _refresh_models(self) -> None:
+        """Rebuild the RTDs after a blender speed change (the blender's current model)."""
+        if self._blender is None or self._downstream is None:
+            return
+        model = self._blender.model
+        if model is self._blender_model:
+            return
+        self._blender_model = model
+        feed = _series(model, *self._downstream)
+        # the probe-to-gate RTD lies downstream of the blender at either probe location
+        self._set_models(feed, self.probe_to_gate)
+        if self._soft is not None:
+            self._soft.set_models(self._feed_env)
+        self._log(self._line.time_s if hasattr(self._line, "time_s") else 0.0,
+                  "rtd_model_changed", {"feeder_to_gate": dict(feed.params),
+                                        "mean_residence_time_s": float(feed.mean)})
+
     # ------------------------------------------------------------------ windows per rule kind
     def _pat_window(self, rule: _Rule, t_clear: float) -> DiversionWindow:
         """:func:`~cmsim.monitor.windows.pat_window` with the probe quantiles precomputed."""
         c = self.config
         lat = c.latency + c.integration_time
-        start = rule.t_first - c.sample_period - lat + self._t_lo_probe - self.margins[0]
-        end = max(t_clear, rule.t_first) + self._t_hi_probe + self.margins[1]
+        start = rule.t_first - c.sample_period - lat + self._q_probe[0] - self.margins[0]
+        end = max(t_clear, rule.t_first) + self._q_probe[1] + self.margins[1]
         return DiversionWindow(
             start, end, rule.name, "PAT", self.margins, c.alpha, self._probe_params,
             details={"t_first_oos_s": rule.t_first, "t_clear_s": t_clear,
                      "sample_period_s": c.sample_period, "latency_s": lat,
+                     "rtd_uncertainty": c.rtd_uncertainty,
                      "escaped_s": max(0.0, rule.t_decision - start)})
 
     def _mspc_window(self, rule: _Rule, t_clear: float) -> DiversionWindow:
         c = self.config
         w = self._pat_window(rule, t_clear)
-        end = t_clear + self._t_hi_feed + self.margins[1]
+        end = t_clear + self._q_feed[1] + self.margins[1]
         return DiversionWindow(w.start_s, max(w.end_s, end), rule.name, "PAT+B", w.margins,
-                               c.alpha, (dict(self.probe_to_gate.params),
-                                         dict(self.feeder_to_gate.params)),
+                               c.alpha, self._probe_params + self._feed_params,
                                details=dict(w.details))
 
     def _feeder_window(self, rule: _Rule, t_end: float) -> DiversionWindow:
+        """Method B (:func:`~cmsim.monitor.windows.quantile_window`) from cached quantiles."""
         c = self.config
-        return quantile_window(rule.t_first, max(t_end, rule.t_first), self.feeder_to_gate,
-                               c.alpha, self.margins[0], self.margins[1], trigger=rule.name)
+        t0, t1 = rule.t_first, max(t_end, rule.t_first)
+        lo, hi = self._q_feed
+        return DiversionWindow(
+            t0 + lo - self.margins[0], t1 + hi + self.margins[1], rule.name, "B",
+            self.margins, c.alpha, self._feed_params,
+            details={"disturbance_start_s": t0, "disturbance_end_s": t1,
+                     "t_alpha_min_s": lo, "t_1_minus_alpha_max_s": hi,
+                     "rtd_uncertainty": c.rtd_uncertainty})
 
     # ------------------------------------------------------------------ observer
     def on_chunk(self, line: Any, k0: int, k1: int) -> None:
         """Process the chunk ``[k0, k1)`` the line just computed (see module docstring)."""
         if k1 <= k0:
             return
+        self._refresh_models()
+        self._flows = {n: self._feed[n][:, k0:k1].sum(axis=0) for n, _, _ in self.feeders}
         ts_nir = y = None
         if self._probe is not None:
             ts_nir, y = self._nir_chunk(k0, k1)
@@ -577,6 +666,10 @@ class PATMonitor:
         valid = np.isfinite(content)
         lo, hi = self.limits
         for rule in self.rules:
+            if rule.kind == "spc":
+                alarm = self.charts[rule.name].run(content)
+                self._spc(rule, ts[valid], alarm[valid])
+                continue
             if rule.kind not in ("pat", "mspc"):
                 continue
             if rule.name == "pat_unavailable":
@@ -596,13 +689,28 @@ class PATMonitor:
                                                       else self._pat_window(r, t)),
                         last_time=float(ts[-1]))
 
+    def _spc(self, rule: _Rule, t: np.ndarray, bad: np.ndarray) -> None:
+        """Chart signals as warnings: log openings and clearings, request nothing."""
+        opened, idx, tref = rule.tracker.update_arrays(t, bad)
+        for o, i, tr in zip(opened.tolist(), idx.tolist(), tref.tolist(), strict=True):
+            if o:
+                rule.instance += 1
+                rule.key = f"{rule.name}#{rule.instance}"
+                self._log(float(t[i]), "spc_signal", {"rule": rule.name, "key": rule.key,
+                                                      "first_time_s": tr})
+            else:
+                self._log(float(t[i]), "spc_cleared", {"rule": rule.name, "key": rule.key})
+
     def _drive(self, rule: _Rule, t: np.ndarray, bad: np.ndarray, make, *,
                last_time: float) -> None:
         """Run the tracker over readings; request/extend windows (decided at reading times)."""
         for kind, i, tref in rule.tracker.update(t, bad):
             tdec = float(t[i])
             if kind == "open":
-                self._open(rule, tref, tdec, {"limits": list(self.limits)})
+                raw: dict[str, Any] = {"limits": list(self.limits)}
+                if rule.kind == "mspc":
+                    raw.update(self._mspc_record(i))
+                self._open(rule, tref, tdec, raw)
                 self._request(rule, make(rule, tdec), tdec)
             else:
                 self._request(rule, make(rule, tdec), tdec)
@@ -613,14 +721,20 @@ class PATMonitor:
     # -- feeders (method B)
     def _feeder_rule(self, rule: _Rule, k0: int, k1: int) -> None:
         n = rule.info["feeder"]
-        f = self._feed[n][:, k0:k1].sum(axis=0)
-        bad = np.abs(f / rule.info["nominal"] - 1.0) > self.config.feeder_deviation
+        f = self._flows[n]
+        ref = rule.info["nominal"]
+        unit = rule.info["unit"]
+        if self.config.feeder_reference == "set_point" and unit is not None:
+            ref = float(unit.mass_flow)  # set point in force during this chunk
+        with np.errstate(divide="ignore", invalid="ignore"):
+            bad = (np.abs(f / ref - 1.0) > self.config.feeder_deviation) if ref > 0 else f > 0
         t = np.arange(k0, k1) * self.dt  # tick start; known at its end (decision_lag = dt)
         for kind, i, tref in rule.tracker.update(t, bad):
             tdec = float(t[i]) + self.dt
             if kind == "open":
                 self._open(rule, tref, tdec, {"feeder": n, "flow_kg_s": float(f[i]),
                                               "nominal_kg_s": rule.info["nominal"],
+                                              "reference_kg_s": ref,
                                               "deviation_limit": self.config.feeder_deviation})
                 self._request(rule, self._feeder_window(rule, tdec), tdec)
             else:  # first good tick i: the disturbance ended at its start
@@ -634,30 +748,31 @@ class PATMonitor:
     def _soft_chunk(self, k0: int, k1: int) -> None:
         feed = np.zeros((2, k1 - k0))
         for n, m, _ in self.feeders:
-            x = self._feed[n][:, k0:k1].sum(axis=0)
+            x = self._flows[n]
             feed[1] += x
             if m == self.api_material:
                 feed[0] += x
-        pred = self._conv.step(feed)
-        # predicted gate ticks k0 + d0 .. k1 + d0 - 1, decided when feed tick k is complete
-        ticks = np.arange(k0, k1) + self._d0
-        keep = ticks < self.n_ticks
-        ticks, pred = ticks[keep], pred[:, keep]
-        if ticks.size == 0:
+        feed[1] -= feed[0]  # components: API, everything else
+        assert self._soft is not None
+        t, env = self._soft.step(feed)
+        env = env.reshape(-1, t.size)
+        # gate tick k (time (k + 1/2) dt) is known once feed tick k - d0 is complete
+        keep = t < self.n_ticks * self.dt
+        t, env = t[keep], env[:, keep]
+        if t.size == 0:
             return
-        tot = pred[1]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            content = np.where(tot > 1e-3 * self._tot_nominal, pred[0] / tot, np.nan) \
-                / self.target
-        t = (ticks + 0.5) * self.dt
-        self._sig["soft_t"].append(t)
-        self._sig["soft"].append(content)
         lo, hi = self.limits
         with np.errstate(invalid="ignore"):
-            bad = (content < lo) | (content > hi)
+            bad_rows = (env < lo) | (env > hi)
+        bad = bad_rows.any(axis=0)  # union of the OOS intervals over the envelope
+        # reported content: the envelope member farthest from target (nominal when u = 0)
+        dev = np.abs(np.nan_to_num(env, nan=1.0) - 1.0)
+        content = env[np.argmax(dev, axis=0), np.arange(t.size)]
+        self._sig["soft_t"].append(t)
+        self._sig["soft"].append(content)
         rule = next(r for r in self.rules if r.kind == "soft")
         prev = self._soft_prev
-        lead = (self._d0 - 1) * self.dt  # gate tick k is predicted at (k - d0 + 1) dt
+        lead = (self._soft.lead_ticks - 1) * self.dt  # tick k predicted at (k - d0 + 1) dt
         for kind, i, _tref in rule.tracker.update(t, bad):
             tdec = float(t[i]) - 0.5 * self.dt - lead
             tprev, cprev = (float(t[i - 1]), float(content[i - 1])) if i > 0 else \
@@ -680,25 +795,30 @@ class PATMonitor:
         ms, me = self.margins
         a = rule.info["oos_start"]
         return DiversionWindow(a - ms, max(t_end, a) + me, rule.name, "A", self.margins,
-                               rtd_params=(dict(self.feeder_to_gate.params),),
+                               rtd_params=self._feed_params,
                                details={"limits": list(self.limits), "oos_start_s": a,
-                                        "oos_end_s": max(t_end, a)})
+                                        "oos_end_s": max(t_end, a),
+                                        "rtd_uncertainty": self.config.rtd_uncertainty})
 
     # -- load cells, tablet weight, MSPC
     def _load_cells(self, k0: int, k1: int) -> None:
+        # the hopper weight is piecewise linear between tick ends: a sampler interpolating it
+        # only needs the grid points around its sample times (same readings, far fewer points)
         t = np.arange(k0 + 1, k1 + 1) * self.dt
         for n, lc in self.load_cells.items():
-            f = self._feed[n][:, k0:k1].sum(axis=0)
-            net = self._net[n] - np.cumsum(f) * self.dt  # net weight change (refills excluded)
+            net = self._net[n] - np.cumsum(self._flows[n]) * self.dt  # refills excluded
             self._net[n] = float(net[-1])
-            ts, _, flow = lc.measure(t, net)
+            keep = _bracketing(t, lc.start, lc.sample_period)
+            ts, _, flow = lc.measure(t[keep], net[keep])
             self._sig.setdefault(f"load_cell_t.{n}", []).append(ts)
             self._sig.setdefault(f"load_cell.{n}", []).append(flow)
             pt, pf = self._lc_recent.get(n, (np.empty(0), np.empty(0)))
             self._lc_recent[n] = (np.concatenate((pt[-1:], ts)), np.concatenate((pf[-1:], flow)))
         if self.tablet_weight is not None:
-            ts, wts = self.tablet_weight.measure(np.arange(k0, k1) * self.dt + 0.5 * self.dt,
-                                                 np.full(k1 - k0, self.tablet_mass))
+            tw = self.tablet_weight
+            tt = np.arange(k0, k1) * self.dt + 0.5 * self.dt
+            keep = _bracketing(tt, tw.start, tw.sample_period)
+            ts, wts = tw.measure(tt[keep], np.full(keep.size, self.tablet_mass))
             self._sig.setdefault("tablet_weight_t", []).append(ts)
             self._sig.setdefault("tablet_weight", []).append(wts)
 
@@ -729,27 +849,39 @@ class PATMonitor:
         xs = x[post]
         t2 = self._mspc.t2(xs)
         q = self._mspc.q(xs)
+        self._mspc_last = (xs, t2, q)
         return ts[post], (t2 > self._mspc_limits[0]) | (q > self._mspc_limits[1])
+
+    def _mspc_record(self, i: int) -> dict[str, Any]:
+        """Audit data of an MSPC alarm at observation ``i`` of the last chunk: statistics,
+        limits and the variable contributions to T^2 and Q (largest first)."""
+        xs, t2, q = self._mspc_last
+        assert self._mspc is not None
+        x = xs[i:i + 1]
+        ct2 = self._mspc.t2_contributions(x)[0]
+        cq = self._mspc.q_contributions(x)[0]
+        names = self.mspc_variables
+        return {"t2": float(t2[i]), "q": float(q[i]), "t2_limit": self._mspc_limits[0],
+                "q_limit": self._mspc_limits[1], "variables": list(names),
+                "t2_contributions": dict(zip(names, map(float, ct2), strict=True)),
+                "q_contributions": dict(zip(names, map(float, cq), strict=True)),
+                "largest_contribution": names[int(np.argmax(np.abs(cq)
+                                                            if q[i] > self._mspc_limits[1]
+                                                            else np.abs(ct2)))]}
 
     # -- state of control (domain 7.5, 7.6)
     def _state(self, k0: int, k1: int, ts: np.ndarray | None, y: np.ndarray | None) -> None:
         any_open = any(r.tracker.open for r in self.rules)
         if self.in_startup:
             tnow = k1 * self.dt
-            t_ok = None
             if ts is None:
-                if tnow >= self._startup_time:
-                    t_ok = max(self._startup_time, k0 * self.dt)
-            elif ts.size:
+                ready = self._qualifier.ready_s
+            else:
                 content = y / self.target
                 lo, hi = self.limits
                 good = np.isfinite(content) & (content >= lo) & (content <= hi)
-                run = _run_lengths(good, self._good_run)
-                self._good_run = int(run[-1])
-                cand = np.flatnonzero((run >= self.config.clear_readings)
-                                      & (ts >= self._startup_time))
-                if cand.size and not any_open:
-                    t_ok = float(ts[cand[0]])
+                ready = self._qualifier.update(ts, good)
+            t_ok = ready if ready <= tnow and not any_open else None
             if t_ok is None:
                 win = DiversionWindow(0.0, tnow + self.manager.gate_delay, "start_up", "startup")
                 self.manager.request(win, 0.0, key="start_up")
@@ -784,6 +916,30 @@ class PATMonitor:
         return self.manager.events(gate_flow, self.tablet_mass, diverted)
 
 
+def _bracketing(t: np.ndarray, start: float, period: float) -> np.ndarray:
+    """Indices of the points of the uniform grid ``t`` a sampler at ``start + j period`` needs.
+
+    When every sample time lies on a grid point (``period`` a multiple of the grid step and
+    ``start`` on the grid), those points and the last one suffice: linear interpolation on
+    them gives the same readings as on the whole grid, and the sampler sees the same horizon.
+    Otherwise all points.
+    """
+    n = t.size
+    if n < 2:
+        return np.arange(n)
+    step = float(t[1] - t[0])
+    m = period / step
+    off = (start - float(t[0])) / step
+    if abs(m - round(m)) > 1e-9 or abs(off - round(off)) > 1e-9 or round(m) < 2:
+        return np.arange(n)
+    m, off = int(round(m)), int(round(off))
+    i0 = off % m  # first grid index at a sample time
+    idx = np.arange(i0, n, m)
+    if idx.size == 0 or idx[-1] != n - 1:
+        idx = np.append(idx, n - 1)
+    return idx
+
+
 def _crossing(t0: float, c0: float, t1: float, c1: float, lo: float, hi: float) -> float:
     """Time where the straight line from (t0, c0) to (t1, c1) leaves/enters [lo, hi]."""
     if not (math.isfinite(c0) and math.isfinite(c1)) or t1 == t0:
@@ -796,15 +952,51 @@ def _crossing(t0: float, c0: float, t1: float, c1: float, lo: float, hi: float) 
     return float(t0 + min(max(frac, 0.0), 1.0) * (t1 - t0))
 
 
-def _run_lengths(good: np.ndarray, carry: int) -> np.ndarray:
-    """Length of the run of True ending at each position (continuing ``carry``)."""
-    n = good.size
-    idx = np.arange(1, n + 1)
-    last_bad = np.where(~good, idx, 0)
-    np.maximum.accumulate(last_bad, out=last_bad)
-    run = idx - last_bad
-    run[last_bad == 0] += carry
-    return run
+_ENVELOPES: dict[tuple, tuple[tuple[RTDModel, ...], tuple[float, float]]] = {}
+_SERIES: dict[tuple, RTDModel] = {}
+
+
+def _key(model: RTDModel) -> tuple:
+    return (type(model).__name__, repr(model.params))
+
+
+def _envelope(model: RTDModel, uncertainty: float, alpha: float
+              ) -> tuple[tuple[RTDModel, ...], tuple[float, float]]:
+    """Envelope models and ``(min t_alpha, max t_(1-alpha))`` over it, cached per parameter set."""
+    key = (*_key(model), float(uncertainty), float(alpha))
+    hit = _ENVELOPES.get(key)
+    if hit is None:
+        env = rtd_envelope(model, uncertainty)
+        q = (min(_quantile(m, alpha) for m in env), max(_quantile(m, 1.0 - alpha) for m in env))
+        hit = (env, q)
+        if len(_ENVELOPES) < 256:
+            _ENVELOPES[key] = hit
+    return hit
+
+
+_QUANTILES: dict[tuple, float] = {}
+
+
+def _quantile(model: RTDModel, p: float) -> float:
+    """``model.quantile(p)`` cached per parameter set [s]."""
+    key = (*_key(model), float(p))
+    hit = _QUANTILES.get(key)
+    if hit is None:
+        hit = float(model.quantile(p))
+        if len(_QUANTILES) < 1024:
+            _QUANTILES[key] = hit
+    return hit
+
+
+def _series(*models: RTDModel) -> RTDModel:
+    """``Series(*models)``, cached per parameter set (the same object for equal parameters)."""
+    key = tuple(_key(m) for m in models)
+    hit = _SERIES.get(key)
+    if hit is None:
+        hit = Series(*models)
+        if len(_SERIES) < 256:
+            _SERIES[key] = hit
+    return hit
 
 
 def line_models(scenario: Any) -> tuple[RTDModel, RTDModel]:

@@ -39,6 +39,7 @@ __all__ = [
     "SHUTDOWN",
     "STARTUP",
     "STATE_NAMES",
+    "StartupQualifier",
     "StateOfControl",
     "evaluate_state_of_control",
     "sustained",
@@ -157,6 +158,78 @@ def _bool_series(name: str, value: Any, n: int) -> np.ndarray:
     return arr
 
 
+class StartupQualifier:
+    """Streaming start-up qualification: when does a start-up (or transition) complete?
+
+    Complete at the first PAT reading, taken at or after ``settled_s``, that ends a run of
+    ``k`` consecutive in-limit readings all taken at or after ``settled_s`` (domain 7.5);
+    with ``k = 0`` (no PAT qualification) complete at ``settled_s``. Feed readings in chunks
+    of any size: the result depends only on the readings (chunk invariant).
+
+    Parameters
+    ----------
+    settled_s : float
+        Time the line counts as settled after the change [s].
+    k : int
+        Consecutive in-limit readings required, >= 0.
+
+    Attributes
+    ----------
+    ready_s : float
+        Completion time [s] (``inf`` until complete).
+
+    Examples
+    --------
+    >>> q = StartupQualifier(10.0, 2)
+    >>> q.update([8.0, 10.0, 12.0], [True, True, False])
+    inf
+    >>> q.update([14.0, 16.0], [True, True])
+    16.0
+    """
+
+    def __init__(self, settled_s: float, k: int) -> None:
+        self.settled_s = finite_array("settled_s", settled_s, ndim=0).item()
+        if isinstance(k, bool) or int(k) != k or k < 0:
+            raise ParameterError("k", k, "must be an int >= 0")
+        self.k = int(k)
+        self.ready_s = self.settled_s if self.k == 0 else math.inf
+        self._run = 0
+
+    def update(self, times: Any, in_limits: Any) -> float:
+        """Take a chunk of readings; return :attr:`ready_s`.
+
+        Parameters
+        ----------
+        times : array_like, shape (n,)
+            Reading times [s], increasing across calls.
+        in_limits : array_like of bool, shape (n,)
+            Whether each reading was valid and in limits.
+
+        Returns
+        -------
+        float
+            Completion time [s], ``inf`` while not complete.
+        """
+        if math.isfinite(self.ready_s):
+            return self.ready_s
+        t = np.asarray(times, dtype=np.float64)
+        ok = _bool_series("in_limits", in_limits, t.size)
+        sel = t >= self.settled_s - 1e-12
+        t, ok = t[sel], ok[sel]
+        if t.size == 0:
+            return self.ready_s
+        idx = np.arange(1, t.size + 1)
+        last_bad = np.where(~ok, idx, 0)
+        np.maximum.accumulate(last_bad, out=last_bad)
+        run = idx - last_bad
+        run[last_bad == 0] += self._run
+        self._run = int(run[-1])
+        hit = np.flatnonzero(run >= self.k)
+        if hit.size:
+            self.ready_s = float(t[hit[0]])
+        return self.ready_s
+
+
 def evaluate_state_of_control(
     t: Any,
     conditions: Mapping[str, Any] | None = None,
@@ -266,16 +339,8 @@ def evaluate_state_of_control(
                       *(r for _, r in stops if math.isfinite(r))})
 
     def ready_time(change: float) -> float:
-        settled = change + settle
-        if p_t is None or k == 0:
-            return settled
-        count = 0
-        for tp, ok in zip(p_t[p_t >= settled - 1e-12], p_ok[p_t >= settled - 1e-12],
-                          strict=True):
-            count = count + 1 if ok else 0
-            if count >= k:
-                return float(tp)
-        return math.inf
+        q = StartupQualifier(change + settle, 0 if p_t is None else k)
+        return q.ready_s if p_t is None else q.update(p_t, p_ok)
 
     all_ok = np.ones(n, dtype=bool)
     for v in conds.values():

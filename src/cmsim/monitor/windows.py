@@ -30,6 +30,8 @@ from cmsim.errors import ParameterError
 from cmsim.rtd.models import RTDModel
 
 __all__ = [
+    "rtd_envelope",
+    "scale_residence_times",
     "DiversionWindow",
     "default_margin",
     "merge_windows",
@@ -136,6 +138,72 @@ def _alpha(alpha: Any) -> float:
     if not a < 0.5:
         raise ParameterError("alpha", alpha, "must be in (0, 0.5)")
     return a
+
+
+def scale_residence_times(model: RTDModel, factor: float) -> RTDModel:
+    """The same RTD with every residence time multiplied by ``factor`` (``E_s(t) = E(t/s)/s``).
+
+    Parameters
+    ----------
+    model : RTDModel
+        CSTR, PFR, TanksInSeries, AxialDispersion, Empirical or a Series of them.
+    factor : float
+        Time scale ``s`` [-], > 0.
+
+    Returns
+    -------
+    RTDModel
+        Scaled model: every quantile is ``s`` times the original one, the shape is unchanged.
+
+    Examples
+    --------
+    >>> from cmsim import rtd
+    >>> scale_residence_times(rtd.Series(rtd.PFR(10.0), rtd.CSTR(30.0)), 1.1).mean
+    44.0
+    """
+    from cmsim import rtd  # noqa: PLC0415
+
+    s = positive("factor", factor)
+    if isinstance(model, rtd.Series):
+        return rtd.Series(*(scale_residence_times(m, s) for m in model.stages))
+    p = dict(model.params)
+    if isinstance(model, rtd.PFR):
+        return rtd.PFR(p["delay"] * s)
+    if isinstance(model, rtd.CSTR):
+        return rtd.CSTR(p["mean_residence_time"] * s)
+    if isinstance(model, rtd.TanksInSeries):
+        return rtd.TanksInSeries(p["mean_residence_time"] * s, p["n_tanks"])
+    if isinstance(model, rtd.AxialDispersion):
+        return rtd.AxialDispersion(p["mean_residence_time"] * s, p["peclet"],
+                                   **({"boundary": p["boundary"]} if "boundary" in p else {}))
+    if isinstance(model, rtd.Empirical):
+        return rtd.Empirical(np.asarray(p["t"]) * s, np.asarray(p["e"]) / s)
+    raise ParameterError("model", model, "cannot scale the residence times of this RTD model")
+
+
+def rtd_envelope(model: RTDModel, uncertainty: float) -> tuple[RTDModel, ...]:
+    """Credible models for a relative residence-time uncertainty (domain brief 7.3 margins).
+
+    Parameters
+    ----------
+    model : RTDModel
+        Nominal RTD.
+    uncertainty : float
+        Relative +- uncertainty ``u`` on all residence times [-], in [0, 1).
+
+    Returns
+    -------
+    tuple of RTDModel
+        ``(model,)`` for ``u = 0``, else the models with residence times scaled by
+        ``1 - u``, ``1`` and ``1 + u`` (quantiles are linear in the scale, so the envelope's
+        extreme quantiles are those of the two extreme models).
+    """
+    u = non_negative("rtd_uncertainty", uncertainty)
+    if not u < 1.0:
+        raise ParameterError("rtd_uncertainty", uncertainty, "must be in [0, 1)")
+    if u == 0.0:
+        return (model,)
+    return (scale_residence_times(model, 1.0 - u), model, scale_residence_times(model, 1.0 + u))
 
 
 def default_margin(dt: float, line_mean_residence_time: float, gate_delay: float = 0.0) -> float:
