@@ -734,12 +734,16 @@ class Diversion(_Strict):
     start_up_quantile : float
         Line RTD quantile that must have passed since feeding began before the state of
         control can be reached [-] (default 0.999).
+    rtd_uncertainty : float
+        Relative +- uncertainty of all residence times [-], in [0, 1) (default 0): windows
+        cover the envelope of the RTDs scaled by 1 - u and 1 + u (domain.md 7.3 margins).
     """
 
     quantile: Q("fraction", gt=0, lt=0.5) = 0.005
     margin: Q("time", ge=0) = 2.0
     start_up: bool | None = None
     start_up_quantile: Q("fraction", gt=0.5, lt=1) = 0.999
+    rtd_uncertainty: Q("fraction", ge=0, lt=1) = 0.0
 
 
 class Monitor(_Strict):
