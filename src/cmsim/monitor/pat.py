@@ -837,7 +837,12 @@ class PATMonitor:
             self._mspc_train.append(x[sel])
             if ts[-1] >= b:
                 train = np.concatenate(self._mspc_train)
+                # 90 % of the variance, but at least one residual direction so that Q (SPE)
+                # is defined (nearly independent variables would otherwise keep them all)
                 self._mspc = PCAMonitor().fit(train)
+                p = train.shape[1]
+                if self._mspc.n_components_ >= p > 1:
+                    self._mspc = PCAMonitor(n_components=p - 1).fit(train)
                 self._mspc_limits = (self._mspc.t2_limit(self.config.mspc_alpha),
                                      self._mspc.q_limit(self.config.mspc_alpha))
                 self._log(float(ts[-1]), "mspc_trained", {"n_observations": int(len(train))})
@@ -854,7 +859,7 @@ class PATMonitor:
 
     def _mspc_record(self, i: int) -> dict[str, Any]:
         """Audit data of an MSPC alarm at observation ``i`` of the last chunk: statistics,
-        limits and the variable contributions to T^2 and Q (largest first)."""
+        limits, the variable contributions to T^2 and Q and the largest contributor."""
         xs, t2, q = self._mspc_last
         assert self._mspc is not None
         x = xs[i:i + 1]
@@ -865,9 +870,10 @@ class PATMonitor:
                 "q_limit": self._mspc_limits[1], "variables": list(names),
                 "t2_contributions": dict(zip(names, map(float, ct2), strict=True)),
                 "q_contributions": dict(zip(names, map(float, cq), strict=True)),
-                "largest_contribution": names[int(np.argmax(np.abs(cq)
-                                                            if q[i] > self._mspc_limits[1]
-                                                            else np.abs(ct2)))]}
+                # of the statistic farther above its limit (relative)
+                "largest_contribution": names[int(np.argmax(
+                    np.abs(cq) if q[i] / self._mspc_limits[1] > t2[i] / self._mspc_limits[0]
+                    else np.abs(ct2)))]}
 
     # -- state of control (domain 7.5, 7.6)
     def _state(self, k0: int, k1: int, ts: np.ndarray | None, y: np.ndarray | None) -> None:
