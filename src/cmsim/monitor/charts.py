@@ -64,37 +64,27 @@ def _shewhart_kernel(z, limit, run_rules, hist, nhist, rule):
             if abs(v) > limit:
                 code |= 1
             if run_rules:
-                if m >= 2:
-                    up = 0
-                    lo = 0
-                    for i in range(min(m, 3)):
-                        if h[i] > 2.0:
-                            up += 1
-                        elif h[i] < -2.0:
-                            lo += 1
-                    if up >= 2 or lo >= 2:
-                        code |= 2
-                if m >= 4:
-                    up = 0
-                    lo = 0
-                    for i in range(min(m, 5)):
-                        if h[i] > 1.0:
-                            up += 1
-                        elif h[i] < -1.0:
-                            lo += 1
-                    if up >= 4 or lo >= 4:
-                        code |= 4
-                if m >= 8:
-                    up = 0
-                    lo = 0
-                    for i in range(8):
-                        if h[i] > 0.0:
-                            up += 1
-                        elif h[i] < 0.0:
-                            lo += 1
-                    if up == 8 or lo == 8:
-                        code |= 8
+                # Western Electric: 2 of 3 beyond 2 sigma, 4 of 5 beyond 1, 8 on one side
+                if m >= 2 and _beyond(h, min(m, 3), 2.0) >= 2:
+                    code |= 2
+                if m >= 4 and _beyond(h, min(m, 5), 1.0) >= 4:
+                    code |= 4
+                if m >= 8 and _beyond(h, 8, 0.0) == 8:
+                    code |= 8
             rule[r, j] = code
+
+
+@njit(cache=True)
+def _beyond(h, n, level):
+    """Largest number of the newest ``n`` values beyond ``+level`` or beyond ``-level``."""
+    up = 0
+    lo = 0
+    for i in range(n):
+        if h[i] > level:
+            up += 1
+        elif h[i] < -level:
+            lo += 1
+    return max(up, lo)
 
 
 @njit(cache=True)
