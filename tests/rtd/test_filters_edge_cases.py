@@ -9,6 +9,8 @@ cascade, Jordan or mass-recursion forms depending on ``n`` and ``dt / tau_i``).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -288,3 +290,103 @@ def test_convolve_overflow_of_finite_input_is_not_an_error() -> None:
     c = Convolver([1.0, 1.0])
     np.testing.assert_array_equal(c.step(x), y)
     np.testing.assert_array_equal(c.step(np.zeros(2)), [1e308, 0.0])
+
+
+# ----------------------------------------------------------------------------- two-lane cascade
+# For n = 5 in the cascade form, chunks of at least ``_min_split`` ticks run as two interleaved
+# lanes: the second half from a zero state, plus the free response of the state at the split.
+def gamma_bin_kernel(tau: float, n: int, dt: float, length: int) -> np.ndarray:
+    """Independent bin kernel from scipy: differences of P below the median, of Q above it."""
+    from scipy.special import gammainc, gammaincc
+
+    t = n * np.arange(length + 1) * dt / tau
+    p, q = gammainc(n, t), gammaincc(n, t)
+    return np.where(p[:-1] < 0.5, np.diff(p), -np.diff(q))
+
+
+def plain_twin(f: TanksInSeriesFilter) -> TanksInSeriesFilter:
+    g = TanksInSeriesFilter(f.mean_residence_time, f.n_tanks, f.dt)
+    g._min_split = 2**62  # private: force the single-lane kernel as the reference
+    return g
+
+
+@pytest.mark.parametrize("odd", [0, 1])
+def test_two_lane_split_matches_convolution_and_single_lane(odd: int) -> None:
+    tau, dt = 60.0, 1.0
+    f = TanksInSeriesFilter(tau, 5, dt)
+    n = 2 * (f._min_split // 2) + 1000 + odd
+    assert n % 2 == odd and n >= f._min_split
+    rng = np.random.default_rng(11)
+    x = rng.random(n) * (rng.random(n) < 0.3)
+    g = plain_twin(f)
+    y = f.step(x)
+    y_plain = g.step(x)
+    w = gamma_bin_kernel(tau, 5, dt, 1500)  # 25 tau: the tail beyond is < 1e-40
+    ref = np.convolve(x, w)[:n]
+    np.testing.assert_allclose(y, ref, rtol=0, atol=1e-13 * ref.max())
+    np.testing.assert_allclose(y, y_plain, rtol=0, atol=1e-14 * ref.max())
+    assert y.min() >= 0.0
+    np.testing.assert_allclose(f.tank_masses, g.tank_masses, rtol=1e-13, atol=0)
+    fed = dt * math.fsum(x)
+    assert abs(f.holdup[0] - (fed - dt * math.fsum(y))) <= 1e-12 * fed
+
+
+@pytest.mark.parametrize("where", ["before_split", "at_split", "end"])
+def test_two_lane_split_impulse_is_the_kernel(where: str) -> None:
+    """An impulse just before the split travels entirely through the free-response correction."""
+    tau, dt = 60.0, 1.0
+    f = TanksInSeriesFilter(tau, 5, dt)
+    n = f._min_split + 10
+    h = n // 2
+    pos = {"before_split": h - 1, "at_split": h, "end": n - 3}[where]
+    x = np.zeros(n)
+    x[pos] = 1.0
+    y = f.step(x)
+    assert y.min() >= 0.0
+    assert np.all(y[:pos] == 0.0)
+    length = min(2000, n - pos)
+    w = gamma_bin_kernel(tau, 5, dt, length)
+    np.testing.assert_allclose(y[pos : pos + length], w, rtol=1e-11, atol=1e-300)
+    assert f.holdup[0] + dt * y.sum() == pytest.approx(1.0, rel=1e-13)
+
+
+def test_two_lane_split_with_a_huge_state_and_chunking() -> None:
+    """A state of 1e200 at the split needs a longer correction; chunkings agree with one call."""
+    tau, dt = 30.0, 0.5
+    f = TanksInSeriesFilter(tau, 5, dt)
+    n = 3 * f._min_split
+    rng = np.random.default_rng(5)
+    x = rng.random(n)
+    x[n // 2 - 100] = 1e200
+    y = f.step(x)
+    g = plain_twin(f)
+    np.testing.assert_allclose(y, g.step(x), rtol=1e-13, atol=1e-13)
+    h = TanksInSeriesFilter(tau, 5, dt)
+    cuts = np.sort(rng.integers(0, n, size=4))
+    parts = [h.step(p) for p in np.split(x, cuts)]
+    np.testing.assert_allclose(np.concatenate(parts), y, rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(h.tank_masses, f.tank_masses, rtol=1e-12)
+
+
+def test_two_lane_split_batch_rows_match_1d() -> None:
+    f = TanksInSeriesFilter(60.0, 5, 1.0, batch=3)
+    n = f._min_split + 2
+    rng = np.random.default_rng(9)
+    x = rng.random((3, n))
+    y = f.step(x)
+    for row in range(3):
+        g = plain_twin(f)
+        np.testing.assert_allclose(y[row], g.step(x[row]), rtol=1e-13, atol=1e-15)
+
+
+def test_two_lane_split_after_a_switch_stays_non_negative() -> None:
+    f = TanksInSeriesFilter(4.0, 5, 1.0)
+    x = np.zeros(50)
+    x[-1] = 1.0
+    y0 = f.step(x)
+    f.set_mean_residence_time(60.0)
+    z = np.zeros(f._min_split + 100)
+    z[len(z) // 2 - 1] = 0.5
+    y = f.step(z)
+    assert y.min() >= 0.0
+    assert f.holdup[0] + y.sum() + y0.sum() == pytest.approx(1.5, rel=1e-12)

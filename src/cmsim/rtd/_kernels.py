@@ -432,22 +432,153 @@ def tisc_run5(x, y, s, a, q):  # pragma: no cover - compiled
 
 
 @njit(cache=True, fastmath={"contract"})
-def tisc_rows_serial(x, y, s, a, q):  # pragma: no cover - compiled
+def _tisc5_two_lanes(xa, ya, sa, xb, yb, sb, a, q):  # pragma: no cover - compiled
+    """:func:`tisc_run5` on two independent series of equal length, interleaved per sample.
+
+    The two chains of 5 loop-carried multiply-adds are independent, so the core overlaps them
+    (about 0.75 instead of 1.25 ns per sample for the sections on the development machine).
+    """
+    nx = xa.size
+    if nx == 0:
+        return
+    bufa = np.empty(_CASCADE_BLOCK + 4)
+    bufb = np.empty(_CASCADE_BLOCK + 4)
+    ua0 = sa[0]
+    ua1 = sa[1]
+    ua2 = sa[2]
+    ua3 = sa[3]
+    ua4 = sa[4]
+    ub0 = sb[0]
+    ub1 = sb[1]
+    ub2 = sb[2]
+    ub3 = sb[3]
+    ub4 = sb[4]
+    bufa[0] = sa[7]
+    bufa[1] = sa[6]
+    bufa[2] = sa[5]
+    bufa[3] = ua4
+    bufb[0] = sb[7]
+    bufb[1] = sb[6]
+    bufb[2] = sb[5]
+    bufb[3] = ub4
+    q0 = q[0]
+    q1 = q[1]
+    q2 = q[2]
+    q3 = q[3]
+    q4 = q[4]
+    pos = 0
+    while pos < nx:
+        m_len = min(_CASCADE_BLOCK, nx - pos)
+        xsa = xa[pos : pos + m_len]
+        xsb = xb[pos : pos + m_len]
+        bsa = bufa[4 : 4 + m_len]
+        bsb = bufb[4 : 4 + m_len]
+        for k in range(m_len):
+            ua0 = xsa[k] + a * ua0
+            ub0 = xsb[k] + a * ub0
+            ua1 = ua0 + a * ua1
+            ub1 = ub0 + a * ub1
+            ua2 = ua1 + a * ua2
+            ub2 = ub1 + a * ub2
+            ua3 = ua2 + a * ua3
+            ub3 = ub2 + a * ub3
+            ua4 = ua3 + a * ua4
+            ub4 = ub3 + a * ub4
+            bsa[k] = ua4
+            bsb[k] = ub4
+        ysa = ya[pos : pos + m_len]
+        ysb = yb[pos : pos + m_len]
+        ba = bufa[0 : m_len + 4]
+        bb = bufb[0 : m_len + 4]
+        for k in range(m_len):
+            ysa[k] = q4 * ba[k] + q3 * ba[k + 1] + q2 * ba[k + 2] + q1 * ba[k + 3] + q0 * ba[k + 4]
+        for k in range(m_len):
+            ysb[k] = q4 * bb[k] + q3 * bb[k + 1] + q2 * bb[k + 2] + q1 * bb[k + 3] + q0 * bb[k + 4]
+        for i in range(4):
+            bufa[i] = bufa[m_len + i]
+            bufb[i] = bufb[m_len + i]
+        pos += m_len
+    sa[0] = ua0
+    sa[1] = ua1
+    sa[2] = ua2
+    sa[3] = ua3
+    sa[4] = ua4
+    sa[5] = bufa[2]
+    sa[6] = bufa[1]
+    sa[7] = bufa[0]
+    sb[0] = ub0
+    sb[1] = ub1
+    sb[2] = ub2
+    sb[3] = ub3
+    sb[4] = ub4
+    sb[5] = bufb[2]
+    sb[6] = bufb[1]
+    sb[7] = bufb[0]
+
+
+#: Free-response states below this magnitude are dropped (they are far below the round-off of
+#: any signal above 1e-270; keeps the correction out of subnormal arithmetic).
+_FREE_RESPONSE_FLOOR = 1e-290
+
+
+@njit(cache=True, fastmath={"contract"})
+def tisc_run5_split(x, y, s, a, q, min_split):  # pragma: no cover - compiled
+    """:func:`tisc_run5` with the chunk split in two halves run as two interleaved lanes.
+
+    By linearity the output of the second half is its zero-state response (lane B, run at the
+    same time as the first half, lane A) plus the free response of the true state at the split,
+    which decays like ``a^k k^4``: it is added over the samples where it is not below
+    :data:`_FREE_RESPONSE_FLOOR` (a few thousand ticks for ``r = 1/12``), and the final state is
+    the sum of both lanes' states. All terms are non-negative for non-negative data. Chunks shorter
+    than ``min_split`` (chosen by the caller from the decay rate) run :func:`tisc_run5` as is.
+    """
+    n = x.size
+    if n < min_split or n < 2:
+        tisc_run5(x, y, s, a, q)
+        return
+    h = n // 2
+    sb = np.zeros(s.size)
+    _tisc5_two_lanes(x[:h], y[:h], s, x[h : 2 * h], y[h : 2 * h], sb, a, q)
+    if n > 2 * h:
+        tisc_run5(x[2 * h :], y[2 * h :], sb, a, q)
+    # free response of the state at the split over the second half, until it has died out
+    zeros = np.zeros(_CASCADE_BLOCK)
+    tmp = np.empty(_CASCADE_BLOCK)
+    pos = h
+    while pos < n:
+        m_len = min(_CASCADE_BLOCK, n - pos)
+        tisc_run5(zeros[:m_len], tmp[:m_len], s, a, q)
+        ys = y[pos : pos + m_len]
+        for k in range(m_len):
+            ys[k] += tmp[k]
+        pos += m_len
+        big = 0.0
+        for i in range(s.size):
+            big = max(big, abs(s[i]))
+        if big < _FREE_RESPONSE_FLOOR:
+            s[:] = 0.0
+            break
+    for i in range(s.size):
+        s[i] += sb[i]
+
+
+@njit(cache=True, fastmath={"contract"})
+def tisc_rows_serial(x, y, s, a, q, min_split):  # pragma: no cover - compiled
     """Row-wise :func:`tisc_run` over (batch, time) chunks; ``s`` is (batch, state size)."""
     five = q.size == 5
     for b in range(x.shape[0]):
         if five:
-            tisc_run5(x[b], y[b], s[b], a, q)
+            tisc_run5_split(x[b], y[b], s[b], a, q, min_split)
         else:
             tisc_run(x[b], y[b], s[b], a, q)
 
 
 @njit(cache=True, fastmath={"contract"}, parallel=True)
-def tisc_rows_parallel(x, y, s, a, q):  # pragma: no cover - compiled
+def tisc_rows_parallel(x, y, s, a, q, min_split):  # pragma: no cover - compiled
     """Row-wise :func:`tisc_run` with ``prange`` over the batch rows."""
     five = q.size == 5
     for b in prange(x.shape[0]):
         if five:
-            tisc_run5(x[b], y[b], s[b], a, q)
+            tisc_run5_split(x[b], y[b], s[b], a, q, min_split)
         else:
             tisc_run(x[b], y[b], s[b], a, q)
