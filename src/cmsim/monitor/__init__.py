@@ -6,8 +6,13 @@ Pure numpy/scipy/numba domain objects, usable alone from Python and by the line 
 from cmsim.monitor.charts import CUSUMChart, EWMAChart, MovingAverageChart, ShewhartChart
 from cmsim.monitor.mspc import MSPCResult, PCAMonitor, jackson_mudholkar_limit
 from cmsim.monitor.sensors import LoadCellSignal, NIRSensor, TabletWeightSignal
-from cmsim.monitor.soft_sensor import RTDSoftSensor
-from cmsim.monitor.state import StateOfControl, evaluate_state_of_control, sustained
+from cmsim.monitor.soft_sensor import RTDSoftSensor, midpoint_kernel
+from cmsim.monitor.state import (
+    StartupQualifier,
+    StateOfControl,
+    evaluate_state_of_control,
+    sustained,
+)
 from cmsim.monitor.windows import (
     DiversionWindow,
     default_margin,
@@ -16,6 +21,8 @@ from cmsim.monitor.windows import (
     pat_window,
     predicted_window,
     quantile_window,
+    rtd_envelope,
+    scale_residence_times,
 )
 
 __all__ = [
@@ -29,15 +36,19 @@ __all__ = [
     "PCAMonitor",
     "RTDSoftSensor",
     "ShewhartChart",
+    "StartupQualifier",
     "StateOfControl",
     "TabletWeightSignal",
     "default_margin",
     "evaluate_state_of_control",
     "jackson_mudholkar_limit",
     "merge_windows",
+    "midpoint_kernel",
     "oos_intervals",
     "pat_window",
     "predicted_window",
     "quantile_window",
+    "rtd_envelope",
+    "scale_residence_times",
     "sustained",
 ]

@@ -93,7 +93,13 @@ from cmsim.monitor.diversion import DiversionManager
 from cmsim.monitor.sensors import LoadCellSignal, NIRSensor, TabletWeightSignal
 from cmsim.monitor.soft_sensor import RTDSoftSensor
 from cmsim.monitor.state import StartupQualifier
-from cmsim.monitor.windows import DiversionWindow, rtd_envelope
+from cmsim.monitor.windows import (
+    DiversionWindow,
+    cached_quantile,
+    pat_window,
+    quantile_window,
+    rtd_envelope,
+)
 from cmsim.rtd.models import RTDModel, Series
 
 __all__ = ["MonitorConfig", "PATMonitor", "RunTracker", "line_models"]
@@ -522,7 +528,7 @@ class PATMonitor:
                                             info={"feeder": n, "nominal": f, "unit": unit}))
         # --- start-up and state of control
         self.in_startup = bool(c.start_up)
-        self._startup_time = max(_quantile(m, c.start_up_quantile) for m in self._feed_env)
+        self._startup_time = max(cached_quantile(m, c.start_up_quantile) for m in self._feed_env)
         self._qualifier = StartupQualifier(self._startup_time,
                                            c.clear_readings if c.pat else 0)
         self.state_changes: list[tuple[float, bool]] = []
@@ -581,19 +587,16 @@ class PATMonitor:
 
     # ------------------------------------------------------------------ windows per rule kind
     def _pat_window(self, rule: _Rule, t_clear: float) -> DiversionWindow:
-        """:func:`~cmsim.monitor.windows.pat_window` with the probe quantiles precomputed."""
+        """:func:`~cmsim.monitor.windows.pat_window` over the probe-to-gate envelope."""
         c = self.config
-        lat = c.latency + c.integration_time
-        start = rule.t_first - c.sample_period - lat + self._q_probe[0] - self.margins[0]
-        end = max(t_clear, rule.t_first) + self._q_probe[1] + self.margins[1]
-        return DiversionWindow(
-            start, end, rule.name, "PAT", self.margins, c.alpha, self._probe_params,
-            details={"t_first_oos_s": rule.t_first, "t_clear_s": t_clear,
-                     "sample_period_s": c.sample_period, "latency_s": lat,
-                     "rtd_uncertainty": c.rtd_uncertainty,
-                     "escaped_s": max(0.0, rule.t_decision - start)})
+        return pat_window(rule.t_first, max(t_clear, rule.t_first), c.sample_period,
+                          self._probe_env, c.alpha, latency=c.latency + c.integration_time,
+                          margin_start=self.margins[0], margin_end=self.margins[1],
+                          trigger=rule.name, decision_s=rule.t_decision)
 
     def _mspc_window(self, rule: _Rule, t_clear: float) -> DiversionWindow:
+        """PAT window, extended to the feeder-to-gate high quantile (a process-variable
+        alarm may stem from the feeders)."""
         c = self.config
         w = self._pat_window(rule, t_clear)
         end = t_clear + self._q_feed[1] + self.margins[1]
@@ -602,16 +605,10 @@ class PATMonitor:
                                details=dict(w.details))
 
     def _feeder_window(self, rule: _Rule, t_end: float) -> DiversionWindow:
-        """Method B (:func:`~cmsim.monitor.windows.quantile_window`) from cached quantiles."""
-        c = self.config
-        t0, t1 = rule.t_first, max(t_end, rule.t_first)
-        lo, hi = self._q_feed
-        return DiversionWindow(
-            t0 + lo - self.margins[0], t1 + hi + self.margins[1], rule.name, "B",
-            self.margins, c.alpha, self._feed_params,
-            details={"disturbance_start_s": t0, "disturbance_end_s": t1,
-                     "t_alpha_min_s": lo, "t_1_minus_alpha_max_s": hi,
-                     "rtd_uncertainty": c.rtd_uncertainty})
+        """Method B: :func:`~cmsim.monitor.windows.quantile_window` over the envelope."""
+        return quantile_window(rule.t_first, max(t_end, rule.t_first), self._feed_env,
+                               self.config.alpha, self.margins[0], self.margins[1],
+                               trigger=rule.name)
 
     # ------------------------------------------------------------------ observer
     def on_chunk(self, line: Any, k0: int, k1: int) -> None:
@@ -973,24 +970,11 @@ def _envelope(model: RTDModel, uncertainty: float, alpha: float
     hit = _ENVELOPES.get(key)
     if hit is None:
         env = rtd_envelope(model, uncertainty)
-        q = (min(_quantile(m, alpha) for m in env), max(_quantile(m, 1.0 - alpha) for m in env))
+        q = (min(cached_quantile(m, alpha) for m in env),
+             max(cached_quantile(m, 1.0 - alpha) for m in env))
         hit = (env, q)
         if len(_ENVELOPES) < 256:
             _ENVELOPES[key] = hit
-    return hit
-
-
-_QUANTILES: dict[tuple, float] = {}
-
-
-def _quantile(model: RTDModel, p: float) -> float:
-    """``model.quantile(p)`` cached per parameter set [s]."""
-    key = (*_key(model), float(p))
-    hit = _QUANTILES.get(key)
-    if hit is None:
-        hit = float(model.quantile(p))
-        if len(_QUANTILES) < 1024:
-            _QUANTILES[key] = hit
     return hit
 
 

@@ -30,6 +30,7 @@ from cmsim.errors import ParameterError
 from cmsim.rtd.models import RTDModel
 
 __all__ = [
+    "cached_quantile",
     "rtd_envelope",
     "scale_residence_times",
     "DiversionWindow",
@@ -131,6 +132,33 @@ def _models(model: RTDModel | Iterable[RTDModel], name: str = "model") -> list[R
         if not isinstance(m, RTDModel):
             raise ParameterError(name, m, "must be a cmsim.rtd model (RTDModel)")
     return models
+
+
+_QUANTILES: dict[tuple, float] = {}
+
+
+def cached_quantile(model: RTDModel, p: float) -> float:
+    """``model.quantile(p)`` [s], cached per model type and parameter set.
+
+    Parameters
+    ----------
+    model : RTDModel
+        The RTD.
+    p : float
+        Probability in (0, 1).
+
+    Returns
+    -------
+    float
+        The quantile [s] (computed once per ``(type, params, p)``).
+    """
+    key = (type(model).__name__, repr(model.params), float(p))
+    hit = _QUANTILES.get(key)
+    if hit is None:
+        hit = float(model.quantile(p))
+        if len(_QUANTILES) < 4096:
+            _QUANTILES[key] = hit
+    return hit
 
 
 def _alpha(alpha: Any) -> float:
@@ -277,8 +305,8 @@ def quantile_window(t0: float, t1: float, model: RTDModel | Sequence[RTDModel],
         raise ParameterError("t1", t1, f"must be >= t0 = {t0}")
     ms = non_negative("margin_start", margin_start)
     me = non_negative("margin_end", margin_end)
-    lo = min(float(m.quantile(a)) for m in models)
-    hi = max(float(m.quantile(1.0 - a)) for m in models)
+    lo = min(cached_quantile(m, a) for m in models)
+    hi = max(cached_quantile(m, 1.0 - a) for m in models)
     return DiversionWindow(
         start_s=t0f + lo - ms, end_s=t1f + hi + me, trigger=str(trigger), method="B",
         margins=(ms, me), alpha=a, rtd_params=tuple(dict(m.params) for m in models),
@@ -416,7 +444,7 @@ def predicted_window(t_grid: Any, predicted_content: Any, limits: tuple[float, f
 def pat_window(t_first_oos: float, t_clear: float, sample_period: float,
                probe_to_diverter: RTDModel | Sequence[RTDModel], alpha: float = 0.005, *,
                latency: float = 0.0, margin_start: float = 0.0, margin_end: float = 0.0,
-               trigger: str = "pat_oos") -> DiversionWindow:
+               trigger: str = "pat_oos", decision_s: float | None = None) -> DiversionWindow:
     """PAT-triggered window at the diverter.
 
     Parameters
@@ -438,6 +466,9 @@ def pat_window(t_first_oos: float, t_clear: float, sample_period: float,
         Margins [s].
     trigger : str
         Trigger name.
+    decision_s : float, optional
+        Time the alarm is known [s] (the ``k``-th out-of-limit reading with persistence;
+        default ``t_first_oos``): the escaped part of the window is measured up to it.
 
     Returns
     -------
@@ -449,7 +480,7 @@ def pat_window(t_first_oos: float, t_clear: float, sample_period: float,
     Notes
     -----
     The gate can only act on material that has not yet passed it when the alarm is known
-    (at ``t_first_oos``): any part of the window before ``t_first_oos`` has escaped. The
+    (at ``decision_s``): any part of the window before that time has escaped. The
     window reports that shortfall in ``details["escaped_s"]`` so the lead time can be checked
     (domain brief 7.3: lead time must exceed latency + sampling interval).
     """
@@ -463,15 +494,16 @@ def pat_window(t_first_oos: float, t_clear: float, sample_period: float,
     lat = non_negative("latency", latency)
     ms = non_negative("margin_start", margin_start)
     me = non_negative("margin_end", margin_end)
-    lo = min(float(m.quantile(a)) for m in models)
-    hi = max(float(m.quantile(1.0 - a)) for m in models)
+    td = tf if decision_s is None else finite_array("decision_s", decision_s, ndim=0).item()
+    lo = min(cached_quantile(m, a) for m in models)
+    hi = max(cached_quantile(m, 1.0 - a) for m in models)
     start = tf - per - lat + lo - ms
     end = tc + hi + me
     return DiversionWindow(
         start_s=start, end_s=end, trigger=str(trigger), method="PAT", margins=(ms, me),
         alpha=a, rtd_params=tuple(dict(m.params) for m in models),
         details={"t_first_oos_s": tf, "t_clear_s": tc, "sample_period_s": per,
-                 "latency_s": lat, "escaped_s": max(0.0, tf - start)})
+                 "latency_s": lat, "escaped_s": max(0.0, td - start)})
 
 
 # ---------------------------------------------------------------------------------------------
