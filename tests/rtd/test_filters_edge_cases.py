@@ -390,3 +390,19 @@ def test_two_lane_split_after_a_switch_stays_non_negative() -> None:
     y = f.step(z)
     assert y.min() >= 0.0
     assert f.holdup[0] + y.sum() + y0.sum() == pytest.approx(1.5, rel=1e-12)
+
+
+def test_parallel_direct_path_names_the_bad_sample() -> None:
+    """(64, 40000) takes the prange kernel; its summed probe must still flag one NaN."""
+    from cmsim.rtd import convolution
+
+    rows, n = 64, 40_000
+    assert rows * n >= convolution._PARALLEL_MIN_WORK
+    x = np.random.default_rng(1).random((rows, n))
+    x[37, 12_345] = np.nan
+    with pytest.raises(ParameterError, match=rf"x='element {37 * n + 12_345} = nan"):
+        convolve(x, np.full(50, 0.02))
+    x[37, 12_345] = 0.5
+    y = convolve(x, np.full(50, 0.02))
+    np.testing.assert_allclose(y[37, :500], np.convolve(x[37, :500], np.full(50, 0.02))[:500],
+                               rtol=1e-13)

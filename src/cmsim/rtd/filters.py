@@ -592,12 +592,11 @@ def _two_lane_min_length(r: float) -> int:
     """Shortest chunk [ticks] for which the n = 5 cascade runs as two interleaved lanes.
 
     The second lane needs the free response of the state at the split added until it decays by
-    about ``1e-300`` (``a^k k^4 ~ exp(-r k) k^4``: roughly ``(690 + 4 ln k) / r`` ticks, more for
-    a large state); the split pays off when that correction is a small part of the chunk, so it
-    is used from 8 decay lengths on (and never below 4096 ticks).
+    about ``1e-300``: ``a^k k^4 = exp(-r k) k^4``, i.e. ``k ~ (690 + 4 ln k) / r`` ticks (more for a
+    very large state, which only costs time). The split pays off when that correction is a small
+    part of the chunk, so it is used from 8 decay lengths on, and never below 4096 ticks.
     """
-    decay = 700.0 / r
-    decay = (690.0 + 4.0 * math.log(decay)) / r
+    decay = (690.0 + 4.0 * math.log(700.0 / r)) / r
     return int(max(4096.0, 8.0 * decay))
 
 
