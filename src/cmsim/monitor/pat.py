@@ -687,16 +687,20 @@ class PATMonitor:
                         last_time=float(ts[-1]))
 
     def _spc(self, rule: _Rule, t: np.ndarray, bad: np.ndarray) -> None:
-        """Chart signals as warnings: log openings and clearings, request nothing."""
+        """Chart signals as warnings: the chart's alarm flags go into the signals
+        (``spc.<rule>`` on the ``spc_t`` readings), each new signal is logged
+        (``spc_signal``); nothing is requested."""
         opened, idx, tref = rule.tracker.update_arrays(t, bad)
-        for o, i, tr in zip(opened.tolist(), idx.tolist(), tref.tolist(), strict=True):
-            if o:
-                rule.instance += 1
-                rule.key = f"{rule.name}#{rule.instance}"
-                self._log(float(t[i]), "spc_signal", {"rule": rule.name, "key": rule.key,
-                                                      "first_time_s": tr})
-            else:
-                self._log(float(t[i]), "spc_cleared", {"rule": rule.name, "key": rule.key})
+        self._sig.setdefault(f"spc.{rule.name}", []).append(bad)
+        if rule.name == next(iter(self.charts)):
+            self._sig.setdefault("spc_t", []).append(t)
+        name = rule.name
+        for i, tr in zip(idx[opened].tolist(), tref[opened].tolist(), strict=True):
+            rule.instance += 1
+            self.events.append({"time_s": float(t[i]), "type": "spc_signal",
+                                "source": self.name,
+                                "data": {"rule": name, "key": f"{name}#{rule.instance}",
+                                         "first_time_s": tr}})
 
     def _drive(self, rule: _Rule, t: np.ndarray, bad: np.ndarray, make, *,
                last_time: float) -> None:
@@ -908,7 +912,9 @@ class PATMonitor:
     # ------------------------------------------------------------------ results
     def signals(self) -> dict[str, np.ndarray]:
         """Recorded signals as arrays: ``t``/``nir``/``nir_true`` (NIR), ``soft_t``/``soft``
-        (soft-sensor content at the gate, fraction of target), load cells, tablet weight."""
+        (soft-sensor content at the gate, fraction of target; the envelope member farthest
+        from target with ``rtd_uncertainty``), ``spc_t``/``spc.<chart>`` (chart alarm flags
+        per valid reading, warnings), load cells, tablet weight."""
         return {k: (np.concatenate(v) if v else np.empty(0)) for k, v in self._sig.items()}
 
     def diversion_events(self, gate_flow: np.ndarray, diverted: np.ndarray) -> list[dict]:
