@@ -310,10 +310,11 @@ def plain_twin(f: TanksInSeriesFilter) -> TanksInSeriesFilter:
     return g
 
 
-@pytest.mark.parametrize("odd", [0, 1])
-def test_two_lane_split_matches_convolution_and_single_lane(odd: int) -> None:
+@pytest.mark.parametrize(("n_tanks", "odd"), [(5, 0), (5, 1), (1, 1), (3, 0), (8, 1)])
+def test_two_lane_split_matches_convolution_and_single_lane(n_tanks: int, odd: int) -> None:
     tau, dt = 60.0, 1.0
-    f = TanksInSeriesFilter(tau, 5, dt)
+    f = TanksInSeriesFilter(tau, n_tanks, dt)
+    assert form_of(f) == "cascade"
     n = 2 * (f._min_split // 2) + 1000 + odd
     assert n % 2 == odd and n >= f._min_split
     rng = np.random.default_rng(11)
@@ -321,7 +322,8 @@ def test_two_lane_split_matches_convolution_and_single_lane(odd: int) -> None:
     g = plain_twin(f)
     y = f.step(x)
     y_plain = g.step(x)
-    w = gamma_bin_kernel(tau, 5, dt, 1500)  # 25 tau: the tail beyond is < 1e-40
+    # 25 tau (50 tau for one tank): the kernel mass beyond is < 1e-20
+    w = gamma_bin_kernel(tau, n_tanks, dt, 1500 if n_tanks > 1 else 3000)
     ref = np.convolve(x, w)[:n]
     np.testing.assert_allclose(y, ref, rtol=0, atol=1e-13 * ref.max())
     np.testing.assert_allclose(y, y_plain, rtol=0, atol=1e-14 * ref.max())
@@ -331,11 +333,12 @@ def test_two_lane_split_matches_convolution_and_single_lane(odd: int) -> None:
     assert abs(f.holdup[0] - (fed - dt * math.fsum(y))) <= 1e-12 * fed
 
 
-@pytest.mark.parametrize("where", ["before_split", "at_split", "end"])
-def test_two_lane_split_impulse_is_the_kernel(where: str) -> None:
+@pytest.mark.parametrize(("n_tanks", "where"), [(5, "before_split"), (5, "at_split"),
+                                                (5, "end"), (2, "before_split"), (7, "at_split")])
+def test_two_lane_split_impulse_is_the_kernel(n_tanks: int, where: str) -> None:
     """An impulse just before the split travels entirely through the free-response correction."""
     tau, dt = 60.0, 1.0
-    f = TanksInSeriesFilter(tau, 5, dt)
+    f = TanksInSeriesFilter(tau, n_tanks, dt)
     n = f._min_split + 10
     h = n // 2
     pos = {"before_split": h - 1, "at_split": h, "end": n - 3}[where]
@@ -345,7 +348,7 @@ def test_two_lane_split_impulse_is_the_kernel(where: str) -> None:
     assert y.min() >= 0.0
     assert np.all(y[:pos] == 0.0)
     length = min(2000, n - pos)
-    w = gamma_bin_kernel(tau, 5, dt, length)
+    w = gamma_bin_kernel(tau, n_tanks, dt, length)
     np.testing.assert_allclose(y[pos : pos + length], w, rtol=1e-11, atol=1e-300)
     assert f.holdup[0] + dt * y.sum() == pytest.approx(1.0, rel=1e-13)
 
@@ -368,8 +371,9 @@ def test_two_lane_split_with_a_huge_state_and_chunking() -> None:
     np.testing.assert_allclose(h.tank_masses, f.tank_masses, rtol=1e-12)
 
 
-def test_two_lane_split_batch_rows_match_1d() -> None:
-    f = TanksInSeriesFilter(60.0, 5, 1.0, batch=3)
+@pytest.mark.parametrize("n_tanks", [5, 3])
+def test_two_lane_split_batch_rows_match_1d(n_tanks: int) -> None:
+    f = TanksInSeriesFilter(60.0, n_tanks, 1.0, batch=3)
     n = f._min_split + 2
     rng = np.random.default_rng(9)
     x = rng.random((3, n))

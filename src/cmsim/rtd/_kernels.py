@@ -516,38 +516,110 @@ def _tisc5_two_lanes(xa, ya, sa, xb, yb, sb, a, q):  # pragma: no cover - compil
     sb[7] = bufb[0]
 
 
+@njit(cache=True, fastmath={"contract"})
+def _tisc_two_lanes(xa, ya, sa, xb, yb, sb, a, q):  # pragma: no cover - compiled
+    """:func:`tisc_run` (any ``n``) on two independent series of equal length, interleaved."""
+    n = q.size
+    nx = xa.size
+    if nx == 0:
+        return
+    h = n - 1
+    bufa = np.empty(_CASCADE_BLOCK + h)
+    bufb = np.empty(_CASCADE_BLOCK + h)
+    ua = sa[:n].copy()
+    ub = sb[:n].copy()
+    if h > 0:
+        bufa[h - 1] = ua[n - 1]
+        bufb[h - 1] = ub[n - 1]
+        for d in range(1, h):
+            bufa[h - 1 - d] = sa[n + d - 1]
+            bufb[h - 1 - d] = sb[n + d - 1]
+    pos = 0
+    while pos < nx:
+        m_len = min(_CASCADE_BLOCK, nx - pos)
+        xsa = xa[pos : pos + m_len]
+        xsb = xb[pos : pos + m_len]
+        bsa = bufa[h : h + m_len]
+        bsb = bufb[h : h + m_len]
+        for k in range(m_len):
+            va = xsa[k] + a * ua[0]
+            vb = xsb[k] + a * ub[0]
+            ua[0] = va
+            ub[0] = vb
+            for i in range(1, n):
+                va = va + a * ua[i]
+                vb = vb + a * ub[i]
+                ua[i] = va
+                ub[i] = vb
+            bsa[k] = va
+            bsb[k] = vb
+        for lane in range(2):
+            buf = bufa if lane == 0 else bufb
+            ys = ya[pos : pos + m_len] if lane == 0 else yb[pos : pos + m_len]
+            src = buf[h : h + m_len]
+            c = q[0]
+            for k in range(m_len):
+                ys[k] = c * src[k]
+            for m in range(1, n):
+                src = buf[h - m : h - m + m_len]
+                c = q[m]
+                for k in range(m_len):
+                    ys[k] += c * src[k]
+            for i in range(h):
+                buf[i] = buf[m_len + i]
+        pos += m_len
+    sa[:n] = ua
+    sb[:n] = ub
+    for d in range(1, h):
+        sa[n + d - 1] = bufa[h - 1 - d]
+        sb[n + d - 1] = bufb[h - 1 - d]
+
+
 #: Free-response states below this magnitude are dropped (they are far below the round-off of
 #: any signal above 1e-270; keeps the correction out of subnormal arithmetic).
 _FREE_RESPONSE_FLOOR = 1e-290
 
 
 @njit(cache=True, fastmath={"contract"})
-def tisc_run5_split(x, y, s, a, q, min_split):  # pragma: no cover - compiled
-    """:func:`tisc_run5` with the chunk split in two halves run as two interleaved lanes.
+def tisc_run_split(x, y, s, a, q, min_split):  # pragma: no cover - compiled
+    """:func:`tisc_run` / :func:`tisc_run5` with the chunk split in two halves run as two lanes.
 
     By linearity the output of the second half is its zero-state response (lane B, run at the
     same time as the first half, lane A) plus the free response of the true state at the split,
-    which decays like ``a^k k^4``: it is added over the samples where it is not below
-    :data:`_FREE_RESPONSE_FLOOR` (a few thousand ticks for ``r = 1/12``), and the final state is
-    the sum of both lanes' states. All terms are non-negative for non-negative data. Chunks shorter
-    than ``min_split`` (chosen by the caller from the decay rate) run :func:`tisc_run5` as is.
+    which decays like ``a^k k^(n-1)``: it is added over the samples where it is not below
+    :data:`_FREE_RESPONSE_FLOOR`, and the final state is the sum of both lanes' states. Every term
+    is non-negative for non-negative data. Chunks shorter than ``min_split`` (chosen by the
+    caller from the decay rate) run in one lane.
     """
+    five = q.size == 5
     n = x.size
     if n < min_split or n < 2:
-        tisc_run5(x, y, s, a, q)
+        if five:
+            tisc_run5(x, y, s, a, q)
+        else:
+            tisc_run(x, y, s, a, q)
         return
     h = n // 2
     sb = np.zeros(s.size)
-    _tisc5_two_lanes(x[:h], y[:h], s, x[h : 2 * h], y[h : 2 * h], sb, a, q)
+    if five:
+        _tisc5_two_lanes(x[:h], y[:h], s, x[h : 2 * h], y[h : 2 * h], sb, a, q)
+    else:
+        _tisc_two_lanes(x[:h], y[:h], s, x[h : 2 * h], y[h : 2 * h], sb, a, q)
     if n > 2 * h:
-        tisc_run5(x[2 * h :], y[2 * h :], sb, a, q)
+        if five:
+            tisc_run5(x[2 * h :], y[2 * h :], sb, a, q)
+        else:
+            tisc_run(x[2 * h :], y[2 * h :], sb, a, q)
     # free response of the state at the split over the second half, until it has died out
     zeros = np.zeros(_CASCADE_BLOCK)
     tmp = np.empty(_CASCADE_BLOCK)
     pos = h
     while pos < n:
         m_len = min(_CASCADE_BLOCK, n - pos)
-        tisc_run5(zeros[:m_len], tmp[:m_len], s, a, q)
+        if five:
+            tisc_run5(zeros[:m_len], tmp[:m_len], s, a, q)
+        else:
+            tisc_run(zeros[:m_len], tmp[:m_len], s, a, q)
         ys = y[pos : pos + m_len]
         for k in range(m_len):
             ys[k] += tmp[k]
@@ -565,20 +637,12 @@ def tisc_run5_split(x, y, s, a, q, min_split):  # pragma: no cover - compiled
 @njit(cache=True, fastmath={"contract"})
 def tisc_rows_serial(x, y, s, a, q, min_split):  # pragma: no cover - compiled
     """Row-wise :func:`tisc_run` over (batch, time) chunks; ``s`` is (batch, state size)."""
-    five = q.size == 5
     for b in range(x.shape[0]):
-        if five:
-            tisc_run5_split(x[b], y[b], s[b], a, q, min_split)
-        else:
-            tisc_run(x[b], y[b], s[b], a, q)
+        tisc_run_split(x[b], y[b], s[b], a, q, min_split)
 
 
 @njit(cache=True, fastmath={"contract"}, parallel=True)
 def tisc_rows_parallel(x, y, s, a, q, min_split):  # pragma: no cover - compiled
     """Row-wise :func:`tisc_run` with ``prange`` over the batch rows."""
-    five = q.size == 5
     for b in prange(x.shape[0]):
-        if five:
-            tisc_run5_split(x[b], y[b], s[b], a, q, min_split)
-        else:
-            tisc_run(x[b], y[b], s[b], a, q)
+        tisc_run_split(x[b], y[b], s[b], a, q, min_split)

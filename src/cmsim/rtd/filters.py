@@ -175,10 +175,11 @@ class TanksInSeriesFilter(_Streaming):
       coefficients ``Q`` (generalised Eulerian polynomial). About 1.3-1.6 ns/sample for n = 5
       (the 4-cycle FMA latency is the floor). The tank masses are an exact positive combination
       of the section states (Worpitzky's identity), converted per call, not per sample. For
-      n = 5, long chunks (from about 8 decay lengths of ``a^k k^4`` down to 1e-300, e.g. 7e4
-      ticks at ``r = 1/12``) run as two interleaved lanes: the second half from a zero state
-      plus the free response of the state at the split, added until it falls below 1e-290
-      (states below that are dropped). About 1.1 ns/sample; same state layout;
+      every ``n``, long chunks (from about 8 decay lengths of ``a^k k^(n-1)`` down to 1e-300,
+      e.g. 7e4 ticks for n = 5 at ``r = 1/12``) run as two interleaved lanes: the second half
+      from a zero state plus the free response of the state at the split, added until it falls
+      below 1e-290 (states below that are dropped); same state layout. About 1.1 ns/sample for
+      n = 5 (specialised kernel), 2.2-4 ns/sample for other ``n``;
     * scaled Jordan coordinates (transition ``a I + a r N``, O(n) per sample) whenever that map
       to the tank masses is well conditioned;
     * otherwise the O(n^2) recursion on the tank masses themselves.
@@ -240,7 +241,7 @@ class TanksInSeriesFilter(_Streaming):
             "jordan" if self._scaled else "mass")
         if self._form == "cascade":
             self._q_fir = _cascade_numerator(n, r)
-            self._min_split = _two_lane_min_length(r)
+            self._min_split = _two_lane_min_length(n, r)
 
     # ------------------------------------------------------------------ state
     def _state_size(self) -> int:
@@ -338,11 +339,8 @@ class TanksInSeriesFilter(_Streaming):
         parallel = rows >= PARALLEL_MIN_ROWS and rows * length >= PARALLEL_MIN_SAMPLES
         if self._form == "cascade":
             if rows == 1:
-                if self._n == 5:
-                    k.tisc_run5_split(x2[0], y2[0], self._state[0], self._a, self._q_fir,
-                                      self._min_split)
-                else:
-                    k.tisc_run(x2[0], y2[0], self._state[0], self._a, self._q_fir)
+                k.tisc_run_split(x2[0], y2[0], self._state[0], self._a, self._q_fir,
+                                 self._min_split)
             else:
                 run = k.tisc_rows_parallel if parallel else k.tisc_rows_serial
                 run(x2, y2, self._state, self._a, self._q_fir, self._min_split)
@@ -588,15 +586,16 @@ class PlugFlowDelay(_Streaming):
         self._head = 0
 
 
-def _two_lane_min_length(r: float) -> int:
-    """Shortest chunk [ticks] for which the n = 5 cascade runs as two interleaved lanes.
+def _two_lane_min_length(n: int, r: float) -> int:
+    """Shortest chunk [ticks] for which the cascade runs as two interleaved lanes.
 
     The second lane needs the free response of the state at the split added until it decays by
-    about ``1e-300``: ``a^k k^4 = exp(-r k) k^4``, i.e. ``k ~ (690 + 4 ln k) / r`` ticks (more for a
-    very large state, which only costs time). The split pays off when that correction is a small
-    part of the chunk, so it is used from 8 decay lengths on, and never below 4096 ticks.
+    about ``1e-300``: ``a^k k^(n-1) = exp(-r k) k^(n-1)``, i.e. ``k ~ (690 + (n-1) ln k) / r``
+    ticks (more for a very large state, which only costs time). The split pays off when that
+    correction is a small part of the chunk, so it is used from 8 decay lengths on, and never
+    below 4096 ticks.
     """
-    decay = (690.0 + 4.0 * math.log(700.0 / r)) / r
+    decay = (690.0 + (n - 1) * math.log(700.0 / r)) / r
     return int(max(4096.0, 8.0 * decay))
 
 
