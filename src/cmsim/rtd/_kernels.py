@@ -329,6 +329,519 @@ _CASCADE_BLOCK = 512
 
 
 @njit(cache=True, fastmath={"contract"})
+def _sections1(xsp, bsp, up, a):  # pragma: no cover - compiled
+    """Equal first-order sections ``u_i[k] = u_{i-1}[k] + a u_i[k-1]`` over one block.
+
+    ``xsp`` is the block's input, ``bsp`` receives the last section's output and ``up`` holds the
+    section states (updated in place). Inside the block the states live in registers (explicit
+    branches for ``n <= 8``; a loop-carried state in memory costs about 3x), and the code is
+    generated mechanically: section ``i`` reads section ``i - 1`` of the same tick.
+    """
+    n = up.size
+    m = xsp.size
+    if n == 1:
+        p0 = up[0]
+        for k in range(m):
+            p0 = xsp[k] + a * p0
+            bsp[k] = p0
+        up[0] = p0
+    elif n == 2:
+        p0 = up[0]
+        p1 = up[1]
+        for k in range(m):
+            p0 = xsp[k] + a * p0
+            p1 = p0 + a * p1
+            bsp[k] = p1
+        up[0] = p0
+        up[1] = p1
+    elif n == 3:
+        p0 = up[0]
+        p1 = up[1]
+        p2 = up[2]
+        for k in range(m):
+            p0 = xsp[k] + a * p0
+            p1 = p0 + a * p1
+            p2 = p1 + a * p2
+            bsp[k] = p2
+        up[0] = p0
+        up[1] = p1
+        up[2] = p2
+    elif n == 4:
+        p0 = up[0]
+        p1 = up[1]
+        p2 = up[2]
+        p3 = up[3]
+        for k in range(m):
+            p0 = xsp[k] + a * p0
+            p1 = p0 + a * p1
+            p2 = p1 + a * p2
+            p3 = p2 + a * p3
+            bsp[k] = p3
+        up[0] = p0
+        up[1] = p1
+        up[2] = p2
+        up[3] = p3
+    elif n == 5:
+        p0 = up[0]
+        p1 = up[1]
+        p2 = up[2]
+        p3 = up[3]
+        p4 = up[4]
+        for k in range(m):
+            p0 = xsp[k] + a * p0
+            p1 = p0 + a * p1
+            p2 = p1 + a * p2
+            p3 = p2 + a * p3
+            p4 = p3 + a * p4
+            bsp[k] = p4
+        up[0] = p0
+        up[1] = p1
+        up[2] = p2
+        up[3] = p3
+        up[4] = p4
+    elif n == 6:
+        p0 = up[0]
+        p1 = up[1]
+        p2 = up[2]
+        p3 = up[3]
+        p4 = up[4]
+        p5 = up[5]
+        for k in range(m):
+            p0 = xsp[k] + a * p0
+            p1 = p0 + a * p1
+            p2 = p1 + a * p2
+            p3 = p2 + a * p3
+            p4 = p3 + a * p4
+            p5 = p4 + a * p5
+            bsp[k] = p5
+        up[0] = p0
+        up[1] = p1
+        up[2] = p2
+        up[3] = p3
+        up[4] = p4
+        up[5] = p5
+    elif n == 7:
+        p0 = up[0]
+        p1 = up[1]
+        p2 = up[2]
+        p3 = up[3]
+        p4 = up[4]
+        p5 = up[5]
+        p6 = up[6]
+        for k in range(m):
+            p0 = xsp[k] + a * p0
+            p1 = p0 + a * p1
+            p2 = p1 + a * p2
+            p3 = p2 + a * p3
+            p4 = p3 + a * p4
+            p5 = p4 + a * p5
+            p6 = p5 + a * p6
+            bsp[k] = p6
+        up[0] = p0
+        up[1] = p1
+        up[2] = p2
+        up[3] = p3
+        up[4] = p4
+        up[5] = p5
+        up[6] = p6
+    elif n == 8:
+        p0 = up[0]
+        p1 = up[1]
+        p2 = up[2]
+        p3 = up[3]
+        p4 = up[4]
+        p5 = up[5]
+        p6 = up[6]
+        p7 = up[7]
+        for k in range(m):
+            p0 = xsp[k] + a * p0
+            p1 = p0 + a * p1
+            p2 = p1 + a * p2
+            p3 = p2 + a * p3
+            p4 = p3 + a * p4
+            p5 = p4 + a * p5
+            p6 = p5 + a * p6
+            p7 = p6 + a * p7
+            bsp[k] = p7
+        up[0] = p0
+        up[1] = p1
+        up[2] = p2
+        up[3] = p3
+        up[4] = p4
+        up[5] = p5
+        up[6] = p6
+        up[7] = p7
+    else:
+        for k in range(m):
+            vp = xsp[k] + a * up[0]
+            up[0] = vp
+            for i in range(1, n):
+                vp = vp + a * up[i]
+                up[i] = vp
+            bsp[k] = vp
+
+
+@njit(cache=True, fastmath={"contract"})
+def _sections2(xsp, bsp, up, xsr, bsr, ur, a):  # pragma: no cover - compiled
+    """:func:`_sections1` for two independent lanes ``p`` and ``r``, interleaved per sample."""
+    n = up.size
+    m = xsp.size
+    if n == 1:
+        p0 = up[0]
+        r0 = ur[0]
+        for k in range(m):
+            p0 = xsp[k] + a * p0
+            r0 = xsr[k] + a * r0
+            bsp[k] = p0
+            bsr[k] = r0
+        up[0] = p0
+        ur[0] = r0
+    elif n == 2:
+        p0 = up[0]
+        p1 = up[1]
+        r0 = ur[0]
+        r1 = ur[1]
+        for k in range(m):
+            p0 = xsp[k] + a * p0
+            r0 = xsr[k] + a * r0
+            p1 = p0 + a * p1
+            r1 = r0 + a * r1
+            bsp[k] = p1
+            bsr[k] = r1
+        up[0] = p0
+        up[1] = p1
+        ur[0] = r0
+        ur[1] = r1
+    elif n == 3:
+        p0 = up[0]
+        p1 = up[1]
+        p2 = up[2]
+        r0 = ur[0]
+        r1 = ur[1]
+        r2 = ur[2]
+        for k in range(m):
+            p0 = xsp[k] + a * p0
+            r0 = xsr[k] + a * r0
+            p1 = p0 + a * p1
+            r1 = r0 + a * r1
+            p2 = p1 + a * p2
+            r2 = r1 + a * r2
+            bsp[k] = p2
+            bsr[k] = r2
+        up[0] = p0
+        up[1] = p1
+        up[2] = p2
+        ur[0] = r0
+        ur[1] = r1
+        ur[2] = r2
+    elif n == 4:
+        p0 = up[0]
+        p1 = up[1]
+        p2 = up[2]
+        p3 = up[3]
+        r0 = ur[0]
+        r1 = ur[1]
+        r2 = ur[2]
+        r3 = ur[3]
+        for k in range(m):
+            p0 = xsp[k] + a * p0
+            r0 = xsr[k] + a * r0
+            p1 = p0 + a * p1
+            r1 = r0 + a * r1
+            p2 = p1 + a * p2
+            r2 = r1 + a * r2
+            p3 = p2 + a * p3
+            r3 = r2 + a * r3
+            bsp[k] = p3
+            bsr[k] = r3
+        up[0] = p0
+        up[1] = p1
+        up[2] = p2
+        up[3] = p3
+        ur[0] = r0
+        ur[1] = r1
+        ur[2] = r2
+        ur[3] = r3
+    elif n == 5:
+        p0 = up[0]
+        p1 = up[1]
+        p2 = up[2]
+        p3 = up[3]
+        p4 = up[4]
+        r0 = ur[0]
+        r1 = ur[1]
+        r2 = ur[2]
+        r3 = ur[3]
+        r4 = ur[4]
+        for k in range(m):
+            p0 = xsp[k] + a * p0
+            r0 = xsr[k] + a * r0
+            p1 = p0 + a * p1
+            r1 = r0 + a * r1
+            p2 = p1 + a * p2
+            r2 = r1 + a * r2
+            p3 = p2 + a * p3
+            r3 = r2 + a * r3
+            p4 = p3 + a * p4
+            r4 = r3 + a * r4
+            bsp[k] = p4
+            bsr[k] = r4
+        up[0] = p0
+        up[1] = p1
+        up[2] = p2
+        up[3] = p3
+        up[4] = p4
+        ur[0] = r0
+        ur[1] = r1
+        ur[2] = r2
+        ur[3] = r3
+        ur[4] = r4
+    elif n == 6:
+        p0 = up[0]
+        p1 = up[1]
+        p2 = up[2]
+        p3 = up[3]
+        p4 = up[4]
+        p5 = up[5]
+        r0 = ur[0]
+        r1 = ur[1]
+        r2 = ur[2]
+        r3 = ur[3]
+        r4 = ur[4]
+        r5 = ur[5]
+        for k in range(m):
+            p0 = xsp[k] + a * p0
+            r0 = xsr[k] + a * r0
+            p1 = p0 + a * p1
+            r1 = r0 + a * r1
+            p2 = p1 + a * p2
+            r2 = r1 + a * r2
+            p3 = p2 + a * p3
+            r3 = r2 + a * r3
+            p4 = p3 + a * p4
+            r4 = r3 + a * r4
+            p5 = p4 + a * p5
+            r5 = r4 + a * r5
+            bsp[k] = p5
+            bsr[k] = r5
+        up[0] = p0
+        up[1] = p1
+        up[2] = p2
+        up[3] = p3
+        up[4] = p4
+        up[5] = p5
+        ur[0] = r0
+        ur[1] = r1
+        ur[2] = r2
+        ur[3] = r3
+        ur[4] = r4
+        ur[5] = r5
+    elif n == 7:
+        p0 = up[0]
+        p1 = up[1]
+        p2 = up[2]
+        p3 = up[3]
+        p4 = up[4]
+        p5 = up[5]
+        p6 = up[6]
+        r0 = ur[0]
+        r1 = ur[1]
+        r2 = ur[2]
+        r3 = ur[3]
+        r4 = ur[4]
+        r5 = ur[5]
+        r6 = ur[6]
+        for k in range(m):
+            p0 = xsp[k] + a * p0
+            r0 = xsr[k] + a * r0
+            p1 = p0 + a * p1
+            r1 = r0 + a * r1
+            p2 = p1 + a * p2
+            r2 = r1 + a * r2
+            p3 = p2 + a * p3
+            r3 = r2 + a * r3
+            p4 = p3 + a * p4
+            r4 = r3 + a * r4
+            p5 = p4 + a * p5
+            r5 = r4 + a * r5
+            p6 = p5 + a * p6
+            r6 = r5 + a * r6
+            bsp[k] = p6
+            bsr[k] = r6
+        up[0] = p0
+        up[1] = p1
+        up[2] = p2
+        up[3] = p3
+        up[4] = p4
+        up[5] = p5
+        up[6] = p6
+        ur[0] = r0
+        ur[1] = r1
+        ur[2] = r2
+        ur[3] = r3
+        ur[4] = r4
+        ur[5] = r5
+        ur[6] = r6
+    elif n == 8:
+        p0 = up[0]
+        p1 = up[1]
+        p2 = up[2]
+        p3 = up[3]
+        p4 = up[4]
+        p5 = up[5]
+        p6 = up[6]
+        p7 = up[7]
+        r0 = ur[0]
+        r1 = ur[1]
+        r2 = ur[2]
+        r3 = ur[3]
+        r4 = ur[4]
+        r5 = ur[5]
+        r6 = ur[6]
+        r7 = ur[7]
+        for k in range(m):
+            p0 = xsp[k] + a * p0
+            r0 = xsr[k] + a * r0
+            p1 = p0 + a * p1
+            r1 = r0 + a * r1
+            p2 = p1 + a * p2
+            r2 = r1 + a * r2
+            p3 = p2 + a * p3
+            r3 = r2 + a * r3
+            p4 = p3 + a * p4
+            r4 = r3 + a * r4
+            p5 = p4 + a * p5
+            r5 = r4 + a * r5
+            p6 = p5 + a * p6
+            r6 = r5 + a * r6
+            p7 = p6 + a * p7
+            r7 = r6 + a * r7
+            bsp[k] = p7
+            bsr[k] = r7
+        up[0] = p0
+        up[1] = p1
+        up[2] = p2
+        up[3] = p3
+        up[4] = p4
+        up[5] = p5
+        up[6] = p6
+        up[7] = p7
+        ur[0] = r0
+        ur[1] = r1
+        ur[2] = r2
+        ur[3] = r3
+        ur[4] = r4
+        ur[5] = r5
+        ur[6] = r6
+        ur[7] = r7
+    else:
+        for k in range(m):
+            vp = xsp[k] + a * up[0]
+            up[0] = vp
+            vr = xsr[k] + a * ur[0]
+            ur[0] = vr
+            for i in range(1, n):
+                vp = vp + a * up[i]
+                up[i] = vp
+                vr = vr + a * ur[i]
+                ur[i] = vr
+            bsp[k] = vp
+            bsr[k] = vr
+
+
+@njit(cache=True, fastmath={"contract"})
+def _fir_block(buf, ys, q):  # pragma: no cover - compiled
+    """``ys[k] = sum_m q[m] buf[k + n - 1 - m]`` (``n = q.size``), one fused pass for ``n <= 8``.
+
+    ``buf`` holds ``n - 1`` past values of the last section followed by the block's values.
+    """
+    n = q.size
+    m = ys.size
+    if n == 1:
+        q0 = q[0]
+        for k in range(m):
+            ys[k] = q0 * buf[k]
+    elif n == 2:
+        q0 = q[0]
+        q1 = q[1]
+        for k in range(m):
+            ys[k] = q1 * buf[k] + q0 * buf[k + 1]
+    elif n == 3:
+        q0 = q[0]
+        q1 = q[1]
+        q2 = q[2]
+        for k in range(m):
+            ys[k] = q2 * buf[k] + q1 * buf[k + 1] + q0 * buf[k + 2]
+    elif n == 4:
+        q0 = q[0]
+        q1 = q[1]
+        q2 = q[2]
+        q3 = q[3]
+        for k in range(m):
+            ys[k] = q3 * buf[k] + q2 * buf[k + 1] + q1 * buf[k + 2] + q0 * buf[k + 3]
+    elif n == 5:
+        q0 = q[0]
+        q1 = q[1]
+        q2 = q[2]
+        q3 = q[3]
+        q4 = q[4]
+        for k in range(m):
+            ys[k] = (
+                q4 * buf[k] + q3 * buf[k + 1] + q2 * buf[k + 2] + q1 * buf[k + 3] + q0 * buf[k + 4]
+            )
+    elif n == 6:
+        q0 = q[0]
+        q1 = q[1]
+        q2 = q[2]
+        q3 = q[3]
+        q4 = q[4]
+        q5 = q[5]
+        for k in range(m):
+            ys[k] = (
+                q5 * buf[k] + q4 * buf[k + 1] + q3 * buf[k + 2] + q2 * buf[k + 3] + q1 * buf[k + 4]
+                + q0 * buf[k + 5]
+            )
+    elif n == 7:
+        q0 = q[0]
+        q1 = q[1]
+        q2 = q[2]
+        q3 = q[3]
+        q4 = q[4]
+        q5 = q[5]
+        q6 = q[6]
+        for k in range(m):
+            ys[k] = (
+                q6 * buf[k] + q5 * buf[k + 1] + q4 * buf[k + 2] + q3 * buf[k + 3] + q2 * buf[k + 4]
+                + q1 * buf[k + 5] + q0 * buf[k + 6]
+            )
+    elif n == 8:
+        q0 = q[0]
+        q1 = q[1]
+        q2 = q[2]
+        q3 = q[3]
+        q4 = q[4]
+        q5 = q[5]
+        q6 = q[6]
+        q7 = q[7]
+        for k in range(m):
+            ys[k] = (
+                q7 * buf[k] + q6 * buf[k + 1] + q5 * buf[k + 2] + q4 * buf[k + 3] + q3 * buf[k + 4]
+                + q2 * buf[k + 5] + q1 * buf[k + 6] + q0 * buf[k + 7]
+            )
+    else:
+        h = n - 1
+        c = q[0]
+        src = buf[h : h + m]
+        for k in range(m):
+            ys[k] = c * src[k]
+        for j in range(1, n):
+            src = buf[h - j : h - j + m]
+            c = q[j]
+            for k in range(m):
+                ys[k] += c * src[k]
+
+
+@njit(cache=True, fastmath={"contract"})
 def tisc_run(x, y, s, a, q):  # pragma: no cover - compiled
     """Tanks-in-series chain in cascade form over a 1-D chunk (any ``n = q.size``).
 
@@ -354,23 +867,8 @@ def tisc_run(x, y, s, a, q):  # pragma: no cover - compiled
         m_len = min(_CASCADE_BLOCK, nx - pos)
         xs = x[pos : pos + m_len]
         bs = buf[h : h + m_len]
-        for k in range(m_len):
-            v = xs[k] + a * u[0]
-            u[0] = v
-            for i in range(1, n):
-                v = v + a * u[i]
-                u[i] = v
-            bs[k] = v
-        ys = y[pos : pos + m_len]
-        src = buf[h : h + m_len]
-        c = q[0]
-        for k in range(m_len):
-            ys[k] = c * src[k]
-        for m in range(1, n):
-            src = buf[h - m : h - m + m_len]
-            c = q[m]
-            for k in range(m_len):
-                ys[k] += c * src[k]
+        _sections1(xs, bs, u, a)
+        _fir_block(buf[0 : m_len + h], y[pos : pos + m_len], q)
         for i in range(h):
             buf[i] = buf[m_len + i]
         pos += m_len
@@ -541,32 +1039,12 @@ def _tisc_two_lanes(xa, ya, sa, xb, yb, sb, a, q):  # pragma: no cover - compile
         xsb = xb[pos : pos + m_len]
         bsa = bufa[h : h + m_len]
         bsb = bufb[h : h + m_len]
-        for k in range(m_len):
-            va = xsa[k] + a * ua[0]
-            vb = xsb[k] + a * ub[0]
-            ua[0] = va
-            ub[0] = vb
-            for i in range(1, n):
-                va = va + a * ua[i]
-                vb = vb + a * ub[i]
-                ua[i] = va
-                ub[i] = vb
-            bsa[k] = va
-            bsb[k] = vb
-        for lane in range(2):
-            buf = bufa if lane == 0 else bufb
-            ys = ya[pos : pos + m_len] if lane == 0 else yb[pos : pos + m_len]
-            src = buf[h : h + m_len]
-            c = q[0]
-            for k in range(m_len):
-                ys[k] = c * src[k]
-            for m in range(1, n):
-                src = buf[h - m : h - m + m_len]
-                c = q[m]
-                for k in range(m_len):
-                    ys[k] += c * src[k]
-            for i in range(h):
-                buf[i] = buf[m_len + i]
+        _sections2(xsa, bsa, ua, xsb, bsb, ub, a)
+        _fir_block(bufa[0 : m_len + h], ya[pos : pos + m_len], q)
+        _fir_block(bufb[0 : m_len + h], yb[pos : pos + m_len], q)
+        for i in range(h):
+            bufa[i] = bufa[m_len + i]
+            bufb[i] = bufb[m_len + i]
         pos += m_len
     sa[:n] = ua
     sb[:n] = ub

@@ -178,8 +178,8 @@ class TanksInSeriesFilter(_Streaming):
       every ``n``, long chunks (from about 8 decay lengths of ``a^k k^(n-1)`` down to 1e-300,
       e.g. 7e4 ticks for n = 5 at ``r = 1/12``) run as two interleaved lanes: the second half
       from a zero state plus the free response of the state at the split, added until it falls
-      below 1e-290 (states below that are dropped); same state layout. About 1.1 ns/sample for
-      n = 5 (specialised kernel), 2.2-4 ns/sample for other ``n``;
+      below 1e-290 (states below that are dropped); same state layout. About 1.0-1.8 ns/sample
+      for n = 1-8 (section states in registers, fused FIR pass);
     * scaled Jordan coordinates (transition ``a I + a r N``, O(n) per sample) whenever that map
       to the tank masses is well conditioned;
     * otherwise the O(n^2) recursion on the tank masses themselves.
