@@ -313,3 +313,81 @@ def test_mspc_trigger_raises_with_contributions_naming_the_feeder():
     assert sum(first["q_contributions"].values()) == pytest.approx(first["q"], rel=1e-9)
     assert "mspc" in {t for ev in r.diversion_events for t in ev["trigger"].split("+")}
     assert r.summary()["tablets"]["nonconforming_accepted"] == 0.0
+
+
+def _chart_action(monkeypatch, action):
+    import cmsim.api as api  # noqa: PLC0415
+
+    orig = api.monitor_config
+
+    def cfg(scenario):
+        c = orig(scenario)
+        c.chart_action = action
+        return c
+
+    monkeypatch.setattr(api, "monitor_config", cfg)
+
+
+def test_chart_signals_warn_by_default_and_divert_on_request(monkeypatch):
+    """Noisy NIR on the undisturbed baseline: chart signals are logged and flagged per reading
+    but divert nothing (spec persistence rarely fires); with chart_action = "divert" each
+    signal opens a PAT window."""
+    d = load_scenario("scenarios/baseline.toml").to_dict()
+    d["simulation"]["duration"] = 1800.0
+    d["pat"].update(noise_sd=0.0025)
+    d["monitor"] = {"ewma": True, "cusum": True, "shewhart": True, "load_cell_period": 0,
+                    "tablet_weight_period": 0}
+    r = cmsim.run(d, seed=2)
+    sig = r.pat_signals
+    n_signals = sum(1 for e in r.event_log if e["type"] == "spc_signal")
+    assert n_signals > 0
+    for chart in ("ewma", "cusum", "shewhart"):
+        flags = sig[f"spc.{chart}"]
+        assert flags.shape == sig["spc_t"].shape and flags.dtype == bool
+        # one logged signal per run of flags at most (a signal opens on a flagged reading)
+        opened = sum(1 for e in r.event_log if e["type"] == "spc_signal"
+                     and e["data"]["rule"] == chart)
+        assert opened <= max(1, int(np.sum(np.diff(flags.astype(int)) == 1)) + 1)
+    charts = {"ewma", "cusum", "shewhart"}
+    assert not any(charts & set(ev["trigger"].split("+")) for ev in r.diversion_events)
+    _chart_action(monkeypatch, "divert")
+    r2 = cmsim.run(d, seed=2)
+    assert any(charts & set(ev["trigger"].split("+")) for ev in r2.diversion_events)
+    assert r2.summary()["tablets"]["conforming_diverted"] > \
+        r.summary()["tablets"]["conforming_diverted"]
+
+
+def test_monitor_config_new_fields_are_validated():
+    from cmsim.monitor.pat import MonitorConfig  # noqa: PLC0415
+
+    for kw, name in (({"chart_action": "stop"}, "chart_action"),
+                     ({"feeder_reference": "x"}, "feeder_reference"),
+                     ({"rtd_uncertainty": 1.0}, "rtd_uncertainty"),
+                     ({"rtd_uncertainty": -0.1}, "rtd_uncertainty")):
+        with pytest.raises(ParameterError, match=name):
+            MonitorConfig(**kw)
+
+
+def test_nominal_reference_still_flags_a_set_point_step(monkeypatch):
+    """feeder_reference = "nominal" (the old behaviour) treats the half-rate set-point step as
+    a feeder deviation: method B window of domain 7.3 (331.73-565.44 s, on ticks)."""
+    import cmsim.api as api  # noqa: PLC0415
+
+    orig = api.monitor_config
+
+    def cfg(scenario):
+        c = orig(scenario)
+        c.feeder_reference = "nominal"
+        return c
+
+    monkeypatch.setattr(api, "monitor_config", cfg)
+    d = load_scenario("scenarios/api_feeder_half.toml").to_dict()
+    d.pop("pat", None)
+    d["monitor"] = {"soft_sensor": False, "load_cell_period": 0, "tablet_weight_period": 0}
+    d["diversion"] = {"quantile": 0.005, "margin": 0}
+    r = cmsim.run(d)
+    (ev,) = r.diversion_events
+    assert ev["start_s"] <= 331.73 < ev["start_s"] + r.dt
+    assert ev["end_s"] - r.dt < 565.44 <= ev["end_s"]
+    (w,) = _requests(r)["feeder:api"]
+    assert w["method"] == "B"

@@ -146,3 +146,33 @@ def test_escapes_and_waste_counted_on_constructed_cases():
     assert s["conforming_diverted"] == pytest.approx(2.0)      # ticks 3 and 6
     assert s["diverted"] == pytest.approx(3.0)
     assert s["accepted"] + s["diverted"] == pytest.approx(s["produced"])
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.sampled_from([0.25, 0.5, 1.0]), st.sampled_from([0.5, 1.0, 2.0, 0.75, 10.0]),
+       st.integers(0, 3), st.lists(st.integers(1, 399), max_size=3))
+def test_decimated_grid_gives_the_same_sampler_readings(dt, period, start_ticks, cuts):
+    """Load cells are fed only the grid points at their sample times (plus the last one):
+    the readings equal those from the whole grid, chunk by chunk."""
+    from cmsim.monitor.pat import _bracketing  # noqa: PLC0415
+    from cmsim.monitor.sensors import LoadCellSignal  # noqa: PLC0415
+
+    n = 400
+    t = np.arange(1, n + 1) * dt
+    rng = np.random.default_rng(1)
+    net = 5.0 - np.cumsum(1e-3 * (1 + 0.1 * rng.standard_normal(n))) * dt
+    window = max(4 * period, 2 * period)
+    full = LoadCellSignal(period, 1e-5, window, rng=7, start=start_ticks * dt)
+    part = LoadCellSignal(period, 1e-5, window, rng=7, start=start_ticks * dt)
+    edges = [0, *sorted(set(cuts)), n]
+    got, ref = [], []
+    for a, b in zip(edges[:-1], edges[1:], strict=True):
+        if b <= a:
+            continue
+        ref.append(full.measure(t[a:b], net[a:b]))
+        keep = _bracketing(t[a:b], part.start, part.sample_period)
+        assert keep[-1] == b - a - 1
+        got.append(part.measure(t[a:b][keep], net[a:b][keep]))
+    for i in range(3):
+        np.testing.assert_allclose(np.concatenate([g[i] for g in got]),
+                                   np.concatenate([r[i] for r in ref]), rtol=1e-12, atol=1e-15)

@@ -12,12 +12,15 @@ from cmsim import rtd
 from cmsim.errors import ParameterError
 from cmsim.monitor.windows import (
     DiversionWindow,
+    cached_quantile,
     default_margin,
     merge_windows,
     oos_intervals,
     pat_window,
     predicted_window,
     quantile_window,
+    rtd_envelope,
+    scale_residence_times,
 )
 
 LINE = rtd.Series(rtd.PFR(10.0), rtd.TanksInSeries(60.0, 5), rtd.CSTR(30.0))
@@ -227,3 +230,38 @@ def test_window_record_goes_into_the_audit_trail(tmp_path):
     assert data["sources"][0]["rtd_params"][0]["stages"][0] == {"model": "PFR", "delay": 10.0}
     assert len(data["sources"][0]["rtd_params"][0]["stages"]) == 3
     assert data["start_s"] == merged.start_s and data["end_s"] == merged.end_s
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.floats(0.5, 1.5), st.floats(0.001, 0.999))
+def test_scaled_rtd_quantiles_scale_linearly(s, p):
+    # closed forms: CSTR quantile -tau ln(1-p); PFR its delay
+    c = scale_residence_times(rtd.CSTR(30.0), s)
+    assert c.quantile(p) == pytest.approx(-30.0 * s * np.log1p(-p), rel=1e-9)
+    assert scale_residence_times(rtd.PFR(10.0), s).quantile(p) == pytest.approx(10.0 * s)
+    line = rtd.Series(rtd.PFR(10.0), rtd.TanksInSeries(60.0, 5), rtd.CSTR(30.0))
+    scaled = scale_residence_times(line, s)
+    assert scaled.mean == pytest.approx(100.0 * s, rel=1e-12)
+    assert scaled.variance == pytest.approx(line.variance * s * s, rel=1e-9)
+    assert scaled.quantile(p) == pytest.approx(s * line.quantile(p), rel=1e-7, abs=1e-9)
+
+
+def test_rtd_envelope_and_cached_quantile():
+    line = rtd.Series(rtd.PFR(10.0), rtd.TanksInSeries(60.0, 5), rtd.CSTR(30.0))
+    assert rtd_envelope(line, 0.0) == (line,)
+    lo, mid, hi = rtd_envelope(line, 0.1)
+    assert mid is line and lo.mean == pytest.approx(90.0) and hi.mean == pytest.approx(110.0)
+    w0 = quantile_window(300.0, 320.0, line, 0.005)
+    widths = [quantile_window(300.0, 320.0, rtd_envelope(line, u), 0.005) for u in
+              (0.0, 0.05, 0.1, 0.3)]
+    assert (widths[0].start_s, widths[0].end_s) == (w0.start_s, w0.end_s)
+    for a, b in zip(widths[:-1], widths[1:], strict=True):
+        assert b.start_s < a.start_s and b.end_s > a.end_s
+    # the envelope's extremes are the scaled nominal quantiles (7.3: min/max over Theta)
+    assert widths[2].start_s == pytest.approx(300.0 + 0.9 * 31.732377755897687, abs=1e-6)
+    assert cached_quantile(line, 0.5) == pytest.approx(93.418, abs=1e-3)
+    for bad in (-0.1, 1.0):
+        with pytest.raises(ParameterError, match="rtd_uncertainty"):
+            rtd_envelope(line, bad)
+    with pytest.raises(ParameterError, match="factor"):
+        scale_residence_times(line, 0.0)

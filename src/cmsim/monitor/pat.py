@@ -437,7 +437,17 @@ class PATMonitor:
         self.manager = DiversionManager(self.n_ticks, self.dt, gate_delay)
         self.events: list[dict[str, Any]] = []
         self.feeders = [(str(n), str(m), float(f)) for n, m, f in feeders]
-        self._feed = {n: line.record(f"feeder.{n}.out") for n, _, _ in self.feeders}
+        # feeder flows: one record of the mixed stream when every feeder has its own material
+        # (its rows are that feeder's flow), else one record per feeder
+        mats = [m for _, m, _ in self.feeders]
+        nodes0 = getattr(line, "nodes", None) or {}
+        if "mix" in nodes0 and len(set(mats)) == len(mats):
+            mix = line.record("mix.out")
+            self._feed = {n: (mix, np.asarray(self.cmap.material_rows(m)))
+                          for n, m, _ in self.feeders}
+        else:
+            self._feed = {n: (line.record(f"feeder.{n}.out"), slice(None))
+                          for n, _, _ in self.feeders}
         lo, hi = c.limits
         self.limits = (float(lo), float(hi))
         self.margins = (float(c.margin), float(c.margin))
@@ -616,7 +626,7 @@ class PATMonitor:
         if k1 <= k0:
             return
         self._refresh_models()
-        self._flows = {n: self._feed[n][:, k0:k1].sum(axis=0) for n, _, _ in self.feeders}
+        self._flows = {n: rec[rows, k0:k1].sum(axis=0) for n, (rec, rows) in self._feed.items()}
         ts_nir = y = None
         if self._probe is not None:
             ts_nir, y = self._nir_chunk(k0, k1)
