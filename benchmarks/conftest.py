@@ -10,6 +10,7 @@ checks its result. Ratio gates are marked ``perfgate`` and only run when selecte
 from __future__ import annotations
 
 import os
+import random
 import statistics
 import time
 from collections.abc import Callable
@@ -83,11 +84,12 @@ def interleaved_rounds(
 ) -> dict[str, list[float]]:
     """Per-round median times [s] of a candidate and its baselines, timed in alternation.
 
-    Each round times the candidate and then every baseline once, ``repeats`` times over, and keeps
-    the median per function; a ratio is then formed *within* a round, so slow drifts of a shared
-    machine hit numerator and denominator alike. Very short functions are called several times
-    per sample (about 2 ms per sample at least). Returns ``{"candidate": [t_round0, ...],
-    name: [...], ...}``.
+    Each round times the candidate and every baseline once, ``repeats`` times over (in a shuffled
+    order), and keeps the median per function; a ratio is then formed *within* a round, so slow
+    drifts of a shared machine hit numerator and denominator alike. When the fastest function is
+    short, every function is called several times per sample (the same count for all, so that
+    the fastest takes about 2 ms per sample). Returns
+    ``{"candidate": [t_round0, ...], name: [...], ...}``.
     """
     fns = {"candidate": candidate, **baselines}
     inner: dict[str, int] = {}
@@ -97,11 +99,21 @@ def interleaved_rounds(
         fn()
         first = time.perf_counter() - t0
         inner[name] = max(1, min(1000, int(2e-3 / max(first, 1e-9))))
+    # one common count (that of the fastest function), so that every function is timed under the
+    # same conditions (back-to-back calls reuse warm caches and freed memory alike)
+    common = max(inner.values())
+    inner = dict.fromkeys(fns, common)
     out: dict[str, list[float]] = {name: [] for name in fns}
+    names = list(fns)
+    order_rng = random.Random(SEED)
     for _ in range(rounds):
         times: dict[str, list[float]] = {name: [] for name in fns}
         for _ in range(repeats):
-            for name, fn in fns.items():
+            # a fresh (seeded) order per repeat: no function always runs first or after the same
+            # one (a predecessor that evicts the caches or the freed memory biases a timing)
+            order_rng.shuffle(names)
+            for name in names:
+                fn = fns[name]
                 reps = inner[name]
                 t0 = time.perf_counter()
                 for _ in range(reps):
