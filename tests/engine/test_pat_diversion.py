@@ -391,3 +391,21 @@ def test_nominal_reference_still_flags_a_set_point_step(monkeypatch):
     assert ev["end_s"] - r.dt < 565.44 <= ev["end_s"]
     (w,) = _requests(r)["feeder:api"]
     assert w["method"] == "B"
+
+
+def test_readings_grow_with_the_chunks_and_equal_the_signals():
+    from cmsim.api import build_monitor, pat_rng_names, rng_streams  # noqa: PLC0415
+    from cmsim.line import build_line, rng_source_names  # noqa: PLC0415
+
+    sc = load_scenario("scenarios/baseline.toml", overrides=["simulation.duration=2 min"])
+    gens, _ = rng_streams(1, rng_source_names(sc) + pat_rng_names(sc))
+    line = build_line(sc, gens)
+    mon = build_monitor(sc, line, gens)
+    seen = []
+    for k in (20, 50, 100):
+        line.run_to(k)
+        seen.append(sum(a.size for a in mon.readings["t"]))
+    assert seen[0] < seen[1] < seen[2]
+    sig = mon.signals()
+    for key in ("t", "nir", "nir_true"):
+        np.testing.assert_array_equal(np.concatenate(mon.readings[key]), sig[key])

@@ -545,6 +545,9 @@ class PATMonitor:
         self._in_control = not self.in_startup
         self._sig: dict[str, list[np.ndarray]] = {"t": [], "nir": [], "nir_true": [],
                                                    "soft_t": [], "soft": []}
+        #: NIR readings as growing lists of per-chunk arrays (the same lists as the signals)
+        self.readings: dict[str, list[np.ndarray]] = {k: self._sig[k]
+                                                      for k in ("t", "nir", "nir_true")}
 
     # ------------------------------------------------------------------ helpers
     def _log(self, t: float, type_: str, data: dict[str, Any]) -> None:
