@@ -16,10 +16,10 @@ demand with ``-m perfgate``) asserts the shipped ratio with the house's 1.5x mar
 target (<= 1.95). With ``--benchmark-disable`` (CI smoke run) the horizon is 30 min and nothing
 is gated (start-up costs dominate short runs).
 
-Where the time goes (8 h, one chunk of 57,600 ticks, the bare line ~12 ms): the monitor costs
-~8-10 ms, mostly per-tick array work of the sensors (NIR window averages ~1.7 ms, three
-load cells ~3.5 ms), the soft sensor's FFT convolution (~2 ms) and ~1 ms of set-up; the alarm
-logic itself (compiled run tracker, charts) is below 1 ms.
+Where the time goes (8 h at dt = 1 s, one chunk of 28,800 ticks, the bare line ~12 ms): the
+monitor costs ~8-10 ms, mostly per-sample array work of the sensors (NIR window averages
+~1.7 ms, three load cells sampled at 1 s ~3.5 ms), the soft sensor's FFT convolution (~2 ms)
+and ~1 ms of set-up; the alarm logic itself (compiled run tracker, charts) is below 1 ms.
 """
 
 from __future__ import annotations

@@ -236,7 +236,9 @@ def test_method_b_window_uses_the_current_blender_rtd():
     assert w["end_s"] == pytest.approx(exp.end_s, abs=1e-9)
     assert abs(w["end_s"] - nom.end_s) > 30.0  # slower blender: the window ends later
     assert r.summary()["tablets"]["nonconforming_accepted"] == 0.0
-    assert any(e["type"] == "rtd_model_changed" for e in r.event_log)
+    (changed,) = [e for e in r.event_log if e["type"] == "rtd_model_changed"]
+    assert changed["time_s"] == pytest.approx(600.0)
+    assert changed["data"]["mean_residence_time_s"] == pytest.approx(new.mean)
 
 
 @pytest.mark.parametrize("method", ["A", "B"])

@@ -432,7 +432,6 @@ class PATMonitor:
         self.target = positive("target_api_fraction", target_api_fraction)
         self.feeder_to_gate = feeder_to_gate
         self.probe_to_gate = probe_to_gate
-        self._line = line
         self.tablet_mass = positive("tablet_mass", tablet_mass)
         self.manager = DiversionManager(self.n_ticks, self.dt, gate_delay)
         self.events: list[dict[str, Any]] = []
@@ -455,9 +454,10 @@ class PATMonitor:
         nodes = getattr(line, "nodes", None) or {}
         self._blender = getattr(nodes.get("blender"), "unit", None)
         press = getattr(nodes.get("press"), "unit", None)
-        self._blender_model = getattr(self._blender, "model", None)
+        bm = getattr(self._blender, "model", None)
+        self._blender_key = None if bm is None else _key(bm)
         self._downstream = None
-        if self._blender_model is not None and press is not None:
+        if bm is not None and press is not None:
             self._downstream = (press.transfer.model, press.feed_frame.model)
         self._set_models(feeder_to_gate, probe_to_gate)
         self.rules: list[_Rule] = []
@@ -581,22 +581,23 @@ class PATMonitor:
         self._probe_params = tuple(dict(m.params) for m in self._probe_env)
         self._feed_params = tuple(dict(m.params) for m in self._feed_env)
 
-    def _refresh_models(self) -> None:
-        """Rebuild the RTDs after a blender speed change (the blender's current model)."""
+    def _refresh_models(self, t: float) -> None:
+        """Rebuild the RTDs after a blender speed change (the blender's current model); the
+        change took effect at ``t`` [s], the start of the chunk."""
         if self._blender is None or self._downstream is None:
             return
         model = self._blender.model
-        if model is self._blender_model:
+        key = _key(model)
+        if key == self._blender_key:  # same parameters: nothing changed
             return
-        self._blender_model = model
+        self._blender_key = key
         feed = _series(model, *self._downstream)
         # the probe-to-gate RTD lies downstream of the blender at either probe location
         self._set_models(feed, self.probe_to_gate)
         if self._soft is not None:
             self._soft.set_models(self._feed_env)
-        self._log(self._line.time_s if hasattr(self._line, "time_s") else 0.0,
-                  "rtd_model_changed", {"feeder_to_gate": dict(feed.params),
-                                        "mean_residence_time_s": float(feed.mean)})
+        self._log(t, "rtd_model_changed", {"feeder_to_gate": dict(feed.params),
+                                           "mean_residence_time_s": float(feed.mean)})
 
     # ------------------------------------------------------------------ windows per rule kind
     def _pat_window(self, rule: _Rule, t_clear: float) -> DiversionWindow:
@@ -628,7 +629,7 @@ class PATMonitor:
         """Process the chunk ``[k0, k1)`` the line just computed (see module docstring)."""
         if k1 <= k0:
             return
-        self._refresh_models()
+        self._refresh_models(k0 * self.dt)
         self._flows = {n: rec[rows, k0:k1].sum(axis=0) for n, (rec, rows) in self._feed.items()}
         ts_nir = y = None
         if self._probe is not None:
