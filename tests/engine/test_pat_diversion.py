@@ -194,16 +194,17 @@ def _requests(r):
     return out
 
 
-def _with_uncertainty(monkeypatch, u):
-    """Pass ``[diversion] rtd_uncertainty`` to the monitor config (the api maps the
-    [diversion] fields it knows; this emulates the mapping of the new field)."""
+def _patch_config(monkeypatch, **fields):
+    """Set MonitorConfig fields the scenario mapping in cmsim.api does not pass (yet):
+    ``rtd_uncertainty`` ([diversion]), ``chart_action``, ``feeder_reference``."""
     import cmsim.api as api  # noqa: PLC0415
 
     orig = api.monitor_config
 
     def cfg(scenario):
         c = orig(scenario)
-        c.rtd_uncertainty = u
+        for k, v in fields.items():
+            setattr(c, k, v)
         return c
 
     monkeypatch.setattr(api, "monitor_config", cfg)
@@ -255,7 +256,8 @@ def test_rtd_uncertainty_widens_windows_monotonically(monkeypatch, method):
     d["diversion"] = {"quantile": 0.005, "margin": 0.0}
     spans = []
     for u in (0.0, 0.05, 0.1, 0.2):
-        _with_uncertainty(monkeypatch, u)
+        monkeypatch.undo()
+        _patch_config(monkeypatch, rtd_uncertainty=u)
         r = cmsim.run(d)
         (ev,) = r.diversion_events
         spans.append((ev["start_s"], ev["end_s"]))
@@ -317,19 +319,6 @@ def test_mspc_trigger_raises_with_contributions_naming_the_feeder():
     assert r.summary()["tablets"]["nonconforming_accepted"] == 0.0
 
 
-def _chart_action(monkeypatch, action):
-    import cmsim.api as api  # noqa: PLC0415
-
-    orig = api.monitor_config
-
-    def cfg(scenario):
-        c = orig(scenario)
-        c.chart_action = action
-        return c
-
-    monkeypatch.setattr(api, "monitor_config", cfg)
-
-
 def test_chart_signals_warn_by_default_and_divert_on_request(monkeypatch):
     """Noisy NIR on the undisturbed baseline: chart signals are logged and flagged per reading
     but divert nothing (spec persistence rarely fires); with chart_action = "divert" each
@@ -352,7 +341,7 @@ def test_chart_signals_warn_by_default_and_divert_on_request(monkeypatch):
         assert opened <= max(1, int(np.sum(np.diff(flags.astype(int)) == 1)) + 1)
     charts = {"ewma", "cusum", "shewhart"}
     assert not any(charts & set(ev["trigger"].split("+")) for ev in r.diversion_events)
-    _chart_action(monkeypatch, "divert")
+    _patch_config(monkeypatch, chart_action="divert")
     r2 = cmsim.run(d, seed=2)
     assert any(charts & set(ev["trigger"].split("+")) for ev in r2.diversion_events)
     assert r2.summary()["tablets"]["conforming_diverted"] > \
@@ -373,16 +362,7 @@ def test_monitor_config_new_fields_are_validated():
 def test_nominal_reference_still_flags_a_set_point_step(monkeypatch):
     """feeder_reference = "nominal" (the old behaviour) treats the half-rate set-point step as
     a feeder deviation: method B window of domain 7.3 (331.73-565.44 s, on ticks)."""
-    import cmsim.api as api  # noqa: PLC0415
-
-    orig = api.monitor_config
-
-    def cfg(scenario):
-        c = orig(scenario)
-        c.feeder_reference = "nominal"
-        return c
-
-    monkeypatch.setattr(api, "monitor_config", cfg)
+    _patch_config(monkeypatch, feeder_reference="nominal")
     d = load_scenario("scenarios/api_feeder_half.toml").to_dict()
     d.pop("pat", None)
     d["monitor"] = {"soft_sensor": False, "load_cell_period": 0, "tablet_weight_period": 0}
