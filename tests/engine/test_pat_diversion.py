@@ -159,6 +159,37 @@ def test_monitor_is_chunk_invariant():
     s1, s2 = r1._cache["monitor_signals"], r2._cache["monitor_signals"]
     for k in s1:
         np.testing.assert_allclose(s1[k], s2[k], rtol=1e-12, atol=1e-15, err_msg=k)
+    # the state of control changes at alarm decision times, not at chunk ends
+    sc1 = r1.metadata["monitor"]["state_changes"]
+    assert sc1 == r2.metadata["monitor"]["state_changes"] and len(sc1) >= 2
+    # every diversion window names the alarm (key) that requested it
+    keys = {e["data"]["key"] for e in r1.event_log if e["type"] == "alarm"}
+    for e in r1.event_log:
+        if e["type"] == "diversion":
+            assert all(w["key"] in keys for w in e["data"]["windows"])
+
+
+@pytest.mark.parametrize("syncs", [np.arange(11.0, 1800.0, 97.3), [299.5, 300.5, 612.0]])
+def test_start_up_and_state_of_control_are_chunk_invariant(syncs):
+    d = load_scenario("scenarios/start_up_shut_down.toml").to_dict()
+    d["simulation"]["duration"] = min(float(d["simulation"]["duration"]), 1800.0)
+    d["disturbances"] = [x for x in d.get("disturbances", [])
+                         if float(x["start"]) < d["simulation"]["duration"]]
+    d["pat"].update(noise_sd=0.0025)
+    r1 = cmsim.run(d, seed=1)
+    r2 = cmsim.run(d, seed=1, extra_sync_s=syncs)
+    sc1 = r1.metadata["monitor"]["state_changes"]
+    assert sc1 and sc1 == r2.metadata["monitor"]["state_changes"]
+    assert np.array_equal(r1.diverted, r2.diverted)
+    start = [e for e in r1.event_log if e["type"] == "state_of_control"
+             and e["data"].get("reason") == "start-up complete"]
+    assert len(start) == 1 and start[0]["time_s"] == sc1[0][0]
+    # start-up diversion covers at least the settling time (line F >= 0.999: 293.8 s)
+    # (the gate moves gate_delay after the decision at 0: from tick 1 at dt = 1 s; the line
+    # is empty then)
+    k = np.flatnonzero(r1.diverted)
+    assert k[0] * r1.dt <= 1.0
+    assert np.flatnonzero(~r1.diverted[k[0]:])[0] * r1.dt >= 293.8
 
 
 def test_seeds_change_the_noise_and_replicates_bound_escapes_and_waste():

@@ -257,7 +257,8 @@ class DiversionManager:
     def request_record(self, req: DiversionRequest) -> dict[str, Any]:
         """Audit record of a request (plain JSON)."""
         rec = req.window.to_record()
-        rec.update({"decision_s": req.decision_s, "gate_start_s": req.k_lo * self.dt,
+        rec.update({"key": req.key, "decision_s": req.decision_s,
+                    "gate_start_s": req.k_lo * self.dt,
                     "gate_end_s": req.k_hi * self.dt, "escaped_s": req.escaped_s,
                     "gate_delay_s": self.gate_delay, "updates": req.updates})
         rec.update(req.extra)

@@ -543,6 +543,10 @@ class PATMonitor:
                                            c.clear_readings if c.pat else 0)
         self.state_changes: list[tuple[float, bool]] = []
         self._in_control = not self.in_startup
+        # alarm openings (+1) and clearings (-1) at their decision times, not yet applied to
+        # the state of control; the open alarms by rule
+        self._marks: list[tuple[float, int, str]] = []
+        self._open_rules: dict[str, int] = {}
         self._sig: dict[str, list[np.ndarray]] = {"t": [], "nir": [], "nir_true": [],
                                                    "soft_t": [], "soft": []}
         #: NIR readings as growing lists of per-chunk arrays (the same lists as the signals)
@@ -562,11 +566,16 @@ class PATMonitor:
         self.manager.request(window, rule.t_decision, key=rule.key,
                              extra={"opened_s": rule.t_decision, **(data or {})})
 
+    def _close(self, rule: _Rule, decision_s: float) -> None:
+        self._marks.append((float(decision_s), -1, rule.name))
+        self._log(decision_s, "alarm_cleared", {"rule": rule.name, "key": rule.key})
+
     def _open(self, rule: _Rule, t_first: float, decision_s: float, raw: dict[str, Any]) -> None:
         rule.instance += 1
         rule.key = f"{rule.name}#{rule.instance}"
         rule.t_first = t_first
         rule.t_decision = decision_s
+        self._marks.append((float(decision_s), 1, rule.name))
         self._log(decision_s, "alarm", {"rule": rule.name, "key": rule.key,
                                         "first_time_s": t_first, **raw})
 
@@ -709,6 +718,8 @@ class PATMonitor:
         if rule.name == next(iter(self.charts)):
             self._sig.setdefault("spc_t", []).append(t)
         name = rule.name
+        self._marks += [(float(t[i]), 1 if o else -1, name)
+                        for o, i in zip(opened.tolist(), idx.tolist(), strict=True)]
         for i, tr in zip(idx[opened].tolist(), tref[opened].tolist(), strict=True):
             rule.instance += 1
             self.events.append({"time_s": float(t[i]), "type": "spc_signal",
@@ -729,7 +740,7 @@ class PATMonitor:
                 self._request(rule, make(rule, tdec), tdec)
             else:
                 self._request(rule, make(rule, tdec), tdec)
-                self._log(tdec, "alarm_cleared", {"rule": rule.name, "key": rule.key})
+                self._close(rule, tdec)
         if rule.tracker.open:
             self._request(rule, make(rule, last_time), last_time)
 
@@ -754,7 +765,7 @@ class PATMonitor:
                 self._request(rule, self._feeder_window(rule, tdec), tdec)
             else:  # first good tick i: the disturbance ended at its start
                 self._request(rule, self._feeder_window(rule, float(t[i])), tdec)
-                self._log(tdec, "alarm_cleared", {"rule": rule.name, "key": rule.key})
+                self._close(rule, tdec)
         if rule.tracker.open:
             tnow = k1 * self.dt
             self._request(rule, self._feeder_window(rule, tnow), tnow)
@@ -799,7 +810,7 @@ class PATMonitor:
                 win = self._soft_window(rule, float(t[i]))
             else:
                 win = self._soft_window(rule, tc)
-                self._log(tdec, "alarm_cleared", {"rule": rule.name, "key": rule.key})
+                self._close(rule, tdec)
             self._request(rule, win, tdec)
         if rule.tracker.open:
             tnow = float(t[-1]) - 0.5 * self.dt - lead
@@ -892,36 +903,58 @@ class PATMonitor:
 
     # -- state of control (domain 7.5, 7.6)
     def _state(self, k0: int, k1: int, ts: np.ndarray | None, y: np.ndarray | None) -> None:
-        any_open = any(r.tracker.open for r in self.rules)
-        if self.in_startup:
-            tnow = k1 * self.dt
-            if ts is None:
-                ready = self._qualifier.ready_s
+        """State of control from the alarm openings/clearings in time order (chunk invariant).
+
+        Every later alarm decision is at or after ``k1 dt`` (feeder and soft-sensor decisions
+        lie in later ticks, later NIR readings are later), so the marks up to ``k1 dt`` are
+        final and are applied in time order (openings first at equal times); start-up ends at
+        the first time at or after the qualifier's ready time with no alarm open.
+        """
+        del k0
+        tnow = k1 * self.dt
+        horizon = math.inf if k1 >= self.n_ticks else tnow
+        if self.in_startup and ts is not None:
+            content = y / self.target
+            lo, hi = self.limits
+            self._qualifier.update(ts, np.isfinite(content) & (content >= lo) & (content <= hi))
+        ready = self._qualifier.ready_s
+        self._marks.sort(key=lambda m: (m[0], -m[1]))
+        n_due = 0
+        for t, delta, name in self._marks:
+            if t > horizon:
+                break
+            n_due += 1
+            if self.in_startup and t > ready and not self._open_rules:
+                self._startup_done(ready)
+            n = self._open_rules.get(name, 0) + delta
+            if n > 0:
+                self._open_rules[name] = n
             else:
-                content = y / self.target
-                lo, hi = self.limits
-                good = np.isfinite(content) & (content >= lo) & (content <= hi)
-                ready = self._qualifier.update(ts, good)
-            t_ok = ready if ready <= tnow and not any_open else None
-            if t_ok is None:
-                win = DiversionWindow(0.0, tnow + self.manager.gate_delay, "start_up", "startup")
-                self.manager.request(win, 0.0, key="start_up")
-            else:
-                win = DiversionWindow(0.0, t_ok + self.manager.gate_delay, "start_up",
-                                      "startup", details={"state_of_control_s": t_ok})
-                self.manager.request(win, 0.0, key="start_up")
-                self.in_startup = False
-                self._log(t_ok, "state_of_control", {"in_control": True, "reason": "start-up "
-                                                     "complete"})
-                self.state_changes.append((t_ok, True))
-                self._in_control = True
-        elif self._in_control == any_open:
-            t = k1 * self.dt
-            self._in_control = not any_open
-            self.state_changes.append((t, self._in_control))
-            self._log(t, "state_of_control", {"in_control": self._in_control,
-                                              "open_alarms": [r.name for r in self.rules
-                                                              if r.tracker.open]})
+                self._open_rules.pop(name, None)
+            if self.in_startup:
+                if not self._open_rules and t >= ready:
+                    self._startup_done(t)
+            elif self._in_control == bool(self._open_rules):
+                self._in_control = not self._open_rules
+                self.state_changes.append((t, self._in_control))
+                self._log(t, "state_of_control", {"in_control": self._in_control,
+                                                  "open_alarms": sorted(self._open_rules)})
+        del self._marks[:n_due]
+        if self.in_startup and ready <= horizon and not self._open_rules:
+            self._startup_done(ready)
+        if self.in_startup:  # divert through the end of this chunk (decided now)
+            win = DiversionWindow(0.0, tnow + self.manager.gate_delay, "start_up", "startup")
+            self.manager.request(win, 0.0, key="start_up")
+
+    def _startup_done(self, t_ok: float) -> None:
+        win = DiversionWindow(0.0, t_ok + self.manager.gate_delay, "start_up", "startup",
+                              details={"state_of_control_s": t_ok})
+        self.manager.request(win, 0.0, key="start_up")
+        self.in_startup = False
+        self._in_control = True
+        self._log(t_ok, "state_of_control", {"in_control": True,
+                                             "reason": "start-up complete"})
+        self.state_changes.append((t_ok, True))
 
     # ------------------------------------------------------------------ results
     def signals(self) -> dict[str, np.ndarray]:
@@ -1022,11 +1055,12 @@ def line_models(scenario: Any) -> tuple[RTDModel, RTDModel]:
     (RTDModel, RTDModel)
         ``Series(blender, transfer, feed frame)`` and the probe-to-gate RTD for the scenario's
         PAT location (``Series(transfer, feed frame)`` at the blender outlet; the feed-frame
-        RTD for a probe in the feed frame, whose contents leave through it).
+        RTD for a probe in the feed frame, whose contents leave through it). Series are
+        cached per parameter set (the same object for the same parameters).
     """
     b = scenario.blender.rtd.build()
     tr = scenario.press.transfer_rtd.build()
     ff = scenario.press.feed_frame_rtd.build()
     loc = scenario.pat.location if scenario.pat is not None else "blender_outlet"
-    probe = Series(tr, ff) if loc == "blender_outlet" else ff
-    return Series(b, tr, ff), probe
+    probe = _series(tr, ff) if loc == "blender_outlet" else ff
+    return _series(b, tr, ff), probe
