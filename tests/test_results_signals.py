@@ -16,7 +16,7 @@ import pytest
 import cmsim
 from cmsim.config import load_scenario
 from cmsim.config.loader import read_toml
-from cmsim.errors import ParameterError
+from cmsim.errors import ScenarioError
 from cmsim.eventlog import verify_log
 
 STOP = "scenarios/api_feeder_stop.toml"
@@ -274,7 +274,7 @@ def test_own_nir_model_settings_conflict_with_pat():
     raw = read_toml(NIR_FB)
     raw["simulation"]["duration"] = "6 min"
     raw.setdefault("control", {})["nir_feedback"] = {"latency": "3 s"}
-    with pytest.raises(ParameterError, match=r"control\.nir_feedback\.latency"):
+    with pytest.raises(ScenarioError, match=r"control\.nir_feedback\.latency"):
         cmsim.run(raw)
 
 
@@ -334,9 +334,6 @@ def test_every_diversion_record_carries_window_rtd_tablets_and_trigger(stop_run)
         assert set(d["trigger"].split("+")) == names
 
 
-@pytest.mark.xfail(strict=True, reason="diversion windows name their trigger rule but not the "
-                   "alarm key (e.g. 'pat_oos#1'), so the trigger record is found only by "
-                   "(rule, decision time); produced in cmsim.monitor (pat.py/diversion.py)")
 def test_diversion_windows_reference_their_alarm_record_by_key(stop_run):
     _, out = stop_run
     recs = _records(out)
@@ -366,13 +363,10 @@ def _compare_frames(a: pd.DataFrame, b: pd.DataFrame, skip=()):
 def test_signal_columns_do_not_depend_on_extra_chunk_boundaries(stop_run):
     a, _ = stop_run
     b = cmsim.run(STOP, extra_sync_s=[1.5, 333.25, 450.0, 700.0])
-    _compare_frames(a.timeseries, b.timeseries, skip=("pat.in_control",))
+    _compare_frames(a.timeseries, b.timeseries)
     pd.testing.assert_frame_equal(a.nir_readings, b.nir_readings)
 
 
-@pytest.mark.xfail(strict=True, reason="PATMonitor._state changes the state of control at chunk "
-                   "ends (t = k1 dt), so the 'in control again' time moves with extra engine "
-                   "syncs (900 s vs 450 s here); produced in cmsim.monitor.pat")
 def test_state_of_control_does_not_depend_on_extra_chunk_boundaries(stop_run):
     a, _ = stop_run
     b = cmsim.run(STOP, extra_sync_s=[450.0, 700.0])

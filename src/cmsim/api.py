@@ -97,13 +97,14 @@ def monitor_config(scenario: Any) -> Any:
         start_up = div.start_up if div.start_up is not None else \
             scenario.simulation.initial_state == "empty"
         kw.update(alpha=div.quantile, margin=div.margin, start_up=start_up,
-                  start_up_quantile=div.start_up_quantile)
+                  start_up_quantile=div.start_up_quantile, rtd_uncertainty=div.rtd_uncertainty)
     if mon is not None:
         fields = ("persistence", "clear_readings", "pat_grace", "shewhart", "ewma", "cusum",
                   "chart_sigma", "shewhart_L", "ewma_lambda", "ewma_L", "cusum_k", "cusum_h",
                   "mspc", "mspc_alpha", "soft_sensor", "feeder_trigger", "feeder_deviation",
                   "feeder_persistence", "load_cell_period", "load_cell_noise",
-                  "load_cell_window", "tablet_weight_period", "tablet_weight_rsd")
+                  "load_cell_window", "tablet_weight_period", "tablet_weight_rsd",
+                  "chart_action", "feeder_reference")
         kw.update({f: getattr(mon, f) for f in fields})
         if mon.action_limits is not None:
             kw["limits"] = tuple(mon.action_limits)

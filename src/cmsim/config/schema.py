@@ -785,6 +785,13 @@ class Monitor(_Strict):
         window [s] (default 10 s).
     tablet_weight_period, tablet_weight_rsd : float
         Tablet-weight sampling period [s] (0: off; default 10 s) and RSD [-] (default 0).
+    chart_action : {"warn", "divert"}
+        What a Shewhart/EWMA/CUSUM signal does: "warn" (default) logs an SPC signal and takes
+        the line out of the state of control; "divert" also opens a diversion window.
+    feeder_reference : {"set_point", "nominal"}
+        What the feeder deviation trigger compares the flow with: the feeder's current set
+        point (default; set-point changes by an operator or controller are not faults) or the
+        scenario's nominal flow.
     """
 
     persistence: Annotated[int, Strict(), Field(ge=1)] = 3
@@ -812,6 +819,8 @@ class Monitor(_Strict):
     load_cell_window: Q("time", gt=0) = 10.0
     tablet_weight_period: Q("time", ge=0) = 10.0
     tablet_weight_rsd: Q("fraction", ge=0) = 0.0
+    chart_action: Literal["warn", "divert"] = "warn"
+    feeder_reference: Literal["set_point", "nominal"] = "set_point"
 
     @model_validator(mode="after")
     def _mspc_needs_training(self) -> Monitor:

@@ -1,0 +1,38 @@
+"""Scenario options of [diversion] and [monitor] reach the monitor through cmsim.run."""
+
+import pytest
+
+import cmsim
+from cmsim.api import monitor_config
+from cmsim.config import load_scenario
+from cmsim.errors import ScenarioError
+
+SHORT = ["simulation.duration=12 min"]
+
+
+def _window(result):
+    (event,) = result.summary()["diversion_events"]
+    return event["start_s"], event["end_s"]
+
+
+def test_rtd_uncertainty_from_the_scenario_widens_the_diversion_window():
+    nominal = cmsim.run("api_feeder_stop", overrides=SHORT)
+    wide = cmsim.run("api_feeder_stop", overrides=SHORT + ["diversion.rtd_uncertainty=0.2"])
+    (s0, e0), (s1, e1) = _window(nominal), _window(wide)
+    assert s1 < s0 and e1 > e0
+    assert wide.summary()["tablets"]["nonconforming_accepted"] == 0
+    assert wide.summary()["tablets"]["diverted"] > nominal.summary()["tablets"]["diverted"]
+
+
+def test_monitor_options_map_onto_the_monitor_config():
+    sc = load_scenario("api_feeder_stop", overrides=[
+        "diversion.rtd_uncertainty=0.1", "monitor.chart_action=divert",
+        "monitor.feeder_reference=nominal"])
+    cfg = monitor_config(sc)
+    assert (cfg.rtd_uncertainty, cfg.chart_action, cfg.feeder_reference) == \
+        (0.1, "divert", "nominal")
+
+
+def test_unknown_chart_action_is_a_field_error():
+    with pytest.raises(ScenarioError, match=r"monitor\.chart_action"):
+        load_scenario("api_feeder_stop", overrides=["monitor.chart_action=ignore"])
