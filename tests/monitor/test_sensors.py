@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cmsim.errors import ParameterError
-from cmsim.monitor.sensors import LoadCellSignal, NIRSensor, TabletWeightSignal
+from cmsim.monitor.sensors import LoadCellBank, LoadCellSignal, NIRSensor, TabletWeightSignal
 
 
 def _smooth(t):
@@ -206,3 +206,66 @@ def test_bad_parameters():
         nir.measure([3.0, 4.0], [0.1])
     with pytest.raises(ParameterError, match="finite"):
         nir.measure([3.0, 4.0], [0.1, np.nan])
+
+
+@settings(max_examples=25, deadline=None)
+@given(period_ticks=st.integers(1, 3), start_ticks=st.integers(0, 7),
+       noisy=st.booleans(), cuts=st.lists(st.integers(1, 299), max_size=6))
+def test_load_cell_bank_equals_one_load_cell_per_feeder(period_ticks, start_ticks, noisy, cuts):
+    """The bank's readings are those of a LoadCellSignal per feeder fed with the net hopper
+    mass on the tick-end grid (an independent, interpolating implementation), in any chunks."""
+    dt, n = 0.5, 300
+    flows = np.abs(np.random.default_rng(5).normal(0.01, 0.002, (3, n)))
+    sd = 1e-3 if noisy else 0.0
+    period, start = period_ticks * dt, start_ticks * dt
+    bank = LoadCellBank(period, sd, 4.0, dt, [11, 12, 13], start=start)
+    edges = [0, *sorted(set(cuts)), n]
+    outs = [bank.measure(flows[:, a:b]) for a, b in zip(edges[:-1], edges[1:], strict=True)]
+    ts = np.concatenate([o[0] for o in outs])
+    mass = np.concatenate([o[1] for o in outs], axis=1)
+    flow = np.concatenate([o[2] for o in outs], axis=1)
+    t = np.arange(1, n + 1) * dt
+    for c, seed in enumerate((11, 12, 13)):
+        ref = LoadCellSignal(period, sd, 4.0, rng=seed, start=start)
+        t_ref, m_ref, f_ref = ref.measure(t, -np.cumsum(flows[c]) * dt)
+        assert np.array_equal(ts, t_ref)
+        np.testing.assert_allclose(mass[c], m_ref, rtol=1e-12, atol=0)
+        assert np.array_equal(np.isnan(flow[c]), np.isnan(f_ref))
+        np.testing.assert_allclose(flow[c], f_ref, rtol=0, atol=1e-12)
+    if not noisy:  # the flow estimate of a constant discharge is that discharge
+        bank = LoadCellBank(period, 0.0, 4.0, dt, [1, 2, 3], start=start)
+        _, _, est = bank.measure(np.full((3, n), 0.004))
+        ok = ~np.isnan(est)
+        np.testing.assert_allclose(est[ok], 0.004, rtol=1e-9)
+        assert ok[:, -1].all()
+
+
+def test_load_cell_bank_bad_parameters():
+    with pytest.raises(ParameterError, match="sample_period"):
+        LoadCellBank(0.75, 0.0, 5.0, dt=0.5, rngs=[0])
+    with pytest.raises(ParameterError, match="start"):
+        LoadCellBank(1.0, 0.0, 5.0, dt=0.5, rngs=[0], start=0.25)
+    with pytest.raises(ParameterError, match="window"):
+        LoadCellBank(1.0, 0.0, 1.0, dt=0.5, rngs=[0])
+    with pytest.raises(ParameterError, match="rngs"):
+        LoadCellBank(1.0, 0.0, 5.0, dt=0.5, rngs=[])
+    bank = LoadCellBank(1.0, 0.0, 5.0, dt=0.5, rngs=[0, 1])
+    with pytest.raises(ParameterError, match="flows"):
+        bank.measure(np.zeros((3, 4)))
+    with pytest.raises(ParameterError, match="flows"):
+        bank.measure(np.array([[0.0, np.nan], [0.0, 0.0]]))
+
+
+def test_interpolation_on_and_between_grid_points():
+    """Weighings interpolate the mass linearly (exact for a linear mass), also off the grid
+    points, and chunks reuse their buffers safely (the history is copied)."""
+    lc = LoadCellSignal(0.3, 0.0, window=3.0, rng=0)
+    buf_t = np.arange(0.0, 10.0, 0.25)
+    buf_m = 5.0 - 0.01 * buf_t
+    ts1, m1, _ = lc.measure(buf_t, buf_m)
+    buf_t += 10.0  # the same buffers, overwritten for the next chunk
+    buf_m[:] = 5.0 - 0.01 * buf_t
+    ts2, m2, f2 = lc.measure(buf_t, buf_m)
+    ts, m = np.concatenate([ts1, ts2]), np.concatenate([m1, m2])
+    np.testing.assert_allclose(m, 5.0 - 0.01 * ts, rtol=0, atol=1e-13)
+    np.testing.assert_allclose(f2[~np.isnan(f2)], 0.01, rtol=1e-9)

@@ -90,7 +90,7 @@ from cmsim._validate import non_negative, positive
 from cmsim.errors import ParameterError
 from cmsim.monitor.charts import CUSUMChart, EWMAChart, ShewhartChart
 from cmsim.monitor.diversion import DiversionManager
-from cmsim.monitor.sensors import LoadCellSignal, NIRSensor, TabletWeightSignal
+from cmsim.monitor.sensors import LoadCellBank, LoadCellSignal, NIRSensor, TabletWeightSignal
 from cmsim.monitor.soft_sensor import RTDSoftSensor
 from cmsim.monitor.state import StartupQualifier
 from cmsim.monitor.windows import (
@@ -492,13 +492,22 @@ class PATMonitor:
             for name in self.charts:
                 self.rules.append(_Rule(name, RunTracker(1, c.clear_readings), kind))
         # --- load cells, tablet weight
-        self.load_cells: dict[str, LoadCellSignal] = {}
+        #: names of the feeders with a load cell (all of them when load cells are on)
+        self.load_cell_names: list[str] = []
+        self.load_cells: dict[str, LoadCellSignal] = {}  # one per feeder (general clock)
+        self._lc_bank: LoadCellBank | None = None  # all feeders at once (clock on the ticks)
         if c.load_cell_period > 0:
-            for n, _, _f in self.feeders:
-                self.load_cells[n] = LoadCellSignal(
-                    c.load_cell_period, c.load_cell_noise,
-                    max(c.load_cell_window, 2 * c.load_cell_period),
-                    rng=rng[f"pat.load_cell.{n}"])
+            self.load_cell_names = [n for n, _, _ in self.feeders]
+            window = max(c.load_cell_window, 2 * c.load_cell_period)
+            ratio = c.load_cell_period / self.dt
+            if abs(ratio - round(ratio)) <= 1e-9 and round(ratio) >= 1:
+                self._lc_bank = LoadCellBank(
+                    c.load_cell_period, c.load_cell_noise, window, self.dt,
+                    [rng[f"pat.load_cell.{n}"] for n in self.load_cell_names])
+            else:
+                for n in self.load_cell_names:
+                    self.load_cells[n] = LoadCellSignal(c.load_cell_period, c.load_cell_noise,
+                                                        window, rng=rng[f"pat.load_cell.{n}"])
         self._net = {n: 0.0 for n, _, _ in self.feeders}
         self._lc_recent: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self.tablet_weight = None
@@ -509,7 +518,7 @@ class PATMonitor:
         self._mspc = None
         self._mspc_train: list[np.ndarray] = []
         #: MSPC variables: the NIR content and each feeder's load-cell flow
-        self.mspc_variables = ["nir"] + [f"load_cell.{n}" for n in self.load_cells]
+        self.mspc_variables = ["nir"] + [f"load_cell.{n}" for n in self.load_cell_names]
         if c.mspc:
             self.rules.append(_Rule("mspc", RunTracker(1, c.clear_readings), "mspc"))
         # --- soft sensor
@@ -639,7 +648,16 @@ class PATMonitor:
         if k1 <= k0:
             return
         self._refresh_models(k0 * self.dt)
-        self._flows = {n: rec[rows, k0:k1].sum(axis=0) for n, (rec, rows) in self._feed.items()}
+        # feeder flows: rows of one array (the load-cell bank takes them at once)
+        flows = np.empty((len(self._feed), k1 - k0))
+        for i, (rec, rows) in enumerate(self._feed.values()):
+            sel = rec[rows, k0:k1] if isinstance(rows, slice) else None
+            if sel is None and rows.size == 1:
+                flows[i] = rec[rows[0], k0:k1]
+            else:
+                np.sum(rec[rows, k0:k1] if sel is None else sel, axis=0, out=flows[i])
+        self._flow_rows = flows
+        self._flows = {n: flows[i] for i, n in enumerate(self._feed)}
         ts_nir = y = None
         if self._probe is not None:
             ts_nir, y = self._nir_chunk(k0, k1)
@@ -828,31 +846,40 @@ class PATMonitor:
 
     # -- load cells, tablet weight, MSPC
     def _load_cells(self, k0: int, k1: int) -> None:
+        if self._lc_bank is not None:
+            ts, _, flow = self._lc_bank.measure(self._flow_rows)
+            for i, n in enumerate(self.load_cell_names):
+                self._lc_signal(n, ts, flow[i])
         # the hopper weight is piecewise linear between tick ends: a sampler interpolating it
         # only needs the grid points around its sample times (same readings, far fewer points)
-        t = np.arange(k0 + 1, k1 + 1) * self.dt
         for n, lc in self.load_cells.items():
             net = self._net[n] - np.cumsum(self._flows[n]) * self.dt  # refills excluded
             self._net[n] = float(net[-1])
-            keep = _bracketing(t, lc.start, lc.sample_period)
-            ts, _, flow = lc.measure(t[keep], net[keep])
-            self._sig.setdefault(f"load_cell_t.{n}", []).append(ts)
-            self._sig.setdefault(f"load_cell.{n}", []).append(flow)
-            pt, pf = self._lc_recent.get(n, (np.empty(0), np.empty(0)))
-            self._lc_recent[n] = (np.concatenate((pt[-1:], ts)), np.concatenate((pf[-1:], flow)))
+            keep = _grid_bracketing(k1 - k0, (k0 + 1) * self.dt, self.dt, lc.start,
+                               lc.sample_period)
+            ts, _, flow = lc.measure((k0 + 1 + keep) * self.dt, net[keep])
+            self._lc_signal(n, ts, flow)
         if self.tablet_weight is not None:
             tw = self.tablet_weight
-            tt = np.arange(k0, k1) * self.dt + 0.5 * self.dt
-            keep = _bracketing(tt, tw.start, tw.sample_period)
-            ts, wts = tw.measure(tt[keep], np.full(keep.size, self.tablet_mass))
+            keep = _grid_bracketing(k1 - k0, k0 * self.dt + 0.5 * self.dt, self.dt, tw.start,
+                               tw.sample_period)
+            ts, wts = tw.measure((k0 + keep) * self.dt + 0.5 * self.dt,
+                                 np.full(keep.size, self.tablet_mass))
             self._sig.setdefault("tablet_weight_t", []).append(ts)
             self._sig.setdefault("tablet_weight", []).append(wts)
+
+    def _lc_signal(self, n: str, ts: np.ndarray, flow: np.ndarray) -> None:
+        self._sig.setdefault(f"load_cell_t.{n}", []).append(ts)
+        self._sig.setdefault(f"load_cell.{n}", []).append(flow)
+        if self.config.mspc:  # the MSPC interpolates the flows at the NIR reading times
+            pt, pf = self._lc_recent.get(n, (np.empty(0), np.empty(0)))
+            self._lc_recent[n] = (np.concatenate((pt[-1:], ts)), np.concatenate((pf[-1:], flow)))
 
     def _mspc_chunk(self, ts: np.ndarray, content: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         from cmsim.monitor.mspc import PCAMonitor  # noqa: PLC0415
 
         cols = [content]
-        for n in self.load_cells:
+        for n in self.load_cell_names:
             lt, lf = self._lc_recent.get(n, (np.empty(0), np.empty(0)))
             cols.append(np.interp(ts, lt, lf) if lt.size else np.full(ts.shape, np.nan))
         x = np.column_stack(cols)
@@ -973,19 +1000,28 @@ class PATMonitor:
 
 
 def _bracketing(t: np.ndarray, start: float, period: float) -> np.ndarray:
-    """Indices of the points of the uniform grid ``t`` a sampler at ``start + j period`` needs.
+    """Indices of the points of the uniform grid ``t`` a sampler at ``start + j period`` needs
+    (:func:`_grid_bracketing` of that grid)."""
+    n = t.size
+    if n < 2:
+        return np.arange(n)
+    return _grid_bracketing(n, float(t[0]), float(t[1] - t[0]), start, period)
+
+
+def _grid_bracketing(n: int, t0: float, step: float, start: float, period: float
+                     ) -> np.ndarray:
+    """Indices of the points of the uniform grid ``t0 + i step`` (``i < n``) a sampler at
+    ``start + j period`` needs.
 
     When every sample time lies on a grid point (``period`` a multiple of the grid step and
     ``start`` on the grid), those points and the last one suffice: linear interpolation on
     them gives the same readings as on the whole grid, and the sampler sees the same horizon.
     Otherwise all points.
     """
-    n = t.size
     if n < 2:
         return np.arange(n)
-    step = float(t[1] - t[0])
     m = period / step
-    off = (start - float(t[0])) / step
+    off = (start - t0) / step
     if abs(m - round(m)) > 1e-9 or abs(off - round(off)) > 1e-9 or round(m) < 2:
         return np.arange(n)
     m, off = int(round(m)), int(round(off))

@@ -13,14 +13,181 @@ instantaneous values), so window averages are exact integrals of that interpolan
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from numba import njit
 
 from cmsim._validate import finite_array, non_negative, positive, probability
 from cmsim.errors import ParameterError
 
-__all__ = ["LoadCellSignal", "NIRSensor", "TabletWeightSignal"]
+__all__ = ["LoadCellBank", "LoadCellSignal", "NIRSensor", "TabletWeightSignal"]
+
+
+# ---------------------------------------------------------------------------------------------
+# compiled kernels (one pass over the history per chunk; sample times are increasing)
+# ---------------------------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def _grid_problem(t, v, prev_last):  # pragma: no cover - compiled
+    """First problem of a chunk: 1 = non-finite t, 2 = non-finite v, 3 = not increasing,
+    4 = not after ``prev_last``; with its index (0, -1 when fine)."""
+    for i in range(t.size):
+        if not math.isfinite(t[i]):
+            return 1, i
+        if not math.isfinite(v[i]):
+            return 2, i
+        if i > 0 and not t[i] > t[i - 1]:
+            return 3, i
+    if t.size and not t[0] > prev_last:
+        return 4, 0
+    return 0, -1
+
+
+@njit(cache=True)
+def _interp_sorted(t, v, x, out):  # pragma: no cover - compiled
+    """``np.interp(x, t, v)`` for increasing ``x`` (a merge walk); NaN outside ``t``."""
+    n = t.size
+    j = 0
+    for i in range(x.size):
+        xi = x[i]
+        if n == 0 or xi < t[0] or xi > t[n - 1]:
+            out[i] = np.nan
+            continue
+        if xi == t[n - 1]:
+            out[i] = v[n - 1]
+            continue
+        while t[j + 1] <= xi:
+            j += 1
+        if xi == t[j]:  # on a grid point (the usual case of sampled grids)
+            out[i] = v[j]
+        else:
+            out[i] = (v[j + 1] - v[j]) / (t[j + 1] - t[j]) * (xi - t[j]) + v[j]
+
+
+@njit(cache=True)
+def _window_means(t, v, a, b, out):  # pragma: no cover - compiled
+    """Exact means of the piecewise-linear ``(t, v)`` over ``[a_i, b_i]`` (increasing ``a``,
+    ``b``; NaN when not covered; the value at ``b`` for a zero-width window)."""
+    n = t.size
+    cum = np.empty(n)
+    cum[0] = 0.0
+    for k in range(1, n):
+        cum[k] = cum[k - 1] + 0.5 * (v[k] + v[k - 1]) * (t[k] - t[k - 1])
+    ja = 0
+    jb = 0
+    for i in range(a.size):
+        ai = a[i]
+        bi = b[i]
+        if ai < t[0] or bi > t[n - 1]:
+            out[i] = np.nan
+            continue
+        while ja < n - 2 and t[ja + 1] <= ai:
+            ja += 1
+        while jb < n - 2 and t[jb + 1] <= bi:
+            jb += 1
+        width = bi - ai
+        if width > 0:
+            s = ai - t[ja]
+            ia = cum[ja] + v[ja] * s + (v[ja + 1] - v[ja]) * s * s / (2.0 * (t[ja + 1] - t[ja]))
+            s = bi - t[jb]
+            ib = cum[jb] + v[jb] * s + (v[jb + 1] - v[jb]) * s * s / (2.0 * (t[jb + 1] - t[jb]))
+            out[i] = (ib - ia) / width
+        elif bi == t[n - 1]:
+            out[i] = v[n - 1]
+        else:
+            out[i] = (v[jb + 1] - v[jb]) / (t[jb + 1] - t[jb]) * (bi - t[jb]) + v[jb]
+
+
+@njit(cache=True)
+def _slopes(x, w, flow):  # pragma: no cover - compiled
+    """``flow[i] = -sum_j w_j x[i + j]`` (tap-major loops: independent samples vectorise)."""
+    m = flow.size
+    for i in range(m):
+        flow[i] = 0.0
+    for j in range(w.size):
+        wj = w[j]
+        xs = x[j:j + m]
+        for i in range(m):
+            flow[i] -= wj * xs[i]
+
+
+@njit(cache=True)
+def _bank_weighings(flows, dt, m0, e0, period, noise, sd, mass):  # pragma: no cover - compiled
+    """Hopper weighings at tick ends ``e0 + j period`` of the chunk from the tick flows.
+
+    ``mass[c, j] = m0[c] - dt * cumsum(flows[c])[e]`` (NaN for ``e < 0``: before the first
+    tick end) plus ``sd * noise[c, j]`` when ``noise`` has columns; ``m0`` becomes the net
+    mass at the end of the chunk.
+    """
+    n_cells, n = flows.shape
+    ns = mass.shape[1]
+    for c in range(n_cells):
+        row = flows[c]
+        csum = 0.0
+        k = 0
+        for j in range(ns):
+            e = e0 + j * period
+            while k <= e:
+                csum += row[k]
+                k += 1
+            mass[c, j] = m0[c] - csum * dt if e >= 0 else np.nan
+        if noise.shape[1]:
+            for j in range(ns):
+                mass[c, j] += sd * noise[c, j]
+        while k < n:
+            csum += row[k]
+            k += 1
+        m0[c] = m0[c] - csum * dt
+
+
+@njit(cache=True)
+def _bank_slopes(recent, mass, w, flow):  # pragma: no cover - compiled
+    """Least-squares flow estimates over ``recent[c] ++ mass[c]`` (``recent`` holds the last
+    ``N - 1`` weighings, NaN before the first one) and the new ``recent``."""
+    n_cells, ns = mass.shape
+    nw = w.size
+    nr = nw - 1
+    head = min(nr, ns)  # readings whose window reaches into ``recent``
+    for c in range(n_cells):
+        for i in range(head):
+            acc = 0.0
+            for j in range(nw):
+                p = i + j  # position in recent ++ mass
+                acc += w[j] * (recent[c, p] if p < nr else mass[c, p - nr])
+            flow[c, i] = -acc
+        m = ns - head
+        if m > 0:
+            out = flow[c, head:]
+            for i in range(m):
+                out[i] = 0.0
+            for j in range(nw):  # tap-major: independent samples vectorise
+                wj = w[j]
+                xs = mass[c, head - nr + j:head - nr + j + m]
+                for i in range(m):
+                    out[i] -= wj * xs[i]
+        # shift the window history
+        if ns >= nr:
+            for q in range(nr):
+                recent[c, q] = mass[c, ns - nr + q]
+        else:
+            for q in range(nr - ns):
+                recent[c, q] = recent[c, q + ns]
+            for q in range(ns):
+                recent[c, nr - ns + q] = mass[c, q]
+
+
+def _float_1d(name: str, value: Any) -> np.ndarray:
+    """``value`` as a 1-D float64 array (finiteness is checked in the compiled pass)."""
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ParameterError(name, value, f"must be an array of real numbers ({exc})") from None
+    if arr.ndim != 1:
+        raise ParameterError(name, f"array of shape {arr.shape}", "must have ndim in (1,)")
+    return arr
 
 
 def _generator(rng: Any) -> np.random.Generator:
@@ -53,20 +220,29 @@ class _Sampler:
         self._v = np.empty(0)
 
     def _append(self, t_grid: Any, values: Any) -> None:
-        t = finite_array("t_grid", t_grid, ndim=1)
-        v = finite_array("values", values, ndim=1)
+        t = _float_1d("t_grid", t_grid)
+        v = _float_1d("values", values)
         if v.shape != t.shape:
             raise ParameterError("values", f"array of shape {v.shape}",
                                  f"must have the shape of t_grid {t.shape}")
-        if t.size > 1 and not np.all(np.diff(t) > 0):
+        prev = self._t[-1] if self._t.size else -math.inf
+        code, i = _grid_problem(t, v, prev)
+        if code == 1:
+            raise ParameterError("t_grid", f"element {i} = {t[i]}", "must be finite")
+        if code == 2:
+            raise ParameterError("values", f"element {i} = {v[i]}", "must be finite")
+        if code == 3:
             raise ParameterError("t_grid", "not strictly increasing",
                                  "must be strictly increasing")
-        if self._t.size and t.size and not t[0] > self._t[-1]:
+        if code == 4:
             raise ParameterError("t_grid", float(t[0]),
                                  f"must continue after the previous chunk (last t = "
                                  f"{self._t[-1]})")
-        self._t = np.concatenate([self._t, t])
-        self._v = np.concatenate([self._v, v])
+        if self._t.size:
+            self._t = np.concatenate([self._t, t])
+            self._v = np.concatenate([self._v, v])
+        else:  # copies: the caller may reuse its buffers for the next chunk
+            self._t, self._v = t.copy(), v.copy()
 
     def _due(self, lag: float) -> np.ndarray:
         """Sample times whose data (up to ``t - lag``) is available; advances the clock."""
@@ -88,33 +264,22 @@ class _Sampler:
             self._v = self._v[k:]
 
     def _interp(self, x: np.ndarray) -> np.ndarray:
-        """Linear interpolation of the history at ``x``; NaN outside its time range."""
-        out = np.interp(x, self._t, self._v)
-        out[(x < self._t[0]) | (x > self._t[-1])] = np.nan
+        """Linear interpolation of the history at the increasing ``x``; NaN outside its range."""
+        out = np.empty(x.size)
+        _interp_sorted(self._t, self._v, x, out)
         return out
 
     def _window_mean(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        """Exact mean of the piecewise-linear history over [a, b] (NaN if not covered)."""
+        """Exact mean of the piecewise-linear history over [a, b] (NaN if not covered); ``a``
+        and ``b`` increasing."""
         t, v = self._t, self._v
         if t.size < 2:  # zero or one point: only a zero-width window at that point has a value
             out = np.full(a.shape, np.nan)
             if t.size == 1:
                 out[(a == b) & (b == t[0])] = v[0]
             return out
-        h = np.diff(t)
-        cum = np.concatenate([[0.0], np.cumsum(0.5 * (v[1:] + v[:-1]) * h)])
-
-        def integral(x: np.ndarray) -> np.ndarray:
-            k = np.clip(np.searchsorted(t, x, side="right") - 1, 0, t.size - 2)
-            s = x - t[k]
-            return cum[k] + v[k] * s + (v[k + 1] - v[k]) * s * s / (2.0 * h[k])
-
-        width = b - a
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out = np.where(width > 0, (integral(b) - integral(a)) / np.where(width > 0, width,
-                                                                              1.0),
-                           np.interp(b, t, v))
-        out[(a < t[0]) | (b > t[-1])] = np.nan
+        out = np.empty(a.size)
+        _window_means(t, v, a, b, out)
         return out
 
 
@@ -214,6 +379,10 @@ class NIRSensor(_Sampler):
                              "held": math.nan, "done": False})
 
     def _apply_faults(self, ts: np.ndarray, y: np.ndarray, drop: np.ndarray) -> np.ndarray:
+        if not self._faults:
+            y[drop] = np.nan
+            self._remember_last_valid(y)
+            return y
         y = y.copy()
         for f in self._faults:
             if f["kind"] == "bias":
@@ -239,10 +408,13 @@ class NIRSensor(_Sampler):
                 if not missing[i] and not math.isnan(y[i]):
                     last = y[i]
         y[missing] = np.nan
+        self._remember_last_valid(y)
+        return y
+
+    def _remember_last_valid(self, y: np.ndarray) -> None:
         valid = np.flatnonzero(~np.isnan(y))
         if valid.size:
             self._last_valid = float(y[valid[-1]])
-        return y
 
     def measure(self, t_grid: Any, w_probe: Any, *,
                 return_noise_free: bool = False) -> tuple[np.ndarray, ...]:
@@ -271,9 +443,16 @@ class NIRSensor(_Sampler):
         b = ts - self.latency
         a = b - self.integration_time
         true = self._window_mean(a, b) if ts.size else np.empty(0)
-        noise = self._noise_rng.standard_normal(ts.size)
-        drop = self._drop_rng.random(ts.size) < self.dropout_probability
-        y = true + self.bias + self.drift_per_s * ts + self.noise_sd * noise
+        y = true + self.bias
+        if self.drift_per_s:
+            y += self.drift_per_s * ts
+        # each random stream serves one purpose only: no draws when it is not used
+        if self.noise_sd > 0:
+            y += self.noise_sd * self._noise_rng.standard_normal(ts.size)
+        if self.dropout_probability > 0:
+            drop = self._drop_rng.random(ts.size) < self.dropout_probability
+        else:
+            drop = np.zeros(ts.size, dtype=bool)
         y = self._apply_faults(ts, y, drop)
         next_t = self.start + self._next * self.sample_period
         self._trim(next_t - self.latency - self.integration_time)
@@ -353,22 +532,140 @@ class LoadCellSignal(_Sampler):
         """
         self._append(t_grid, mass)
         ts = self._due(0.0)
-        m = self._interp(ts) + self.noise_sd * self._noise_rng.standard_normal(ts.size)
-        series = np.concatenate([self._recent, m])
+        m = self._interp(ts)
+        if self.noise_sd > 0:  # the noise stream serves nothing else: no draws without noise
+            m += self.noise_sd * self._noise_rng.standard_normal(ts.size)
         n = self.n_window
+        series = np.concatenate([self._recent, m])
         flow = np.full(ts.size, np.nan)
-        if series.size >= n:
-            windows = np.lib.stride_tricks.sliding_window_view(series, n)
-            slopes = windows @ self._weights
-            # the window ending at reading i of this chunk is windows[len(recent) + i - n + 1]
-            first = self._recent.size - n + 1
-            idx = np.arange(ts.size) + first
-            ok = idx >= 0
-            flow[ok] = -slopes[idx[ok]]
-        self._recent = series[-(n - 1):] if n > 1 else np.empty(0)
+        # the window ending at reading i of this chunk starts at series[len(recent) + i - n + 1]
+        first = self._recent.size - n + 1
+        skip = min(max(-first, 0), ts.size)  # readings with fewer than n weighings so far
+        _slopes(series[first + skip:], self._weights, flow[skip:])
+        self._recent = series[-(n - 1):]
         next_t = self.start + self._next * self.sample_period
         self._trim(next_t)
         return ts, m, flow
+
+
+class LoadCellBank:
+    """Load cells of several feeders on one sample clock, fed with per-tick discharge flows.
+
+    The readings equal those of one :class:`LoadCellSignal` per feeder fed with the hopper
+    net mass (refills excluded) on the tick-end grid ``(k+1) dt`` (tested), computed for all
+    feeders in two compiled passes over the sample times only.
+
+    Parameters
+    ----------
+    sample_period : float
+        Time between weighings [s], a whole number of ticks ``dt``.
+    noise_sd : float
+        Standard deviation of one weighing [kg], >= 0.
+    window : float
+        Least-squares window of the flow estimate [s] (``N = round(window / sample_period)``
+        weighings, N >= 2).
+    dt : float
+        Tick of the flow data [s], > 0.
+    rngs : sequence
+        One random source per load cell (Generator, int, SeedSequence or None), as for
+        :class:`LoadCellSignal` (its noise comes from the first of two spawned children).
+    start : float
+        Time of the first weighing [s], on the tick grid (a whole number of ``dt``, >= 0).
+
+    Notes
+    -----
+    Tick ``k`` of a flow row is the mean discharge over ``[k dt, (k+1) dt)``; the net mass at
+    ``(k+1) dt`` is ``-dt`` times the cumulative discharge. A weighing before the first tick
+    end (time 0) has no data (NaN), as for a :class:`LoadCellSignal` whose grid starts at
+    ``dt``; so are the flow estimates whose window holds it.
+
+    Examples
+    --------
+    >>> bank = LoadCellBank(1.0, 0.0, 5.0, dt=1.0, rngs=[0, 1])
+    >>> ts, m, flow = bank.measure(np.tile([[0.002], [0.01]], 20))
+    >>> ts[-1], flow[:, -1].round(12).tolist()
+    (20.0, [0.002, 0.01])
+    """
+
+    def __init__(self, sample_period: float, noise_sd: float, window: float, dt: float,
+                 rngs: Sequence[Any], *, start: float = 0.0) -> None:
+        self.dt = positive("dt", dt)
+        self.sample_period = positive("sample_period", sample_period)
+        ratio = self.sample_period / self.dt
+        if abs(ratio - round(ratio)) > 1e-9 or round(ratio) < 1:
+            raise ParameterError("sample_period", sample_period,
+                                 f"must be a whole number (>= 1) of ticks dt = {dt}")
+        self._period = int(round(ratio))
+        st = finite_array("start", start, ndim=0).item()
+        s0 = st / self.dt
+        if st < 0 or abs(s0 - round(s0)) > 1e-9:
+            raise ParameterError("start", start, f"must be a whole number (>= 0) of ticks {dt}")
+        self.start = float(st)
+        self._s0 = int(round(s0))
+        self.noise_sd = non_negative("noise_sd", noise_sd)
+        n = int(round(positive("window", window) / self.sample_period))
+        if n < 2:
+            raise ParameterError("window", window,
+                                 f"must hold at least 2 samples of {self.sample_period} s")
+        self.window = float(window)
+        self.n_window = n
+        i = np.arange(n) - (n - 1) / 2.0
+        self._weights = i / (np.sum(i * i) * self.sample_period)  # OLS slope weights
+        self._noise_rngs = [_generator(r).spawn(2)[0] for r in rngs]
+        if not self._noise_rngs:
+            raise ParameterError("rngs", rngs, "must hold one random source per load cell")
+        self.n_cells = len(self._noise_rngs)
+        self.reset()
+
+    def reset(self) -> None:
+        """Restart the clock and forget the weighings (random streams continue)."""
+        self._k = 0       # ticks seen
+        self._next = 0    # index of the next weighing
+        self._m0 = np.zeros(self.n_cells)
+        self._recent = np.full((self.n_cells, self.n_window - 1), np.nan)
+
+    def measure(self, flows: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Weighings and flow estimates completed by this chunk of tick flows.
+
+        Parameters
+        ----------
+        flows : array_like, shape (n_cells, n)
+            Discharge mass flow of each hopper per tick [kg/s], continuing the previous chunk.
+
+        Returns
+        -------
+        t_samples : ndarray, shape (m,)
+            Weighing times [s] (common to all cells).
+        mass : ndarray, shape (n_cells, m)
+            Weighings of the net mass relative to time 0 [kg] (NaN at time 0: no data).
+        flow_estimate : ndarray, shape (n_cells, m)
+            Discharge rate estimates [kg/s].
+        """
+        f = np.asarray(flows, dtype=np.float64)
+        if f.ndim != 2 or f.shape[0] != self.n_cells:
+            raise ParameterError("flows", f"array of shape {f.shape}",
+                                 f"must have shape ({self.n_cells}, n)")
+        if not np.isfinite(f).all():
+            raise ParameterError("flows", "non-finite values", "must be finite")
+        k0 = self._k
+        k1 = k0 + f.shape[1]
+        # weighing j at (s0 + j p) dt needs the net mass at the end of tick s0 + j p - 1
+        n_total = max(self._next, (k1 - self._s0) // self._period + 1) if k1 >= self._s0 else 0
+        j = np.arange(self._next, n_total)
+        ts = (self._s0 + j * self._period) * self.dt
+        ns = j.size
+        e0 = self._s0 + self._next * self._period - 1 - k0  # chunk index of the first tick end
+        noise = np.empty((self.n_cells, 0))
+        if self.noise_sd > 0 and ns:
+            noise = np.stack([g.standard_normal(ns) for g in self._noise_rngs])
+        mass = np.empty((self.n_cells, ns))
+        _bank_weighings(np.ascontiguousarray(f), self.dt, self._m0, e0, self._period, noise,
+                        self.noise_sd, mass)
+        flow = np.empty((self.n_cells, ns))
+        _bank_slopes(self._recent, mass, self._weights, flow)
+        self._k = k1
+        self._next = n_total
+        return ts, mass, flow
 
 
 class TabletWeightSignal(_Sampler):
