@@ -583,7 +583,7 @@ class LoadCellBank:
     --------
     >>> bank = LoadCellBank(1.0, 0.0, 5.0, dt=1.0, rngs=[0, 1])
     >>> ts, m, flow = bank.measure(np.tile([[0.002], [0.01]], 20))
-    >>> ts[-1], flow[:, -1].round(12).tolist()
+    >>> float(ts[-1]), flow[:, -1].round(12).tolist()
     (20.0, [0.002, 0.01])
     """
 
