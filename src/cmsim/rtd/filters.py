@@ -129,6 +129,24 @@ class _Streaming:
             self._batch = 1
             self._allocate_state(1)
 
+    def _steady_rows(self, steady_input: Any) -> np.ndarray:
+        """Validate a steady inlet flow (scalar or one value per row) and broadcast it to rows.
+
+        A 1-D ``steady_input`` fixes the batch size when it is not fixed yet; the state is
+        allocated (one row by default) before returning the read-only ``(batch,)`` view.
+        """
+        u = _validate.finite_array("steady_input", steady_input, ndim=(0, 1))
+        if u.ndim == 1:
+            if self._batch is None:
+                self._batch = u.size
+                self._allocate_state(u.size)
+            elif u.size != self._batch:
+                raise ParameterError("steady_input", f"array of shape {u.shape}",
+                                     f"must be a scalar or have {self._batch} element(s)")
+        self._ensure_state()
+        assert self._batch is not None
+        return np.broadcast_to(u, (self._batch,))
+
     def _allocate_state(self, rows: int) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
@@ -407,17 +425,8 @@ class TanksInSeriesFilter(_Streaming):
                 self._state[:] = 0.0
             self._clip_head = False
             return
-        u = _validate.finite_array("steady_input", steady_input, ndim=(0, 1))
-        if u.ndim == 1:
-            if self._batch is None:
-                self._batch = u.size
-                self._allocate_state(u.size)
-            elif u.size != self._batch:
-                raise ParameterError("steady_input", f"array of shape {u.shape}",
-                                     f"must be a scalar or have {self._batch} element(s)")
-        self._ensure_state()
+        u = self._steady_rows(steady_input).astype(np.float64)
         assert self._state is not None and self._batch is not None
-        u = np.broadcast_to(u, (self._batch,)).astype(np.float64)
         n = self._n
         self._clip_head = False
         if self._form == "cascade":
@@ -572,17 +581,9 @@ class PlugFlowDelay(_Streaming):
                 self._buf[:] = 0.0
                 self._head = 0
             return
-        u = _validate.finite_array("steady_input", steady_input, ndim=(0, 1))
-        if u.ndim == 1:
-            if self._batch is None:
-                self._batch = u.size
-                self._allocate_state(u.size)
-            elif u.size != self._batch:
-                raise ParameterError("steady_input", f"array of shape {u.shape}",
-                                     f"must be a scalar or have {self._batch} element(s)")
-        self._ensure_state()
+        u = self._steady_rows(steady_input)
         assert self._buf is not None and self._batch is not None
-        self._buf[:] = np.broadcast_to(u, (self._batch,))[:, None]
+        self._buf[:] = u[:, None]
         self._head = 0
 
 
