@@ -45,7 +45,22 @@ def _integer_n(n: float) -> int | None:
     return None
 
 
-class _TIS:
+class _FilterElement:
+    """Stage element that streams through one :mod:`cmsim.rtd` filter ``f``."""
+
+    f: Any
+
+    def step(self, x: np.ndarray, out: np.ndarray) -> None:
+        self.f.step(x, out=out)
+
+    def holdup(self) -> np.ndarray:
+        return self.f.holdup
+
+    def reset(self, u: np.ndarray | None) -> None:
+        self.f.reset(u)
+
+
+class _TIS(_FilterElement):
     kind = "tis"
     dispersive = True
 
@@ -57,15 +72,6 @@ class _TIS:
     def model(self) -> Any:
         return rtd.CSTR(self.tau) if self.n == 1 else rtd.TanksInSeries(self.tau, self.n)
 
-    def step(self, x: np.ndarray, out: np.ndarray) -> None:
-        self.f.step(x, out=out)
-
-    def holdup(self) -> np.ndarray:
-        return self.f.holdup
-
-    def reset(self, u: np.ndarray | None) -> None:
-        self.f.reset(u)
-
     def mean_delay_ticks(self, dt: float) -> float:
         # index mean of the bin kernel: sum_j j w[j] = sum_{m>=1} (1 - F(m dt))
         m = self.model()
@@ -74,7 +80,7 @@ class _TIS:
         return math.fsum(m.sf(grid))
 
 
-class _Shift:
+class _Shift(_FilterElement):
     kind = "pfr"
     dispersive = False
 
@@ -84,15 +90,6 @@ class _Shift:
 
     def model(self) -> Any:
         return rtd.PFR(self.f.delay)
-
-    def step(self, x: np.ndarray, out: np.ndarray) -> None:
-        self.f.step(x, out=out)
-
-    def holdup(self) -> np.ndarray:
-        return self.f.holdup
-
-    def reset(self, u: np.ndarray | None) -> None:
-        self.f.reset(u)
 
     def mean_delay_ticks(self, dt: float) -> float:
         return float(self.f.ticks)
