@@ -164,3 +164,87 @@ def test_set_models_applies_the_new_rtd_to_the_history(k_change, tau_new):
     np.testing.assert_allclose(c2, cref[t1.size:], rtol=0, atol=1e-12)
     old = RTDSoftSensor(LINE, dt, initial_flows=[API, EXC], timing="tick_average")
     np.testing.assert_allclose(c1, old.step(flows)[1][:t1.size], rtol=0, atol=1e-14)
+
+
+def _fir_sensor(monkeypatch, *args, **kwargs):
+    """A sensor built with the recursive path switched off: every model runs as the FIR
+    convolution of its kernel (also after ``set_models``)."""
+    import cmsim.monitor.soft_sensor as mod  # noqa: PLC0415
+
+    with monkeypatch.context() as m:
+        m.setattr(mod, "_state_space", lambda *a: None)
+        sensor = RTDSoftSensor(*args, **kwargs)
+    original = sensor.set_models
+
+    def set_models(model):
+        with monkeypatch.context() as m:
+            m.setattr(mod, "_state_space", lambda *a: None)
+            original(model)
+
+    sensor.set_models = set_models
+    return sensor
+
+
+CHAINS = [LINE, rtd.CSTR(30.0), rtd.Series(rtd.PFR(3.3), rtd.TanksInSeries(20.0, 3)),
+          rtd.TanksInSeries(40.0, 8), rtd.Series(rtd.TanksInSeries(18.0, 9), rtd.CSTR(5.0)),
+          rtd.Series(rtd.PFR(2.0), rtd.CSTR(7.0), rtd.CSTR(19.0))]
+
+
+@pytest.mark.parametrize("timing", ["tick_average", "point"])
+@pytest.mark.parametrize("model", CHAINS, ids=repr)
+def test_tank_chains_run_recursively_and_equal_the_fir_prediction(model, timing, monkeypatch):
+    """PFR + CSTR + integer tanks-in-series lines run as an exact state-space recursion
+    (8-state register kernel and the general one): same times and content as the truncated
+    FIR convolution of the kernel (from the model's F) to 1e-12, in any chunks."""
+    from cmsim.monitor.soft_sensor import _ChainFilter  # noqa: PLC0415
+    from cmsim.rtd.convolution import Convolver  # noqa: PLC0415
+
+    rng = np.random.default_rng(4)
+    n = 1500
+    flows = np.vstack([API * (1 + 0.05 * rng.standard_normal(n)),
+                       EXC * (1 + 0.05 * rng.standard_normal(n))])
+    flows[0, 300:420] *= 1.3  # an API step
+    flows[:, 900:905] = 0.0   # a stop of the whole line
+    kw = {"initial_flows": [API, EXC], "tail": 1e-12, "timing": timing}
+    iir = RTDSoftSensor(model, 1.0, **kw)
+    fir = _fir_sensor(monkeypatch, model, 1.0, **kw)
+    assert all(isinstance(f, _ChainFilter) for f in iir._filters)
+    assert all(isinstance(f, Convolver) for f in fir._filters)
+    assert iir.lead_ticks == fir.lead_ticks
+    t1, c1 = _run(iir, flows, cuts=(1, 7, 400, 401, 1111))
+    t2, c2 = _run(fir, flows)
+    assert np.array_equal(t1, t2)
+    np.testing.assert_allclose(c1, c2, rtol=0, atol=1e-12)
+    assert np.all(np.isfinite(c1))
+
+
+def test_other_models_use_the_convolution():
+    """Non-integer tanks, dispersion, and kernels whose first tap lies below the lead
+    threshold keep the FIR path (no approximation)."""
+    from cmsim.rtd.convolution import Convolver  # noqa: PLC0415
+
+    for model in (rtd.TanksInSeries(60.0, 4.5),
+                  rtd.Series(rtd.PFR(5.0), rtd.AxialDispersion(40.0, 20.0)),
+                  rtd.Series(rtd.TanksInSeries(50.0, 9), rtd.CSTR(5.0))):  # F(dt/2) ~ 1e-17
+        s = RTDSoftSensor(model, 1.0, initial_flows=[API, EXC], timing="tick_average")
+        assert all(isinstance(f, Convolver) for f in s._filters)
+
+
+def test_recursive_envelope_with_model_change_equals_fir(monkeypatch):
+    """An envelope (three models, different delays: one recursive, two FIR) and a model change
+    mid-run: the same outputs as all-FIR sensors (new filters primed with the history)."""
+    rng = np.random.default_rng(9)
+    flows = np.vstack([API * (1 + 0.05 * rng.standard_normal(800)), np.full(800, EXC)])
+    env = [rtd.Series(rtd.PFR(10.0 * f), rtd.TanksInSeries(60.0 * f, 5), rtd.CSTR(30.0 * f))
+           for f in (0.9, 1.0, 1.1)]
+    new = rtd.Series(rtd.PFR(10.0), rtd.TanksInSeries(45.0, 5), rtd.CSTR(30.0))
+    kw = {"initial_flows": [API, EXC], "tail": 1e-12, "timing": "tick_average"}
+    out = []
+    for s in (RTDSoftSensor(env, 1.0, **kw), _fir_sensor(monkeypatch, env, 1.0, **kw)):
+        t_a, c_a = s.step(flows[:, :500])
+        s.set_models(new)
+        t_b, c_b = s.step(flows[:, 500:])
+        out.append((t_a, c_a, t_b, c_b))
+    for a, b in zip(out[0], out[1], strict=True):
+        assert a.shape == b.shape
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)

@@ -19,11 +19,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from numba import njit
 
 from cmsim._validate import finite_array, non_negative, positive, probability
 from cmsim.errors import ParameterError
 from cmsim.rtd.convolution import Convolver
-from cmsim.rtd.models import RTDModel
+from cmsim.rtd.models import CSTR, PFR, RTDModel, Series, TanksInSeries
 
 __all__ = ["EMPTY_FLOW", "RTDSoftSensor", "midpoint_kernel"]
 
@@ -80,6 +81,196 @@ def _midpoint(model: RTDModel, d: float, tail: float) -> np.ndarray:
 def _bin(model: RTDModel, d: float, tail: float) -> np.ndarray:
     return _cached(("bin", repr(model.params), type(model).__name__, d, tail),
                    lambda: np.asarray(model.kernel(d, tail)))
+
+
+# ---------------------------------------------------------------------------------------------
+# exact recursive form of the kernels of tank chains (PFR + CSTR + integer tanks-in-series)
+# ---------------------------------------------------------------------------------------------
+
+#: Largest number of tanks of a chain run as a state-space recursion (else the FIR path).
+_MAX_CHAIN_TANKS = 12
+
+
+def _chain(model: RTDModel) -> tuple[float, tuple[float, ...]] | None:
+    """``(total plug-flow delay [s], tank rates [1/s])`` of a chain of PFR, CSTR and integer
+    tanks-in-series stages (in flow order), or None for any other model."""
+    stages = model.stages if isinstance(model, Series) else (model,)
+    delay = 0.0
+    rates: list[float] = []
+    for m in stages:
+        if isinstance(m, PFR):
+            delay += m.delay
+        elif isinstance(m, CSTR):
+            rates.append(1.0 / m.tau)
+        elif isinstance(m, TanksInSeries) and float(m.n).is_integer():
+            rates += [1.0 / m.stage_scale] * int(m.n)
+        else:
+            return None
+    if not rates or len(rates) > _MAX_CHAIN_TANKS:
+        return None
+    return delay, tuple(rates)
+
+
+_SS_CACHE: dict[tuple, tuple | None] = {}
+
+
+def _state_space(model: RTDModel, dt: float, offset: float) -> tuple | None:
+    """Exact discrete state-space form of the kernel ``w[j] = F((j+c) dt) - F((j+c-1) dt)``
+    (``c = offset``: 1/2 mid-point, 1 bin) of a tank chain, cached per parameter set.
+
+    The chain ``dM_i/dt = r_(i-1) M_(i-1) - r_i M_i`` fed at a constant rate over each tick
+    (zero-order hold) and read (outflow ``r_N M_N``) at ``(k + theta) dt`` gives
+    ``v[i] = G((i+theta) dt) - G((i-1+theta) dt)`` (``G``: the chain's CDF), and
+    ``w[j] = v[j - m]`` for the delay ``D``: ``c - D/dt = theta - m``, ``theta`` in (0, 1].
+    Returns ``(m, phi, gamma, c_theta, d_theta)`` (``x_(k+1) = phi x_k + gamma u_k``,
+    ``y_k = c_theta x_k + d_theta u_k``) or None when the model is not a chain.
+    """
+    key = (type(model).__name__, repr(model.params), dt, offset)
+    if key in _SS_CACHE:
+        return _SS_CACHE[key]
+    hit = None
+    chain = _chain(model)
+    if chain is not None:
+        from scipy.linalg import expm  # noqa: PLC0415
+
+        delay, rates = chain
+        n = len(rates)
+        shift = offset - delay / dt
+        fl = math.floor(shift)
+        theta, m = shift - fl, -fl
+        if theta <= 1e-12:  # read at the tick end: v[0] = G(0) = 0 moves to the next tick
+            theta, m = 1.0, m + 1
+        aug = np.zeros((n + 1, n + 1))
+        for i, r in enumerate(rates):
+            aug[i, i] = -r
+            if i + 1 < n:
+                aug[i + 1, i] = r
+        aug[0, n] = 1.0  # the feed enters the first tank
+        full = expm(aug * dt)
+        part = expm(aug * (theta * dt))
+        out = np.zeros(n)
+        out[-1] = rates[-1]
+        phi = np.ascontiguousarray(np.maximum(full[:n, :n], 0.0))
+        gamma = np.maximum(full[:n, n], 0.0)
+        c_theta = np.maximum(out @ part[:n, :n], 0.0)
+        d_theta = max(float(out @ part[:n, n]), 0.0)
+        hit = (int(m), phi, gamma, c_theta, d_theta)
+    if len(_SS_CACHE) < 256:
+        _SS_CACHE[key] = hit
+    return hit
+
+
+@njit(cache=True)
+def _ss8(x, y, phi, gamma, c, d, state):  # pragma: no cover - compiled
+    """Rows of ``x`` through an (up to) 8-state lower-triangular recursion (zero-padded
+    ``phi``/``gamma``/``c``; see ``_ss_run``): states in registers, sums as balanced trees
+    (short loop-carried latency)."""
+    rows, n = x.shape
+    g0, g1, g2, g3 = gamma[0], gamma[1], gamma[2], gamma[3]
+    g4, g5, g6, g7 = gamma[4], gamma[5], gamma[6], gamma[7]
+    c0, c1, c2, c3, c4, c5, c6, c7 = c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]
+    p00 = phi[0, 0]
+    p10, p11 = phi[1, 0], phi[1, 1]
+    p20, p21, p22 = phi[2, 0], phi[2, 1], phi[2, 2]
+    p30, p31, p32, p33 = phi[3, 0], phi[3, 1], phi[3, 2], phi[3, 3]
+    p40, p41, p42, p43, p44 = phi[4, 0], phi[4, 1], phi[4, 2], phi[4, 3], phi[4, 4]
+    p50, p51, p52, p53, p54, p55 = phi[5, 0], phi[5, 1], phi[5, 2], phi[5, 3], phi[5, 4], phi[5, 5]
+    p60, p61, p62, p63 = phi[6, 0], phi[6, 1], phi[6, 2], phi[6, 3]
+    p64, p65, p66 = phi[6, 4], phi[6, 5], phi[6, 6]
+    p70, p71, p72, p73 = phi[7, 0], phi[7, 1], phi[7, 2], phi[7, 3]
+    p74, p75, p76, p77 = phi[7, 4], phi[7, 5], phi[7, 6], phi[7, 7]
+    for r in range(rows):
+        xr, yr, st = x[r], y[r], state[r]
+        s0, s1, s2, s3, s4, s5, s6, s7 = st[0], st[1], st[2], st[3], st[4], st[5], st[6], st[7]
+        for k in range(n):
+            u = xr[k]
+            yka = (((d * u + c0 * s0) + (c1 * s1 + c2 * s2)) + c3 * s3)
+            ykb = ((c4 * s4 + c5 * s5) + (c6 * s6 + c7 * s7))
+            yk = yka + ykb
+            yr[k] = yk
+            t7a = (((g7 * u + p70 * s0) + (p71 * s1 + p72 * s2)) + p73 * s3)
+            t7b = ((p74 * s4 + p75 * s5) + (p76 * s6 + p77 * s7))
+            t7 = t7a + t7b
+            t6a = ((g6 * u + p60 * s0) + (p61 * s1 + p62 * s2))
+            t6b = ((p63 * s3 + p64 * s4) + (p65 * s5 + p66 * s6))
+            t6 = t6a + t6b
+            t5a = ((g5 * u + p50 * s0) + (p51 * s1 + p52 * s2))
+            t5b = ((p53 * s3 + p54 * s4) + p55 * s5)
+            t5 = t5a + t5b
+            t4a = ((g4 * u + p40 * s0) + p41 * s1)
+            t4b = ((p42 * s2 + p43 * s3) + p44 * s4)
+            t4 = t4a + t4b
+            t3a = ((g3 * u + p30 * s0) + p31 * s1)
+            t3b = p32 * s2 + p33 * s3
+            t3 = t3a + t3b
+            t2 = ((g2 * u + p20 * s0) + (p21 * s1 + p22 * s2))
+            t1 = ((g1 * u + p10 * s0) + p11 * s1)
+            t0 = g0 * u + p00 * s0
+            s0, s1, s2, s3, s4, s5, s6, s7 = t0, t1, t2, t3, t4, t5, t6, t7
+        st[0], st[1], st[2], st[3], st[4], st[5], st[6], st[7] = s0, s1, s2, s3, s4, s5, s6, s7
+
+
+@njit(cache=True)
+def _ss_run(x, y, phi, gamma, c, d, state):  # pragma: no cover - compiled
+    """``y[r, k] = c . s_r + d x[r, k]``, ``s_r <- phi s_r + gamma x[r, k]`` for every row
+    (lower-triangular ``phi``: updated in place from the last state down); any state size."""
+    rows, n = x.shape
+    ns = phi.shape[0]
+    for r in range(rows):
+        s = state[r]
+        xr = x[r]
+        yr = y[r]
+        for k in range(n):
+            u = xr[k]
+            acc = d * u
+            for j in range(ns):
+                acc += c[j] * s[j]
+            yr[k] = acc
+            for i in range(ns - 1, -1, -1):
+                a = gamma[i] * u
+                for j in range(i + 1):
+                    a += phi[i, j] * s[j]
+                s[i] = a
+
+
+@njit(cache=True)
+def _content(y, api, target, empty, out):  # pragma: no cover - compiled
+    """``out[i, k] = y[i, api, k] / sum_c y[i, c, k] / target`` (NaN where the sum <= empty)."""
+    n_models, n_comp, m = y.shape
+    for i in range(n_models):
+        for k in range(m):
+            total = 0.0
+            for c in range(n_comp):
+                total += y[i, c, k]
+            out[i, k] = y[i, api, k] / total / target if total > empty else np.nan
+
+
+class _ChainFilter:
+    """Streaming exact recursion of a tank-chain kernel (interface of ``Convolver.step``)."""
+
+    def __init__(self, ss: tuple, rows: int) -> None:
+        _, phi, gamma, c, self._d = ss
+        n = phi.shape[0]
+        self._run = _ss_run
+        if n < 8:  # zero-padded to the 8-state register kernel (padding states stay 0)
+            self._run = _ss8
+            phi8 = np.zeros((8, 8))
+            phi8[:n, :n] = phi
+            phi, gamma, c = phi8, np.pad(gamma, (0, 8 - n)), np.pad(c, (0, 8 - n))
+        elif n == 8:
+            self._run = _ss8
+        self._phi, self._gamma, self._c = phi, gamma, c
+        self._rows = rows
+        self.reset()
+
+    def reset(self) -> None:
+        self._state = np.zeros((self._rows, self._phi.shape[0]))
+
+    def step(self, x: np.ndarray) -> np.ndarray:
+        y = np.empty(x.shape)
+        self._run(np.ascontiguousarray(x), y, self._phi, self._gamma, self._c, self._d,
+                  self._state)
+        return y
 
 
 class RTDSoftSensor:
@@ -188,7 +379,16 @@ class RTDSoftSensor:
         self.models = tuple(models)
         self.lead_ticks = d0
         self._kernels = [w[d0:] for w in kernels]
-        self._filters = [Convolver(w, batch=self.n_components) for w in self._kernels]
+        offset = 0.5 if self.timing == "tick_average" else 1.0
+        self._filters = []
+        for m, w, first in zip(models, self._kernels, firsts, strict=True):
+            # a tank chain whose kernel starts where this sensor's outputs start runs as its
+            # exact recursion (O(states^2) per tick instead of a long convolution)
+            ss = _state_space(m, self.dt, offset)
+            if ss is not None and ss[0] == first == d0:
+                self._filters.append(_ChainFilter(ss, self.n_components))
+            else:
+                self._filters.append(Convolver(w, batch=self.n_components))
         self._hlen = max(self._hlen if hasattr(self, "_hlen") else 0,
                          max(w.size for w in self._kernels))
         self._pending = None
@@ -235,7 +435,10 @@ class RTDSoftSensor:
         dev = x - self._steady[:, None]
         n = x.shape[1]
         # deviation form: a line full at steady state stays exactly there for steady input
-        y = np.stack([f.step(dev) for f in self._filters]) if self._filters else None
+        if len(self._filters) == 1:
+            y = self._filters[0].step(dev)[None]
+        else:
+            y = np.stack([f.step(dev) for f in self._filters])
         first_out = self._k + self.lead_ticks  # output index of y[..., 0]
         parts = []
         if self._pending is not None:
@@ -250,8 +453,10 @@ class RTDSoftSensor:
         self._k += n
         self._next = max(self._next, first_out + n)
         if self._hlen:
-            self._hist = np.concatenate((self._hist, dev), axis=1)[:, -self._hlen:]
-        return self._steady[None, :, None] + dy
+            self._hist = np.concatenate((self._hist, dev[:, -self._hlen:]),
+                                        axis=1)[:, -self._hlen:]
+        dy += self._steady[None, :, None]  # dy is a fresh array (filter output or concatenation)
+        return dy
 
     def step(self, flows: Any) -> tuple[np.ndarray, np.ndarray]:
         """Predicted API content for one chunk of feeder flows.
@@ -273,10 +478,8 @@ class RTDSoftSensor:
         y = self.predict_flows(flows)
         m = y.shape[-1]
         k_out = self._next - m
-        total = y.sum(axis=1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            content = y[:, self.api_index, :] / total / self.target_fraction
-        content[total <= self.empty_flow] = np.nan
+        content = np.empty((y.shape[0], m))
+        _content(y, self.api_index, self.target_fraction, self.empty_flow, content)
         off = 1.0 if self.timing == "point" else 0.5
         t = (np.arange(k_out, k_out + m) + off) * self.dt
         return t, (content[0] if len(self.models) == 1 else content)
