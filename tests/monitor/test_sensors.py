@@ -232,6 +232,10 @@ def test_load_cell_bank_equals_one_load_cell_per_feeder(period_ticks, start_tick
         np.testing.assert_allclose(mass[c], m_ref, rtol=1e-12, atol=0)
         assert np.array_equal(np.isnan(flow[c]), np.isnan(f_ref))
         np.testing.assert_allclose(flow[c], f_ref, rtol=0, atol=1e-12)
+    again = LoadCellBank(period, sd, 4.0, dt, [11, 12, 13], start=start)
+    t_only, f_only = again.measure(flows, return_mass=False)
+    assert np.array_equal(t_only, ts)
+    np.testing.assert_allclose(f_only, flow, rtol=0, atol=1e-12)
     if not noisy:  # the flow estimate of a constant discharge is that discharge
         bank = LoadCellBank(period, 0.0, 4.0, dt, [1, 2, 3], start=start)
         _, _, est = bank.measure(np.full((3, n), 0.004))

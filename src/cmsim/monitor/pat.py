@@ -847,7 +847,7 @@ class PATMonitor:
     # -- load cells, tablet weight, MSPC
     def _load_cells(self, k0: int, k1: int) -> None:
         if self._lc_bank is not None:
-            ts, _, flow = self._lc_bank.measure(self._flow_rows)
+            ts, flow = self._lc_bank.measure(self._flow_rows, return_mass=False)
             for i, n in enumerate(self.load_cell_names):
                 self._lc_signal(n, ts, flow[i])
         # the hopper weight is piecewise linear between tick ends: a sampler interpolating it

@@ -143,40 +143,54 @@ def _bank_weighings(flows, dt, m0, e0, period, noise, sd, mass):  # pragma: no c
         m0[c] = m0[c] - csum * dt
 
 
+#: Samples per block of the in-place flow-estimate pass.
+_BLOCK = 512
+
+
 @njit(cache=True)
-def _bank_slopes(recent, mass, w, flow):  # pragma: no cover - compiled
-    """Least-squares flow estimates over ``recent[c] ++ mass[c]`` (``recent`` holds the last
-    ``N - 1`` weighings, NaN before the first one) and the new ``recent``."""
-    n_cells, ns = mass.shape
+def _bank_slopes(recent, buf, w):  # pragma: no cover - compiled
+    """Least-squares flow estimates over ``recent[c] ++ buf[c]``, written over the weighings in
+    ``buf`` (``recent`` holds the last ``N - 1`` weighings, NaN before the first one, and is
+    advanced). Outputs are computed from the last down: output ``i`` reads weighings ``<= i``,
+    which are overwritten only later."""
+    n_cells, ns = buf.shape
     nw = w.size
     nr = nw - 1
-    head = min(nr, ns)  # readings whose window reaches into ``recent``
+    tail = np.empty(nr)
+    blk = np.empty(_BLOCK + nr)
+    out = np.empty(_BLOCK)
     for c in range(n_cells):
-        for i in range(head):
-            acc = 0.0
-            for j in range(nw):
-                p = i + j  # position in recent ++ mass
-                acc += w[j] * (recent[c, p] if p < nr else mass[c, p - nr])
-            flow[c, i] = -acc
-        m = ns - head
-        if m > 0:
-            out = flow[c, head:]
+        row = buf[c]
+        rec = recent[c]
+        # the next window history: the last nr weighings of recent ++ buf
+        for q in range(nr):
+            p = ns + q  # position in recent ++ buf of entry q of the new history
+            tail[q] = row[p - nr] if p >= nr else rec[p]
+        # windows inside buf, in blocks from the last down: each block's inputs are copied to
+        # a small buffer first, then its outputs are summed tap by tap (vectorised)
+        hi = ns
+        while hi > nr:
+            lo = max(nr, hi - _BLOCK)
+            m = hi - lo
+            for q in range(m + nr):
+                blk[q] = row[lo - nr + q]
             for i in range(m):
                 out[i] = 0.0
-            for j in range(nw):  # tap-major: independent samples vectorise
+            for j in range(nw):
                 wj = w[j]
-                xs = mass[c, head - nr + j:head - nr + j + m]
                 for i in range(m):
-                    out[i] -= wj * xs[i]
-        # shift the window history
-        if ns >= nr:
-            for q in range(nr):
-                recent[c, q] = mass[c, ns - nr + q]
-        else:
-            for q in range(nr - ns):
-                recent[c, q] = recent[c, q + ns]
-            for q in range(ns):
-                recent[c, nr - ns + q] = mass[c, q]
+                    out[i] += wj * blk[i + j]
+            for i in range(m):
+                row[lo + i] = -out[i]
+            hi = lo
+        for i in range(min(nr, ns) - 1, -1, -1):  # windows reaching into the history
+            acc = 0.0
+            for j in range(nw):
+                p = i + j  # position in recent ++ buf
+                acc += w[j] * (row[p - nr] if p >= nr else rec[p])
+            row[i] = -acc
+        for q in range(nr):
+            rec[q] = tail[q]
 
 
 def _float_1d(name: str, value: Any) -> np.ndarray:
@@ -624,20 +638,23 @@ class LoadCellBank:
         self._m0 = np.zeros(self.n_cells)
         self._recent = np.full((self.n_cells, self.n_window - 1), np.nan)
 
-    def measure(self, flows: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def measure(self, flows: Any, *, return_mass: bool = True) -> tuple[np.ndarray, ...]:
         """Weighings and flow estimates completed by this chunk of tick flows.
 
         Parameters
         ----------
         flows : array_like, shape (n_cells, n)
             Discharge mass flow of each hopper per tick [kg/s], continuing the previous chunk.
+        return_mass : bool
+            Also return the weighings (False: only times and flow estimates).
 
         Returns
         -------
         t_samples : ndarray, shape (m,)
             Weighing times [s] (common to all cells).
         mass : ndarray, shape (n_cells, m)
-            Weighings of the net mass relative to time 0 [kg] (NaN at time 0: no data).
+            Weighings of the net mass relative to time 0 [kg] (NaN at time 0: no data); only
+            with ``return_mass``.
         flow_estimate : ndarray, shape (n_cells, m)
             Discharge rate estimates [kg/s].
         """
@@ -645,7 +662,7 @@ class LoadCellBank:
         if f.ndim != 2 or f.shape[0] != self.n_cells:
             raise ParameterError("flows", f"array of shape {f.shape}",
                                  f"must have shape ({self.n_cells}, n)")
-        if not np.isfinite(f).all():
+        if not np.isfinite(f.sum()) and not np.isfinite(f).all():
             raise ParameterError("flows", "non-finite values", "must be finite")
         k0 = self._k
         k1 = k0 + f.shape[1]
@@ -658,14 +675,14 @@ class LoadCellBank:
         noise = np.empty((self.n_cells, 0))
         if self.noise_sd > 0 and ns:
             noise = np.stack([g.standard_normal(ns) for g in self._noise_rngs])
-        mass = np.empty((self.n_cells, ns))
+        buf = np.empty((self.n_cells, ns))
         _bank_weighings(np.ascontiguousarray(f), self.dt, self._m0, e0, self._period, noise,
-                        self.noise_sd, mass)
-        flow = np.empty((self.n_cells, ns))
-        _bank_slopes(self._recent, mass, self._weights, flow)
+                        self.noise_sd, buf)
+        mass = buf.copy() if return_mass else None
+        _bank_slopes(self._recent, buf, self._weights)  # buf now holds the flow estimates
         self._k = k1
         self._next = n_total
-        return ts, mass, flow
+        return (ts, mass, buf) if return_mass else (ts, buf)
 
 
 class TabletWeightSignal(_Sampler):
