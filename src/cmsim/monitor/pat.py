@@ -306,6 +306,61 @@ def _track_kernel(bad, times, k_on, k_off, state, kinds, index, tref):  # pragma
     return n_out
 
 
+@njit(cache=True)
+def _probe_fraction(rec, k0, k1, api_rows, last, out):  # pragma: no cover - compiled
+    """``out[k] = sum(rec[api_rows, k]) / sum(rec[:, k])`` for ticks ``k0..k1-1`` (rows summed
+    in order); ticks with a total <= 1e-12 repeat the previous value (``last`` before the
+    first). Returns the last value."""
+    n_rows = rec.shape[0]
+    for k in range(k0, k1):
+        tot = 0.0
+        for r in range(n_rows):
+            tot += rec[r, k]
+        if tot > 1e-12:
+            api = 0.0
+            for r in api_rows:
+                api += rec[r, k]
+            last = api / tot
+        out[k - k0] = last
+    return last
+
+
+@njit(cache=True)
+def _split_feed(flows, is_api, feed):  # pragma: no cover - compiled
+    """``feed[0]``: sum of the API feeders' rows; ``feed[1]``: all rows minus ``feed[0]``."""
+    n_rows, n = flows.shape
+    for k in range(n):
+        api = 0.0
+        tot = 0.0
+        for r in range(n_rows):
+            tot += flows[r, k]
+            if is_api[r]:
+                api += flows[r, k]
+        feed[0, k] = api
+        feed[1, k] = tot - api
+
+
+@njit(cache=True)
+def _envelope_flags(env, lo, hi, content, bad):  # pragma: no cover - compiled
+    """Per column: ``bad`` if any row lies outside ``[lo, hi]`` (NaN never), ``content`` the
+    row farthest from 1 (NaN counts as 1; the first of equals)."""
+    rows, n = env.shape
+    for k in range(n):
+        b = False
+        best = -1.0
+        arg = 0
+        for r in range(rows):
+            x = env[r, k]
+            if x < lo or x > hi:
+                b = True
+            d = abs(x - 1.0) if x == x else 0.0
+            if d > best:
+                best = d
+                arg = r
+        bad[k] = b
+        content[k] = env[arg, k]
+
+
 class RunTracker:
     """Open/close an alarm on ``k_on`` consecutive bad samples, clear on ``k_off`` good ones.
 
@@ -447,6 +502,7 @@ class PATMonitor:
         else:
             self._feed = {n: (line.record(f"feeder.{n}.out"), slice(None))
                           for n, _, _ in self.feeders}
+        self._api_feeders = np.array([m == self.api_material for _, m, _ in self.feeders])
         lo, hi = c.limits
         self.limits = (float(lo), float(hi))
         self.margins = (float(c.margin), float(c.margin))
@@ -677,19 +733,9 @@ class PATMonitor:
 
     # -- NIR
     def _nir_chunk(self, k0: int, k1: int) -> tuple[np.ndarray, np.ndarray]:
-        flow = self._probe[:, k0:k1]
-        tot = flow.sum(axis=0)
-        api = flow[self.api_rows].sum(axis=0)
-        w = np.full(tot.shape, np.nan)
-        ok = tot > 1e-12
-        w[ok] = api[ok] / tot[ok]
-        # no flow at the probe: it keeps seeing the last material (forward fill)
-        if not ok.all():
-            idx = np.where(ok, np.arange(w.size), -1)
-            np.maximum.accumulate(idx, out=idx)
-            w = np.where(idx >= 0, w[np.maximum(idx, 0)], self._last_w)
-        if w.size:
-            self._last_w = float(w[-1])
+        w = np.empty(k1 - k0)
+        # API fraction at the probe; no flow: it keeps seeing the last material (forward fill)
+        self._last_w = _probe_fraction(self._probe, k0, k1, self.api_rows, self._last_w, w)
         t = (np.arange(k0, k1) * self.dt) + self._probe_offset
         ts, yv, true = self.nir.measure(t, w, return_noise_free=True)
         self._sig["t"].append(ts)
@@ -790,28 +836,23 @@ class PATMonitor:
 
     # -- soft sensor (method A)
     def _soft_chunk(self, k0: int, k1: int) -> None:
-        feed = np.zeros((2, k1 - k0))
-        for n, m, _ in self.feeders:
-            x = self._flows[n]
-            feed[1] += x
-            if m == self.api_material:
-                feed[0] += x
-        feed[1] -= feed[0]  # components: API, everything else
+        feed = np.empty((2, k1 - k0))
+        _split_feed(self._flow_rows, self._api_feeders, feed)  # components: API, the rest
         assert self._soft is not None
         t, env = self._soft.step(feed)
         env = env.reshape(-1, t.size)
         # gate tick k (time (k + 1/2) dt) is known once feed tick k - d0 is complete
-        keep = t < self.n_ticks * self.dt
-        t, env = t[keep], env[:, keep]
+        n_keep = int(np.searchsorted(t, self.n_ticks * self.dt))  # t is increasing
+        if n_keep < t.size:
+            t, env = t[:n_keep], env[:, :n_keep]
         if t.size == 0:
             return
         lo, hi = self.limits
-        with np.errstate(invalid="ignore"):
-            bad_rows = (env < lo) | (env > hi)
-        bad = bad_rows.any(axis=0)  # union of the OOS intervals over the envelope
-        # reported content: the envelope member farthest from target (nominal when u = 0)
-        dev = np.abs(np.nan_to_num(env, nan=1.0) - 1.0)
-        content = env[np.argmax(dev, axis=0), np.arange(t.size)]
+        # bad: union of the OOS intervals over the envelope; reported content: the envelope
+        # member farthest from target (nominal when u = 0)
+        content = np.empty(t.size)
+        bad = np.empty(t.size, dtype=np.bool_)
+        _envelope_flags(env, lo, hi, content, bad)
         self._sig["soft_t"].append(t)
         self._sig["soft"].append(content)
         rule = next(r for r in self.rules if r.kind == "soft")

@@ -70,14 +70,16 @@ def _interp_sorted(t, v, x, out):  # pragma: no cover - compiled
 @njit(cache=True)
 def _window_means(t, v, a, b, out):  # pragma: no cover - compiled
     """Exact means of the piecewise-linear ``(t, v)`` over ``[a_i, b_i]`` (increasing ``a``,
-    ``b``; NaN when not covered; the value at ``b`` for a zero-width window)."""
+    ``b``; NaN when not covered; the value at ``b`` for a zero-width window).
+
+    The trapezoid integral up to each knot is accumulated along the walk of each end (the
+    same additions in the same order as a stored cumulative sum, without storing it).
+    """
     n = t.size
-    cum = np.empty(n)
-    cum[0] = 0.0
-    for k in range(1, n):
-        cum[k] = cum[k - 1] + 0.5 * (v[k] + v[k - 1]) * (t[k] - t[k - 1])
     ja = 0
     jb = 0
+    cum_a = 0.0
+    cum_b = 0.0
     for i in range(a.size):
         ai = a[i]
         bi = b[i]
@@ -86,14 +88,16 @@ def _window_means(t, v, a, b, out):  # pragma: no cover - compiled
             continue
         while ja < n - 2 and t[ja + 1] <= ai:
             ja += 1
+            cum_a = cum_a + 0.5 * (v[ja] + v[ja - 1]) * (t[ja] - t[ja - 1])
         while jb < n - 2 and t[jb + 1] <= bi:
             jb += 1
+            cum_b = cum_b + 0.5 * (v[jb] + v[jb - 1]) * (t[jb] - t[jb - 1])
         width = bi - ai
         if width > 0:
             s = ai - t[ja]
-            ia = cum[ja] + v[ja] * s + (v[ja + 1] - v[ja]) * s * s / (2.0 * (t[ja + 1] - t[ja]))
+            ia = cum_a + v[ja] * s + (v[ja + 1] - v[ja]) * s * s / (2.0 * (t[ja + 1] - t[ja]))
             s = bi - t[jb]
-            ib = cum[jb] + v[jb] * s + (v[jb + 1] - v[jb]) * s * s / (2.0 * (t[jb + 1] - t[jb]))
+            ib = cum_b + v[jb] * s + (v[jb + 1] - v[jb]) * s * s / (2.0 * (t[jb + 1] - t[jb]))
             out[i] = (ib - ia) / width
         elif bi == t[n - 1]:
             out[i] = v[n - 1]
@@ -255,8 +259,8 @@ class _Sampler:
         if self._t.size:
             self._t = np.concatenate([self._t, t])
             self._v = np.concatenate([self._v, v])
-        else:  # copies: the caller may reuse its buffers for the next chunk
-            self._t, self._v = t.copy(), v.copy()
+        else:  # the caller's arrays, for this call only: _trim keeps a copy of the tail
+            self._t, self._v = t, v
 
     def _due(self, lag: float) -> np.ndarray:
         """Sample times whose data (up to ``t - lag``) is available; advances the clock."""
@@ -272,10 +276,10 @@ class _Sampler:
 
     def _trim(self, keep_from: float) -> None:
         """Drop history before ``keep_from`` (keeping one earlier point for interpolation)."""
-        k = int(np.searchsorted(self._t, keep_from, side="right")) - 1
-        if k > 0:
-            self._t = self._t[k:]
-            self._v = self._v[k:]
+        k = max(int(np.searchsorted(self._t, keep_from, side="right")) - 1, 0)
+        # a copy: the history must not share memory with the caller's arrays
+        self._t = self._t[k:].copy()
+        self._v = self._v[k:].copy()
 
     def _interp(self, x: np.ndarray) -> np.ndarray:
         """Linear interpolation of the history at the increasing ``x``; NaN outside its range."""
@@ -741,6 +745,8 @@ class TabletWeightSignal(_Sampler):
         self._append(t_grid, tablet_mass)
         ts = self._due(0.0)
         m = self._interp(ts)
-        eps = self._noise_rng.standard_normal((ts.size, self.n_tablets)).mean(axis=1)
         self._trim(self.start + self._next * self.sample_period)
+        if self.rsd == 0:  # the noise stream serves nothing else: no draws without spread
+            return ts, m
+        eps = self._noise_rng.standard_normal((ts.size, self.n_tablets)).mean(axis=1)
         return ts, m * (1.0 + self.rsd * eps)
