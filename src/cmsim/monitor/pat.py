@@ -266,8 +266,12 @@ class MonitorConfig:
 
 
 @njit(cache=True)
-def _track_kernel(bad, times, k_on, k_off, state, kinds, index, tref):  # pragma: no cover
-    """Per-sample alarm state machine; state = [open, bad_run, good_run, first_bad, last_bad]."""
+def _track_kernel(bad, times, k_on, k_off, state, kinds, index, tref, k0=0, dt=0.0
+                  ):  # pragma: no cover
+    """Per-sample alarm state machine; state = [open, bad_run, good_run, first_bad, last_bad].
+
+    Sample times: ``times`` or, when it is empty, the grid ``(k0 + i) dt``."""
+    grid = times.size == 0
     is_open = state[0] != 0.0
     nb = int(state[1])
     ng = int(state[2])
@@ -276,9 +280,10 @@ def _track_kernel(bad, times, k_on, k_off, state, kinds, index, tref):  # pragma
     n_out = 0
     for i in range(bad.size):
         if bad[i]:
+            ti = (k0 + i) * dt if grid else times[i]
             if nb == 0:
-                first = times[i]
-            last = times[i]
+                first = ti
+            last = ti
             nb += 1
             ng = 0
             if not is_open and nb >= k_on:
@@ -323,6 +328,13 @@ def _probe_fraction(rec, k0, k1, api_rows, last, out):  # pragma: no cover - com
             last = api / tot
         out[k - k0] = last
     return last
+
+
+@njit(cache=True)
+def _deviates(f, ref, dev, out):  # pragma: no cover - compiled
+    """``|f / ref - 1| > dev`` (``ref > 0``) or ``f > 0`` (``ref <= 0``), elementwise."""
+    for k in range(f.size):
+        out[k] = abs(f[k] / ref - 1.0) > dev if ref > 0 else f[k] > 0
 
 
 @njit(cache=True)
@@ -398,6 +410,19 @@ class RunTracker:
         tref = np.empty(n, np.float64)
         m = _track_kernel(b, t, self.k_on, self.k_off, self._state, kinds, index, tref)
         return kinds[:m].astype(bool), index[:m], tref[:m]
+
+    def update_grid(self, k0: int, dt: float, bad: np.ndarray
+                    ) -> list[tuple[str, int, float]]:
+        """:meth:`update` for samples at the grid times ``(k0 + i) dt`` [s] (no time array)."""
+        b = np.ascontiguousarray(bad, dtype=np.bool_)
+        n = b.size
+        kinds = np.empty(n, np.int8)
+        index = np.empty(n, np.int64)
+        tref = np.empty(n, np.float64)
+        m = _track_kernel(b, np.empty(0), self.k_on, self.k_off, self._state, kinds, index,
+                          tref, int(k0), float(dt))
+        return [("open" if k else "close", i, t) for k, i, t in
+                zip(kinds[:m].tolist(), index[:m].tolist(), tref[:m].tolist(), strict=True)]
 
     def update(self, times: np.ndarray, bad: np.ndarray) -> list[tuple[str, int, float]]:
         """Process a chunk; return ``(kind, index, t_first)`` for each opening and clearing.
@@ -736,7 +761,9 @@ class PATMonitor:
         w = np.empty(k1 - k0)
         # API fraction at the probe; no flow: it keeps seeing the last material (forward fill)
         self._last_w = _probe_fraction(self._probe, k0, k1, self.api_rows, self._last_w, w)
-        t = (np.arange(k0, k1) * self.dt) + self._probe_offset
+        t = np.arange(k0, k1, dtype=np.float64)
+        t *= self.dt
+        t += self._probe_offset
         ts, yv, true = self.nir.measure(t, w, return_noise_free=True)
         self._sig["t"].append(ts)
         self._sig["nir"].append(yv)
@@ -816,11 +843,11 @@ class PATMonitor:
         unit = rule.info["unit"]
         if self.config.feeder_reference == "set_point" and unit is not None:
             ref = float(unit.mass_flow)  # set point in force during this chunk
-        with np.errstate(divide="ignore", invalid="ignore"):
-            bad = (np.abs(f / ref - 1.0) > self.config.feeder_deviation) if ref > 0 else f > 0
-        t = np.arange(k0, k1) * self.dt  # tick start; known at its end (decision_lag = dt)
-        for kind, i, tref in rule.tracker.update(t, bad):
-            tdec = float(t[i]) + self.dt
+        bad = np.empty(f.size, dtype=np.bool_)
+        _deviates(f, float(ref), self.config.feeder_deviation, bad)
+        # samples at the tick starts k dt; each is known at its end (decision_lag = dt)
+        for kind, i, tref in rule.tracker.update_grid(k0, self.dt, bad):
+            tdec = (k0 + i) * self.dt + self.dt
             if kind == "open":
                 self._open(rule, tref, tdec, {"feeder": n, "flow_kg_s": float(f[i]),
                                               "nominal_kg_s": rule.info["nominal"],
@@ -828,7 +855,7 @@ class PATMonitor:
                                               "deviation_limit": self.config.feeder_deviation})
                 self._request(rule, self._feeder_window(rule, tdec), tdec)
             else:  # first good tick i: the disturbance ended at its start
-                self._request(rule, self._feeder_window(rule, float(t[i])), tdec)
+                self._request(rule, self._feeder_window(rule, float((k0 + i) * self.dt)), tdec)
                 self._close(rule, tdec)
         if rule.tracker.open:
             tnow = k1 * self.dt
@@ -1030,7 +1057,9 @@ class PATMonitor:
         (soft-sensor content at the gate, fraction of target; the envelope member farthest
         from target with ``rtd_uncertainty``), ``spc_t``/``spc.<chart>`` (chart alarm flags
         per valid reading, warnings), load cells, tablet weight."""
-        return {k: (np.concatenate(v) if v else np.empty(0)) for k, v in self._sig.items()}
+        # one chunk: its array itself (never written after it was recorded)
+        return {k: (np.concatenate(v) if len(v) > 1 else v[0] if v else np.empty(0))
+                for k, v in self._sig.items()}
 
     def diversion_events(self, gate_flow: np.ndarray, diverted: np.ndarray) -> list[dict]:
         """Diversion events with tablets and mass counted on the actual gate positions

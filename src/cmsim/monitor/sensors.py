@@ -68,9 +68,10 @@ def _interp_sorted(t, v, x, out):  # pragma: no cover - compiled
 
 
 @njit(cache=True)
-def _window_means(t, v, a, b, out):  # pragma: no cover - compiled
-    """Exact means of the piecewise-linear ``(t, v)`` over ``[a_i, b_i]`` (increasing ``a``,
-    ``b``; NaN when not covered; the value at ``b`` for a zero-width window).
+def _window_means(t, v, ts, lag, width, out):  # pragma: no cover - compiled
+    """Exact means of the piecewise-linear ``(t, v)`` over ``[a_i, b_i]``, ``b_i = ts_i - lag``,
+    ``a_i = b_i - width`` (increasing ``ts``; NaN when not covered; the value at ``b`` for a
+    zero-width window).
 
     The trapezoid integral up to each knot is accumulated along the walk of each end (the
     same additions in the same order as a stored cumulative sum, without storing it).
@@ -80,9 +81,9 @@ def _window_means(t, v, a, b, out):  # pragma: no cover - compiled
     jb = 0
     cum_a = 0.0
     cum_b = 0.0
-    for i in range(a.size):
-        ai = a[i]
-        bi = b[i]
+    for i in range(ts.size):
+        bi = ts[i] - lag
+        ai = bi - width
         if ai < t[0] or bi > t[n - 1]:
             out[i] = np.nan
             continue
@@ -287,17 +288,17 @@ class _Sampler:
         _interp_sorted(self._t, self._v, x, out)
         return out
 
-    def _window_mean(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        """Exact mean of the piecewise-linear history over [a, b] (NaN if not covered); ``a``
-        and ``b`` increasing."""
+    def _window_mean(self, ts: np.ndarray, lag: float, width: float) -> np.ndarray:
+        """Exact mean of the piecewise-linear history over ``[ts - lag - width, ts - lag]``
+        (NaN if not covered); ``ts`` increasing."""
         t, v = self._t, self._v
         if t.size < 2:  # zero or one point: only a zero-width window at that point has a value
-            out = np.full(a.shape, np.nan)
-            if t.size == 1:
-                out[(a == b) & (b == t[0])] = v[0]
+            out = np.full(ts.shape, np.nan)
+            if t.size == 1 and width == 0:
+                out[ts - lag == t[0]] = v[0]
             return out
-        out = np.empty(a.size)
-        _window_means(t, v, a, b, out)
+        out = np.empty(ts.size)
+        _window_means(t, v, ts, lag, width, out)
         return out
 
 
@@ -396,7 +397,13 @@ class NIRSensor(_Sampler):
         self._faults.append({"kind": kind, "start": st, "end": en, "value": val,
                              "held": math.nan, "done": False})
 
-    def _apply_faults(self, ts: np.ndarray, y: np.ndarray, drop: np.ndarray) -> np.ndarray:
+    def _apply_faults(self, ts: np.ndarray, y: np.ndarray, drop: np.ndarray | None
+                      ) -> np.ndarray:
+        if drop is None:
+            drop = np.zeros(ts.size, dtype=bool)
+            if not self._faults:
+                self._remember_last_valid(y)
+                return y
         if not self._faults:
             y[drop] = np.nan
             self._remember_last_valid(y)
@@ -430,9 +437,9 @@ class NIRSensor(_Sampler):
         return y
 
     def _remember_last_valid(self, y: np.ndarray) -> None:
-        valid = np.flatnonzero(~np.isnan(y))
-        if valid.size:
-            self._last_valid = float(y[valid[-1]])
+        valid = ~np.isnan(y)
+        if valid.size and valid.any():
+            self._last_valid = float(y[valid.size - 1 - int(np.argmax(valid[::-1]))])
 
     def measure(self, t_grid: Any, w_probe: Any, *,
                 return_noise_free: bool = False) -> tuple[np.ndarray, ...]:
@@ -458,19 +465,18 @@ class NIRSensor(_Sampler):
         """
         self._append(t_grid, w_probe)
         ts = self._due(self.latency)
-        b = ts - self.latency
-        a = b - self.integration_time
-        true = self._window_mean(a, b) if ts.size else np.empty(0)
+        true = self._window_mean(ts, self.latency, self.integration_time)
         y = true + self.bias
         if self.drift_per_s:
             y += self.drift_per_s * ts
         # each random stream serves one purpose only: no draws when it is not used
         if self.noise_sd > 0:
-            y += self.noise_sd * self._noise_rng.standard_normal(ts.size)
+            noise = self._noise_rng.standard_normal(ts.size)
+            noise *= self.noise_sd
+            y += noise
+        drop = None
         if self.dropout_probability > 0:
             drop = self._drop_rng.random(ts.size) < self.dropout_probability
-        else:
-            drop = np.zeros(ts.size, dtype=bool)
         y = self._apply_faults(ts, y, drop)
         next_t = self.start + self._next * self.sample_period
         self._trim(next_t - self.latency - self.integration_time)

@@ -161,10 +161,10 @@ def _state_space(model: RTDModel, dt: float, offset: float) -> tuple | None:
 
 
 @njit(cache=True)
-def _ss8(x, y, phi, gamma, c, d, state):  # pragma: no cover - compiled
+def _ss8(x, y, phi, gamma, c, d, state, x_off, y_off):  # pragma: no cover - compiled
     """Rows of ``x`` through an (up to) 8-state lower-triangular recursion (zero-padded
     ``phi``/``gamma``/``c``; see ``_ss_run``): states in registers, sums as balanced trees
-    (short loop-carried latency)."""
+    (short loop-carried latency); input ``x - x_off``, output ``+ y_off`` per row."""
     rows, n = x.shape
     g0, g1, g2, g3 = gamma[0], gamma[1], gamma[2], gamma[3]
     g4, g5, g6, g7 = gamma[4], gamma[5], gamma[6], gamma[7]
@@ -181,13 +181,14 @@ def _ss8(x, y, phi, gamma, c, d, state):  # pragma: no cover - compiled
     p74, p75, p76, p77 = phi[7, 4], phi[7, 5], phi[7, 6], phi[7, 7]
     for r in range(rows):
         xr, yr, st = x[r], y[r], state[r]
+        xo, yo = x_off[r], y_off[r]
         s0, s1, s2, s3, s4, s5, s6, s7 = st[0], st[1], st[2], st[3], st[4], st[5], st[6], st[7]
         for k in range(n):
-            u = xr[k]
+            u = xr[k] - xo
             yka = (((d * u + c0 * s0) + (c1 * s1 + c2 * s2)) + c3 * s3)
             ykb = ((c4 * s4 + c5 * s5) + (c6 * s6 + c7 * s7))
             yk = yka + ykb
-            yr[k] = yk
+            yr[k] = yk + yo
             t7a = (((g7 * u + p70 * s0) + (p71 * s1 + p72 * s2)) + p73 * s3)
             t7b = ((p74 * s4 + p75 * s5) + (p76 * s6 + p77 * s7))
             t7 = t7a + t7b
@@ -211,21 +212,24 @@ def _ss8(x, y, phi, gamma, c, d, state):  # pragma: no cover - compiled
 
 
 @njit(cache=True)
-def _ss_run(x, y, phi, gamma, c, d, state):  # pragma: no cover - compiled
-    """``y[r, k] = c . s_r + d x[r, k]``, ``s_r <- phi s_r + gamma x[r, k]`` for every row
-    (lower-triangular ``phi``: updated in place from the last state down); any state size."""
+def _ss_run(x, y, phi, gamma, c, d, state, x_off, y_off):  # pragma: no cover - compiled
+    """``y[r, k] = c . s_r + d u + y_off[r]``, ``s_r <- phi s_r + gamma u`` with
+    ``u = x[r, k] - x_off[r]`` for every row (lower-triangular ``phi``: updated in place from
+    the last state down); any state size."""
     rows, n = x.shape
     ns = phi.shape[0]
     for r in range(rows):
         s = state[r]
         xr = x[r]
         yr = y[r]
+        xo = x_off[r]
+        yo = y_off[r]
         for k in range(n):
-            u = xr[k]
+            u = xr[k] - xo
             acc = d * u
             for j in range(ns):
                 acc += c[j] * s[j]
-            yr[k] = acc
+            yr[k] = acc + yo
             for i in range(ns - 1, -1, -1):
                 a = gamma[i] * u
                 for j in range(i + 1):
@@ -266,10 +270,13 @@ class _ChainFilter:
     def reset(self) -> None:
         self._state = np.zeros((self._rows, self._phi.shape[0]))
 
-    def step(self, x: np.ndarray) -> np.ndarray:
+    def step(self, x: np.ndarray, offset: np.ndarray | None = None) -> np.ndarray:
+        """Filter a chunk ``(rows, n)``; with ``offset`` (per row) the filter sees
+        ``x - offset`` and returns its output plus ``offset`` (deviation form in one pass)."""
         y = np.empty(x.shape)
+        off = np.zeros(self._rows) if offset is None else offset
         self._run(np.ascontiguousarray(x), y, self._phi, self._gamma, self._c, self._d,
-                  self._state)
+                  self._state, off, off)
         return y
 
 
@@ -432,31 +439,36 @@ class RTDSoftSensor:
         if x.shape[0] != self.n_components:
             raise ParameterError("flows", f"array of shape {x.shape}",
                                  f"must have {self.n_components} component rows")
-        dev = x - self._steady[:, None]
+        steady = self._steady
         n = x.shape[1]
-        # deviation form: a line full at steady state stays exactly there for steady input
-        if len(self._filters) == 1:
-            y = self._filters[0].step(dev)[None]
+        # deviation form: a line full at steady state stays exactly there for steady input;
+        # the chain filters take the deviation and add the steady flows back in their pass
+        if all(isinstance(f, _ChainFilter) for f in self._filters):
+            if len(self._filters) == 1:
+                y = self._filters[0].step(x, steady)[None]
+            else:
+                y = np.stack([f.step(x, steady) for f in self._filters])
         else:
+            dev = x - steady[:, None]
             y = np.stack([f.step(dev) for f in self._filters])
+            y += steady[None, :, None]
         first_out = self._k + self.lead_ticks  # output index of y[..., 0]
         parts = []
         if self._pending is not None:
-            parts.append(self._pending)
+            parts.append(self._pending + steady[None, :, None])
             self._pending = None
         if self._next < first_out:  # outputs before the first filtered one: initial state
-            parts.append(np.zeros((len(self._filters), self.n_components,
-                                   first_out - self._next)))
+            parts.append(np.broadcast_to(steady[None, :, None], (
+                len(self._filters), self.n_components, first_out - self._next)))
         skip = max(0, self._next - first_out)
         parts.append(y[:, :, skip:])
-        dy = np.concatenate(parts, axis=2) if len(parts) > 1 else parts[0]
+        out = np.concatenate(parts, axis=2) if len(parts) > 1 else parts[0]
         self._k += n
         self._next = max(self._next, first_out + n)
         if self._hlen:
-            self._hist = np.concatenate((self._hist, dev[:, -self._hlen:]),
-                                        axis=1)[:, -self._hlen:]
-        dy += self._steady[None, :, None]  # dy is a fresh array (filter output or concatenation)
-        return dy
+            tail = x[:, -self._hlen:] - steady[:, None]
+            self._hist = np.concatenate((self._hist, tail), axis=1)[:, -self._hlen:]
+        return out
 
     def step(self, flows: Any) -> tuple[np.ndarray, np.ndarray]:
         """Predicted API content for one chunk of feeder flows.
