@@ -137,6 +137,15 @@ def build_monitor(scenario: Any, line: Any, rng: dict[str, np.random.Generator])
     return mon
 
 
+def _summary_event(ev: dict[str, Any]) -> dict[str, Any]:
+    """A diversion event for summary.json: window, trigger, tablets, mass and the methods used
+    (A: predicted content, B: RTD quantiles, ...) of its contributing windows."""
+    out = {k: ev[k] for k in ("start_s", "end_s", "trigger", "tablets", "mass_kg")}
+    methods = [str(w["method"]) for w in ev.get("windows", ()) if w.get("method")]
+    out["method"] = "+".join(dict.fromkeys(methods))
+    return out
+
+
 def _versions() -> dict[str, str]:
     out = {"python": platform.python_version(), "platform": platform.platform()}
     for mod in ("numpy", "scipy", "numba", "simpy"):
@@ -294,8 +303,7 @@ def run(scenario: Any, *, seed: int | np.random.SeedSequence | None = None,
         mass_balance_max_rel_error=err,
         event_log=events,
         metadata=metadata,
-        diversion_events=[{k: ev[k] for k in ("start_s", "end_s", "trigger", "tablets",
-                                              "mass_kg")} for ev in diversion_events],
+        diversion_events=[_summary_event(ev) for ev in diversion_events],
         tick_signals=tick_signals,
         pat_signals=mon.signals() if mon is not None else {},
         control_history=supervisor.history if supervisor is not None else {},

@@ -36,3 +36,13 @@ def test_monitor_options_map_onto_the_monitor_config():
 def test_unknown_chart_action_is_a_field_error():
     with pytest.raises(ScenarioError, match=r"monitor\.chart_action"):
         load_scenario("api_feeder_stop", overrides=["monitor.chart_action=ignore"])
+
+
+def test_summary_diversion_events_name_their_methods():
+    result = cmsim.run("api_feeder_stop", overrides=SHORT)
+    (event,) = result.summary()["diversion_events"]
+    methods = event["method"].split("+")
+    assert methods and all(methods)
+    window_methods = {w["method"] for rec in result.event_records() if rec["type"] == "diversion"
+                      for w in rec["data"]["windows"]}
+    assert set(methods) == window_methods
