@@ -266,19 +266,21 @@ class MonitorConfig:
 
 
 @njit(cache=True)
-def _track_kernel(bad, times, k_on, k_off, state, kinds, index, tref, k0=0, dt=0.0
+def _track_kernel(bad, times, k_on, k_off, state, kinds, index, tref, k0, dt, i0
                   ):  # pragma: no cover
-    """Per-sample alarm state machine; state = [open, bad_run, good_run, first_bad, last_bad].
-
-    Sample times: ``times`` or, when it is empty, the grid ``(k0 + i) dt``."""
+    """Per-sample alarm state machine from sample ``i0`` on; state = [open, bad_run, good_run,
+    first_bad, last_bad]. Sample times: ``times`` or, when it is empty, the grid
+    ``(k0 + i) dt``. Stops after the event that fills ``kinds``; returns (events, next i)."""
     grid = times.size == 0
+    cap = kinds.size
     is_open = state[0] != 0.0
     nb = int(state[1])
     ng = int(state[2])
     first = state[3]
     last = state[4]
     n_out = 0
-    for i in range(bad.size):
+    i = i0
+    while i < bad.size and n_out < cap:
         if bad[i]:
             ti = (k0 + i) * dt if grid else times[i]
             if nb == 0:
@@ -303,12 +305,13 @@ def _track_kernel(bad, times, k_on, k_off, state, kinds, index, tref, k0=0, dt=0
                     index[n_out] = i
                     tref[n_out] = last
                     n_out += 1
+        i += 1
     state[0] = 1.0 if is_open else 0.0
     state[1] = min(nb, 1 << 30)
     state[2] = ng
     state[3] = first
     state[4] = last
-    return n_out
+    return n_out, i
 
 
 @njit(cache=True)
@@ -402,27 +405,36 @@ class RunTracker:
     def update_arrays(self, times: np.ndarray, bad: np.ndarray
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Process a chunk; return ``(is_open_event, index, t_ref)`` arrays (see :meth:`update`)."""
+        return self._run(np.ascontiguousarray(times, dtype=np.float64), bad, 0, 0.0)
+
+    def _run(self, t: np.ndarray, bad: np.ndarray, k0: int, dt: float
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         b = np.ascontiguousarray(bad, dtype=np.bool_)
-        t = np.ascontiguousarray(times, dtype=np.float64)
-        n = b.size
-        kinds = np.empty(n, np.int8)
-        index = np.empty(n, np.int64)
-        tref = np.empty(n, np.float64)
-        m = _track_kernel(b, t, self.k_on, self.k_off, self._state, kinds, index, tref)
-        return kinds[:m].astype(bool), index[:m], tref[:m]
+        # events are few: small buffers, refilled until the chunk is done
+        cap = 64
+        parts = []
+        i = 0
+        while True:
+            kinds = np.empty(cap, np.int8)
+            index = np.empty(cap, np.int64)
+            tref = np.empty(cap, np.float64)
+            m, i = _track_kernel(b, t, self.k_on, self.k_off, self._state, kinds, index, tref,
+                                 k0, dt, i)
+            parts.append((kinds[:m], index[:m], tref[:m]))
+            if i >= b.size:
+                break
+        if len(parts) == 1:
+            kinds, index, tref = parts[0]
+        else:
+            kinds, index, tref = (np.concatenate(x) for x in zip(*parts, strict=True))
+        return kinds.astype(bool), index, tref
 
     def update_grid(self, k0: int, dt: float, bad: np.ndarray
                     ) -> list[tuple[str, int, float]]:
         """:meth:`update` for samples at the grid times ``(k0 + i) dt`` [s] (no time array)."""
-        b = np.ascontiguousarray(bad, dtype=np.bool_)
-        n = b.size
-        kinds = np.empty(n, np.int8)
-        index = np.empty(n, np.int64)
-        tref = np.empty(n, np.float64)
-        m = _track_kernel(b, np.empty(0), self.k_on, self.k_off, self._state, kinds, index,
-                          tref, int(k0), float(dt))
+        kinds, index, tref = self._run(np.empty(0), bad, int(k0), float(dt))
         return [("open" if k else "close", i, t) for k, i, t in
-                zip(kinds[:m].tolist(), index[:m].tolist(), tref[:m].tolist(), strict=True)]
+                zip(kinds.tolist(), index.tolist(), tref.tolist(), strict=True)]
 
     def update(self, times: np.ndarray, bad: np.ndarray) -> list[tuple[str, int, float]]:
         """Process a chunk; return ``(kind, index, t_first)`` for each opening and clearing.
@@ -775,26 +787,28 @@ class PATMonitor:
             return
         content = y / self.target
         valid = np.isfinite(content)
+        all_valid = bool(valid.all())
+        t_valid = ts if all_valid else ts[valid]  # no copies without missing readings
         lo, hi = self.limits
         for rule in self.rules:
             if rule.kind == "spc":
                 alarm = self.charts[rule.name].run(content)
-                self._spc(rule, ts[valid], alarm[valid])
+                self._spc(rule, t_valid, alarm if all_valid else alarm[valid])
                 continue
             if rule.kind not in ("pat", "mspc"):
                 continue
             if rule.name == "pat_unavailable":
                 t_r, bad = ts, ~valid
             elif rule.name == "pat_oos":
-                t_r = ts[valid]
-                cv = content[valid]
+                t_r = t_valid
+                cv = content if all_valid else content[valid]
                 bad = (cv < lo) | (cv > hi)
             elif rule.name == "mspc":
                 t_r, bad = self._mspc_chunk(ts, content)
             else:
                 chart = self.charts[rule.name]
                 alarm = chart.run(content)
-                t_r, bad = ts[valid], alarm[valid]
+                t_r, bad = t_valid, (alarm if all_valid else alarm[valid])
             self._drive(rule, t_r, bad, lambda r, t: (self._mspc_window(r, t)
                                                       if r.kind == "mspc"
                                                       else self._pat_window(r, t)),

@@ -209,6 +209,28 @@ def _float_1d(name: str, value: Any) -> np.ndarray:
     return arr
 
 
+class _Stream:
+    """A child random stream, created on first use (the same stream as ``Generator.spawn``
+    at construction would give: its seed sequence is spawned then)."""
+
+    __slots__ = ("_bitgen", "_gen", "_seq")
+
+    def __init__(self, bitgen: type, seq: np.random.SeedSequence) -> None:
+        self._bitgen, self._seq, self._gen = bitgen, seq, None
+
+    def __call__(self) -> np.random.Generator:
+        if self._gen is None:
+            self._gen = np.random.Generator(self._bitgen(self._seq))
+        return self._gen
+
+
+def _child_streams(rng: Any, n: int) -> list[_Stream]:
+    """``n`` child streams of ``rng`` (as ``rng.spawn(n)``), each built when first used."""
+    parent = _generator(rng)
+    bitgen = type(parent.bit_generator)
+    return [_Stream(bitgen, seq) for seq in parent.bit_generator.seed_seq.spawn(n)]
+
+
 def _generator(rng: Any) -> np.random.Generator:
     if isinstance(rng, np.random.Generator):
         return rng
@@ -226,11 +248,18 @@ class _Sampler:
         self.sample_period = positive("sample_period", sample_period)
         s = finite_array("start", start, ndim=0).item()
         self.start = float(s)
-        children = _generator(rng).spawn(2)
-        self._noise_rng, self._drop_rng = children
+        self._streams = _child_streams(rng, 2)
         self._next = 0  # index of the next sample to emit
         self._t = np.empty(0)
         self._v = np.empty(0)
+
+    @property
+    def _noise_rng(self) -> np.random.Generator:
+        return self._streams[0]()
+
+    @property
+    def _drop_rng(self) -> np.random.Generator:
+        return self._streams[1]()
 
     def reset(self) -> None:
         """Forget the signal history and restart the sample clock (random streams continue)."""
@@ -635,10 +664,10 @@ class LoadCellBank:
         self.n_window = n
         i = np.arange(n) - (n - 1) / 2.0
         self._weights = i / (np.sum(i * i) * self.sample_period)  # OLS slope weights
-        self._noise_rngs = [_generator(r).spawn(2)[0] for r in rngs]
-        if not self._noise_rngs:
+        self._noise_streams = [_child_streams(r, 2)[0] for r in rngs]
+        if not self._noise_streams:
             raise ParameterError("rngs", rngs, "must hold one random source per load cell")
-        self.n_cells = len(self._noise_rngs)
+        self.n_cells = len(self._noise_streams)
         self.reset()
 
     def reset(self) -> None:
@@ -684,7 +713,7 @@ class LoadCellBank:
         e0 = self._s0 + self._next * self._period - 1 - k0  # chunk index of the first tick end
         noise = np.empty((self.n_cells, 0))
         if self.noise_sd > 0 and ns:
-            noise = np.stack([g.standard_normal(ns) for g in self._noise_rngs])
+            noise = np.stack([g().standard_normal(ns) for g in self._noise_streams])
         buf = np.empty((self.n_cells, ns))
         _bank_weighings(np.ascontiguousarray(f), self.dt, self._m0, e0, self._period, noise,
                         self.noise_sd, buf)
