@@ -248,3 +248,28 @@ def test_recursive_envelope_with_model_change_equals_fir(monkeypatch):
     for a, b in zip(out[0], out[1], strict=True):
         assert a.shape == b.shape
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("timing", ["tick_average", "point"])
+@pytest.mark.parametrize("model", CHAINS, ids=repr)
+def test_cascade_form_equals_the_state_space_form(model, timing, monkeypatch):
+    """Where the cascade form (first-order sections + positive numerator) is accepted, it
+    gives the state-space recursion's outputs to rounding (two exact realisations); the
+    baseline line at tick_average must use it."""
+    import cmsim.monitor.soft_sensor as mod  # noqa: PLC0415
+
+    rng = np.random.default_rng(8)
+    flows = np.vstack([API * (1 + 0.1 * rng.standard_normal(700)),
+                       EXC * (1 + 0.1 * rng.standard_normal(700))])
+    kw = {"initial_flows": [API, EXC], "tail": 1e-12, "timing": timing}
+    fast = RTDSoftSensor(model, 1.0, **kw)
+    used = fast._filters[0]._cascade is not None
+    if model is LINE and timing == "tick_average":
+        assert used
+    with monkeypatch.context() as m:
+        m.setattr(mod, "_cascade", lambda *a: None)
+        slow = RTDSoftSensor(model, 1.0, **kw)
+    assert slow._filters[0]._cascade is None
+    ya = fast.predict_flows(flows)
+    yb = slow.predict_flows(flows)
+    np.testing.assert_allclose(ya, yb, rtol=1e-13, atol=0)

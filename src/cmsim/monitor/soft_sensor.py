@@ -249,12 +249,99 @@ def _content(y, api, target, empty, out):  # pragma: no cover - compiled
             out[i, k] = y[i, api, k] / total / target if total > empty else np.nan
 
 
+@njit(cache=True)
+def _cascade8(x, y, a, q, state, x_off, y_off):  # pragma: no cover - compiled
+    """Cascade form of a tank-chain kernel: ``y = Q(z^-1) / prod_i (1 - a_i z^-1) u``, up to
+    8 first-order sections (``a_i = 0`` pads: identity) and a 9-tap FIR ``q`` on the last
+    section's output, all in registers; ``state[r]`` = 8 section states and the last 8
+    outputs of the last section (newest first). Input ``x - x_off``, output ``+ y_off``."""
+    rows, n = x.shape
+    a0, a1, a2, a3 = a[0], a[1], a[2], a[3]
+    a4, a5, a6, a7 = a[4], a[5], a[6], a[7]
+    q0, q1, q2, q3, q4 = q[0], q[1], q[2], q[3], q[4]
+    q5, q6, q7, q8 = q[5], q[6], q[7], q[8]
+    for r in range(rows):
+        xr, yr, st = x[r], y[r], state[r]
+        xo, yo = x_off[r], y_off[r]
+        s0, s1, s2, s3 = st[0], st[1], st[2], st[3]
+        s4, s5, s6, s7 = st[4], st[5], st[6], st[7]
+        h1, h2, h3, h4 = st[8], st[9], st[10], st[11]
+        h5, h6, h7, h8 = st[12], st[13], st[14], st[15]
+        for k in range(n):
+            s0 = a0 * s0 + (xr[k] - xo)
+            s1 = a1 * s1 + s0
+            s2 = a2 * s2 + s1
+            s3 = a3 * s3 + s2
+            s4 = a4 * s4 + s3
+            s5 = a5 * s5 + s4
+            s6 = a6 * s6 + s5
+            s7 = a7 * s7 + s6
+            f0 = (q0 * s7 + q1 * h1) + (q2 * h2 + q3 * h3)
+            f1 = (q4 * h4 + q5 * h5) + (q6 * h6 + (q7 * h7 + q8 * h8))
+            yr[k] = (f0 + f1) + yo
+            h8, h7, h6, h5, h4, h3, h2, h1 = h7, h6, h5, h4, h3, h2, h1, s7
+        st[0], st[1], st[2], st[3] = s0, s1, s2, s3
+        st[4], st[5], st[6], st[7] = s4, s5, s6, s7
+        st[8], st[9], st[10], st[11] = h1, h2, h3, h4
+        st[12], st[13], st[14], st[15] = h5, h6, h7, h8
+
+
+_CASCADE_CACHE: dict[tuple, tuple | None] = {}
+
+
+def _cascade(model: RTDModel, dt: float, offset: float, ss: tuple, w: np.ndarray
+             ) -> tuple | None:
+    """Cascade form ``(a, q)`` (8 sections, 9 taps, zero-padded) of the state-space kernel
+    ``ss``, or None: more than 8 tanks, a negative numerator tap (the sum of the taps would
+    cancel) or an impulse response off the kernel ``w`` by more than 1e-14. Cached."""
+    key = (type(model).__name__, repr(model.params), dt, offset)
+    if key in _CASCADE_CACHE:
+        return _CASCADE_CACHE[key]
+    _, phi, gamma, c, d = ss
+    n = phi.shape[0]
+    hit = None
+    if n <= 8:
+        poles = np.exp(-np.asarray(_chain(model)[1]) * dt)  # the diagonal of phi
+        # impulse response of the state-space form, then the numerator Q = v * prod(1 - a z^-1)
+        length = n + 41
+        v = np.empty(length)
+        x = gamma.copy()
+        v[0] = d
+        for k in range(1, length):
+            v[k] = c @ x
+            x = phi @ x
+        den = np.array([1.0])
+        for a_i in poles:
+            den = np.convolve(den, [1.0, -a_i])
+        q = np.convolve(v, den)[:n + 1]
+        if q.min() >= 0.0:
+            a8 = np.zeros(8)
+            a8[:n] = poles
+            q9 = np.zeros(9)
+            q9[:n + 1] = q
+            imp = np.zeros((1, w.size))
+            imp[0, 0] = 1.0
+            out = np.empty_like(imp)
+            zero = np.zeros(1)
+            _cascade8(imp, out, a8, q9, np.zeros((1, 16)), zero, zero)
+            if np.max(np.abs(out[0] - w)) <= 1e-14:
+                hit = (a8, q9)
+    if len(_CASCADE_CACHE) < 256:
+        _CASCADE_CACHE[key] = hit
+    return hit
+
+
 class _ChainFilter:
     """Streaming exact recursion of a tank-chain kernel (interface of ``Convolver.step``)."""
 
-    def __init__(self, ss: tuple, rows: int) -> None:
+    def __init__(self, ss: tuple, rows: int, cascade: tuple | None = None) -> None:
         _, phi, gamma, c, self._d = ss
         n = phi.shape[0]
+        self._rows = rows
+        self._cascade = cascade
+        if cascade is not None:  # the fastest exact form (positive numerator, validated)
+            self.reset()
+            return
         self._run = _ss_run
         if n < 8:  # zero-padded to the 8-state register kernel (padding states stay 0)
             self._run = _ss8
@@ -268,13 +355,18 @@ class _ChainFilter:
         self.reset()
 
     def reset(self) -> None:
-        self._state = np.zeros((self._rows, self._phi.shape[0]))
+        size = 16 if self._cascade is not None else self._phi.shape[0]
+        self._state = np.zeros((self._rows, size))
 
     def step(self, x: np.ndarray, offset: np.ndarray | None = None) -> np.ndarray:
         """Filter a chunk ``(rows, n)``; with ``offset`` (per row) the filter sees
         ``x - offset`` and returns its output plus ``offset`` (deviation form in one pass)."""
         y = np.empty(x.shape)
         off = np.zeros(self._rows) if offset is None else offset
+        if self._cascade is not None:
+            _cascade8(np.ascontiguousarray(x), y, self._cascade[0], self._cascade[1],
+                      self._state, off, off)
+            return y
         self._run(np.ascontiguousarray(x), y, self._phi, self._gamma, self._c, self._d,
                   self._state, off, off)
         return y
@@ -393,7 +485,8 @@ class RTDSoftSensor:
             # exact recursion (O(states^2) per tick instead of a long convolution)
             ss = _state_space(m, self.dt, offset)
             if ss is not None and ss[0] == first == d0:
-                self._filters.append(_ChainFilter(ss, self.n_components))
+                cas = _cascade(m, self.dt, offset, ss, w)
+                self._filters.append(_ChainFilter(ss, self.n_components, cas))
             else:
                 self._filters.append(Convolver(w, batch=self.n_components))
         self._hlen = max(self._hlen if hasattr(self, "_hlen") else 0,
