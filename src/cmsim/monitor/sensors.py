@@ -300,9 +300,11 @@ class _Sampler:
         # number of samples with start + j*period - lag <= last
         n_total = math.floor((last + lag - self.start) / self.sample_period + 1e-9) + 1
         n_total = max(n_total, self._next)
-        idx = np.arange(self._next, n_total)
+        ts = np.arange(self._next, n_total, dtype=np.float64)
         self._next = n_total
-        return self.start + idx * self.sample_period
+        ts *= self.sample_period
+        ts += self.start
+        return ts
 
     def _trim(self, keep_from: float) -> None:
         """Drop history before ``keep_from`` (keeping one earlier point for interpolation)."""
@@ -707,9 +709,10 @@ class LoadCellBank:
         k1 = k0 + f.shape[1]
         # weighing j at (s0 + j p) dt needs the net mass at the end of tick s0 + j p - 1
         n_total = max(self._next, (k1 - self._s0) // self._period + 1) if k1 >= self._s0 else 0
-        j = np.arange(self._next, n_total)
-        ts = (self._s0 + j * self._period) * self.dt
-        ns = j.size
+        ts = np.arange(self._s0 + self._next * self._period, self._s0 + n_total * self._period,
+                       self._period, dtype=np.float64)
+        ts *= self.dt
+        ns = ts.size
         e0 = self._s0 + self._next * self._period - 1 - k0  # chunk index of the first tick end
         noise = np.empty((self.n_cells, 0))
         if self.noise_sd > 0 and ns:

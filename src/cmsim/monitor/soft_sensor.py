@@ -528,7 +528,9 @@ class RTDSoftSensor:
             the input so far and not returned before (``m = n``, plus ``lead_ticks`` on the
             first call).
         """
-        x = finite_array("flows", flows, ndim=2)
+        x = np.asarray(flows, dtype=np.float64)
+        if x.ndim != 2 or not np.isfinite(x.sum()):  # a NaN or inf makes the sum non-finite
+            x = finite_array("flows", flows, ndim=2)  # names the problem (or it was overflow)
         if x.shape[0] != self.n_components:
             raise ParameterError("flows", f"array of shape {x.shape}",
                                  f"must have {self.n_components} component rows")
@@ -586,5 +588,7 @@ class RTDSoftSensor:
         content = np.empty((y.shape[0], m))
         _content(y, self.api_index, self.target_fraction, self.empty_flow, content)
         off = 1.0 if self.timing == "point" else 0.5
-        t = (np.arange(k_out, k_out + m) + off) * self.dt
+        t = np.arange(k_out, k_out + m, dtype=np.float64)
+        t += off
+        t *= self.dt
         return t, (content[0] if len(self.models) == 1 else content)
