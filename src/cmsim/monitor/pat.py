@@ -528,17 +528,15 @@ class PATMonitor:
         self.manager = DiversionManager(self.n_ticks, self.dt, gate_delay)
         self.events: list[dict[str, Any]] = []
         self.feeders = [(str(n), str(m), float(f)) for n, m, f in feeders]
-        # feeder flows: one record of the mixed stream when every feeder has its own material
-        # (its rows are that feeder's flow), else one record per feeder
+        # feeder flows from the feeders' own records (the line records them anyway; a record of
+        # the mixed stream would cost a copy per chunk): the rows of the feeder's material when
+        # every feeder has its own (the same values as those rows of the mixed stream), else
+        # the sum of all rows
         mats = [m for _, m, _ in self.feeders]
-        nodes0 = getattr(line, "nodes", None) or {}
-        if "mix" in nodes0 and len(set(mats)) == len(mats):
-            mix = line.record("mix.out")
-            self._feed = {n: (mix, np.asarray(self.cmap.material_rows(m)))
-                          for n, m, _ in self.feeders}
-        else:
-            self._feed = {n: (line.record(f"feeder.{n}.out"), slice(None))
-                          for n, _, _ in self.feeders}
+        unique = len(set(mats)) == len(mats)
+        self._feed = {n: (line.record(f"feeder.{n}.out"),
+                          np.asarray(self.cmap.material_rows(m)) if unique else slice(None))
+                      for n, m, _ in self.feeders}
         self._api_feeders = np.array([m == self.api_material for _, m, _ in self.feeders])
         lo, hi = c.limits
         self.limits = (float(lo), float(hi))
