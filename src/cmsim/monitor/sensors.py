@@ -623,7 +623,8 @@ class LoadCellBank:
         Tick of the flow data [s], > 0.
     rngs : sequence
         One random source per load cell (Generator, int, SeedSequence or None), as for
-        :class:`LoadCellSignal` (its noise comes from the first of two spawned children).
+        :class:`LoadCellSignal` (its noise comes from the first of two spawned children;
+        spawned only when ``noise_sd > 0``).
     start : float
         Time of the first weighing [s], on the tick grid (a whole number of ``dt``, >= 0).
 
@@ -657,7 +658,7 @@ class LoadCellBank:
             raise ParameterError("start", start, f"must be a whole number (>= 0) of ticks {dt}")
         self.start = float(st)
         self._s0 = int(round(s0))
-        self.noise_sd = non_negative("noise_sd", noise_sd)
+        self._noise_sd = non_negative("noise_sd", noise_sd)
         n = int(round(positive("window", window) / self.sample_period))
         if n < 2:
             raise ParameterError("window", window,
@@ -666,11 +667,19 @@ class LoadCellBank:
         self.n_window = n
         i = np.arange(n) - (n - 1) / 2.0
         self._weights = i / (np.sum(i * i) * self.sample_period)  # OLS slope weights
-        self._noise_streams = [_child_streams(r, 2)[0] for r in rngs]
-        if not self._noise_streams:
+        rngs = list(rngs)
+        if not rngs:
             raise ParameterError("rngs", rngs, "must hold one random source per load cell")
-        self.n_cells = len(self._noise_streams)
+        self.n_cells = len(rngs)
+        # noise streams only for noisy weighings (noise_sd is fixed at construction)
+        self._noise_streams = ([_child_streams(r, 2)[0] for r in rngs] if self.noise_sd > 0
+                               else [])
         self.reset()
+
+    @property
+    def noise_sd(self) -> float:
+        """Standard deviation of one weighing [kg] (fixed at construction)."""
+        return self._noise_sd
 
     def reset(self) -> None:
         """Restart the clock and forget the weighings (random streams continue)."""
