@@ -358,10 +358,12 @@ class _ChainFilter:
         size = 16 if self._cascade is not None else self._phi.shape[0]
         self._state = np.zeros((self._rows, size))
 
-    def step(self, x: np.ndarray, offset: np.ndarray | None = None) -> np.ndarray:
+    def step(self, x: np.ndarray, offset: np.ndarray | None = None,
+             out: np.ndarray | None = None) -> np.ndarray:
         """Filter a chunk ``(rows, n)``; with ``offset`` (per row) the filter sees
-        ``x - offset`` and returns its output plus ``offset`` (deviation form in one pass)."""
-        y = np.empty(x.shape)
+        ``x - offset`` and returns its output plus ``offset`` (deviation form in one pass);
+        ``out``: where to write it (rows contiguous)."""
+        y = np.empty(x.shape) if out is None else out
         off = np.zeros(self._rows) if offset is None else offset
         if self._cascade is not None:
             _cascade8(np.ascontiguousarray(x), y, self._cascade[0], self._cascade[1],
@@ -538,16 +540,25 @@ class RTDSoftSensor:
         n = x.shape[1]
         # deviation form: a line full at steady state stays exactly there for steady input;
         # the chain filters take the deviation and add the steady flows back in their pass
-        if all(isinstance(f, _ChainFilter) for f in self._filters):
-            if len(self._filters) == 1:
-                y = self._filters[0].step(x, steady)[None]
-            else:
-                y = np.stack([f.step(x, steady) for f in self._filters])
+        first_out = self._k + self.lead_ticks  # output index of y[..., 0]
+        chains = all(isinstance(f, _ChainFilter) for f in self._filters)
+        if chains and self._pending is None and self._next <= first_out:
+            # one output array: the initial-state outputs, then the filters write behind them
+            pre = first_out - self._next
+            out = np.empty((len(self._filters), self.n_components, pre + n))
+            out[:, :, :pre] = steady[None, :, None]
+            for i, f in enumerate(self._filters):
+                f.step(x, steady, out=out[i, :, pre:])
+            self._k += n
+            self._next = first_out + n
+            self._keep_history(x)
+            return out
+        if chains:
+            y = np.stack([f.step(x, steady) for f in self._filters])
         else:
             dev = x - steady[:, None]
             y = np.stack([f.step(dev) for f in self._filters])
             y += steady[None, :, None]
-        first_out = self._k + self.lead_ticks  # output index of y[..., 0]
         parts = []
         if self._pending is not None:
             parts.append(self._pending + steady[None, :, None])
@@ -560,10 +571,14 @@ class RTDSoftSensor:
         out = np.concatenate(parts, axis=2) if len(parts) > 1 else parts[0]
         self._k += n
         self._next = max(self._next, first_out + n)
-        if self._hlen:
-            tail = x[:, -self._hlen:] - steady[:, None]
-            self._hist = np.concatenate((self._hist, tail), axis=1)[:, -self._hlen:]
+        self._keep_history(x)
         return out
+
+    def _keep_history(self, x: np.ndarray) -> None:
+        """Keep the last ``hlen`` input deviations (to prime new filters at a model change)."""
+        if self._hlen:
+            tail = x[:, -self._hlen:] - self._steady[:, None]
+            self._hist = np.concatenate((self._hist, tail), axis=1)[:, -self._hlen:]
 
     def step(self, flows: Any) -> tuple[np.ndarray, np.ndarray]:
         """Predicted API content for one chunk of feeder flows.
