@@ -233,7 +233,7 @@ def test_load_cell_bank_equals_one_load_cell_per_feeder(period_ticks, start_tick
         assert np.array_equal(np.isnan(flow[c]), np.isnan(f_ref))
         np.testing.assert_allclose(flow[c], f_ref, rtol=0, atol=1e-12)
     again = LoadCellBank(period, sd, 4.0, dt, [11, 12, 13], start=start)
-    t_only, f_only = again.measure(flows, return_mass=False)
+    t_only, f_only = again.measure(list(flows), return_mass=False)  # rows given separately
     assert np.array_equal(t_only, ts)
     np.testing.assert_allclose(f_only, flow, rtol=0, atol=1e-12)
     if not noisy:  # the flow estimate of a constant discharge is that discharge
@@ -258,6 +258,10 @@ def test_load_cell_bank_bad_parameters():
         bank.measure(np.zeros((3, 4)))
     with pytest.raises(ParameterError, match="flows"):
         bank.measure(np.array([[0.0, np.nan], [0.0, 0.0]]))
+    with pytest.raises(ParameterError, match="flows"):
+        bank.measure([np.zeros(3), np.zeros(4)])
+    with pytest.raises(ParameterError, match="flows"):
+        bank.measure([np.zeros(3), np.array([0.0, np.inf, 0.0])])
 
 
 def test_interpolation_on_and_between_grid_points():

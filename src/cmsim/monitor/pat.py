@@ -342,15 +342,17 @@ def _deviates(f, ref, dev, out):  # pragma: no cover - compiled
 
 @njit(cache=True)
 def _split_feed(flows, is_api, feed):  # pragma: no cover - compiled
-    """``feed[0]``: sum of the API feeders' rows; ``feed[1]``: all rows minus ``feed[0]``."""
-    n_rows, n = flows.shape
-    for k in range(n):
+    """``feed[0]``: sum of the API feeders' rows; ``feed[1]``: all rows minus ``feed[0]``
+    (``flows``: a tuple of 1-D rows)."""
+    n_rows = len(flows)
+    for k in range(feed.shape[1]):
         api = 0.0
         tot = 0.0
         for r in range(n_rows):
-            tot += flows[r, k]
+            x = flows[r][k]
+            tot += x
             if is_api[r]:
-                api += flows[r, k]
+                api += x
         feed[0, k] = api
         feed[1, k] = tot - api
 
@@ -739,16 +741,16 @@ class PATMonitor:
         if k1 <= k0:
             return
         self._refresh_models(k0 * self.dt)
-        # feeder flows: rows of one array (the load-cell bank takes them at once)
-        flows = np.empty((len(self._feed), k1 - k0))
-        for i, (rec, rows) in enumerate(self._feed.values()):
-            sel = rec[rows, k0:k1] if isinstance(rows, slice) else None
-            if sel is None and rows.size == 1:
-                flows[i] = rec[rows[0], k0:k1]
+        # feeder flows: views of the records' rows where a feeder's flow is one row (no
+        # copies), else sums; also as a tuple of rows for the compiled passes
+        flows = []
+        for rec, rows in self._feed.values():
+            if not isinstance(rows, slice) and rows.size == 1:
+                flows.append(rec[rows[0], k0:k1])
             else:
-                np.sum(rec[rows, k0:k1] if sel is None else sel, axis=0, out=flows[i])
-        self._flow_rows = flows
-        self._flows = {n: flows[i] for i, n in enumerate(self._feed)}
+                flows.append(rec[rows, k0:k1].sum(axis=0))
+        self._flow_rows = tuple(flows)
+        self._flows = dict(zip(self._feed, flows, strict=True))
         ts_nir = y = None
         if self._probe is not None:
             ts_nir, y = self._nir_chunk(k0, k1)

@@ -125,9 +125,10 @@ def _bank_weighings(flows, dt, m0, e0, period, noise, sd, mass):  # pragma: no c
 
     ``mass[c, j] = m0[c] - dt * cumsum(flows[c])[e]`` (NaN for ``e < 0``: before the first
     tick end) plus ``sd * noise[c, j]`` when ``noise`` has columns; ``m0`` becomes the net
-    mass at the end of the chunk.
+    mass at the end of the chunk. ``flows``: a 2-D array or a tuple of equal 1-D rows.
     """
-    n_cells, n = flows.shape
+    n_cells = len(flows)
+    n = flows[0].size
     ns = mass.shape[1]
     for c in range(n_cells):
         row = flows[c]
@@ -693,8 +694,9 @@ class LoadCellBank:
 
         Parameters
         ----------
-        flows : array_like, shape (n_cells, n)
-            Discharge mass flow of each hopper per tick [kg/s], continuing the previous chunk.
+        flows : array_like, shape (n_cells, n), or sequence of n_cells arrays of shape (n,)
+            Discharge mass flow of each hopper per tick [kg/s], continuing the previous chunk
+            (rows given separately are not copied).
         return_mass : bool
             Also return the weighings (False: only times and flow estimates).
 
@@ -708,14 +710,25 @@ class LoadCellBank:
         flow_estimate : ndarray, shape (n_cells, m)
             Discharge rate estimates [kg/s].
         """
-        f = np.asarray(flows, dtype=np.float64)
-        if f.ndim != 2 or f.shape[0] != self.n_cells:
-            raise ParameterError("flows", f"array of shape {f.shape}",
-                                 f"must have shape ({self.n_cells}, n)")
-        if not np.isfinite(f.sum()) and not np.isfinite(f).all():
+        if isinstance(flows, (list, tuple)):
+            rows = tuple(np.ascontiguousarray(r, dtype=np.float64) for r in flows)
+            n = rows[0].size if rows else 0
+            if len(rows) != self.n_cells or any(r.ndim != 1 or r.size != n for r in rows):
+                raise ParameterError("flows", f"{len(rows)} rows",
+                                     f"must be {self.n_cells} 1-D rows of equal length")
+            f: Any = rows
+            finite = all(np.isfinite(r.sum()) or np.isfinite(r).all() for r in rows)
+        else:
+            f = np.ascontiguousarray(flows, dtype=np.float64)
+            if f.ndim != 2 or f.shape[0] != self.n_cells:
+                raise ParameterError("flows", f"array of shape {f.shape}",
+                                     f"must have shape ({self.n_cells}, n)")
+            n = f.shape[1]
+            finite = np.isfinite(f.sum()) or np.isfinite(f).all()
+        if not finite:
             raise ParameterError("flows", "non-finite values", "must be finite")
         k0 = self._k
-        k1 = k0 + f.shape[1]
+        k1 = k0 + n
         # weighing j at (s0 + j p) dt needs the net mass at the end of tick s0 + j p - 1
         n_total = max(self._next, (k1 - self._s0) // self._period + 1) if k1 >= self._s0 else 0
         ts = np.arange(self._s0 + self._next * self._period, self._s0 + n_total * self._period,
@@ -727,8 +740,7 @@ class LoadCellBank:
         if self.noise_sd > 0 and ns:
             noise = np.stack([g().standard_normal(ns) for g in self._noise_streams])
         buf = np.empty((self.n_cells, ns))
-        _bank_weighings(np.ascontiguousarray(f), self.dt, self._m0, e0, self._period, noise,
-                        self.noise_sd, buf)
+        _bank_weighings(f, self.dt, self._m0, e0, self._period, noise, self.noise_sd, buf)
         mass = buf.copy() if return_mass else None
         _bank_slopes(self._recent, buf, self._weights)  # buf now holds the flow estimates
         self._k = k1
