@@ -17,14 +17,15 @@ target (<= 1.95). With ``--benchmark-disable`` (CI smoke run) the horizon is 30 
 is gated (start-up costs dominate short runs).
 
 Where the time goes (8 h at dt = 1 s, one chunk of 28,800 ticks, the bare line ~11 ms, 2-core
-machine, load ~0.5): the monitor costs ~3.5 ms: set-up ~0.5 ms, NIR ~0.6 ms (compiled window
-means 0.18 ms, noise draws), soft sensor ~0.7 ms (the line RTD as its exact cascade recursion,
+machine, load ~0.6): the monitor costs ~3-3.5 ms: set-up ~0.45 ms, NIR ~0.6 ms (compiled window
+means 0.18 ms, noise draws), soft sensor ~0.6 ms (the line RTD as its exact cascade recursion,
 0.27 ms for both components), load cells ~0.4 ms (all feeders in two compiled passes over the
-sample times), tablet weight 0.08 ms, alarm trackers ~0.2 ms, windows and state of control
-~0.2 ms, plus the record of the blender outlet for the probe. Much of what is left is first-touch
-of fresh arrays (page faults, ~0.3 ms per MB here), so the monitor avoids temporaries the size of
-the chunk. Measured ratios (medians of 25 interleaved rounds, load 0.5-0.9): 1.31-1.34; it was
-~1.9-2.2 before the compiled sensors, the recursive soft sensor and the allocation trimming.
+sample times, fed with views of the feeder records), tablet weight 0.08 ms, alarm trackers
+~0.2 ms, windows and state of control ~0.2 ms, plus the line's record of the blender outlet for
+the probe. Much of what is left is first touch of fresh arrays (page faults, ~0.3 ms per MB
+here), so the monitor avoids temporaries the size of the chunk. Measured shipped ratios
+(medians of 15-25 interleaved rounds, load 0.6): 1.28-1.32 (was ~1.9-2.2 before the compiled
+sensors, the recursive soft sensor and the allocation trimming); all_on ~1.8.
 """
 
 from __future__ import annotations
