@@ -135,6 +135,7 @@ def _models(model: RTDModel | Iterable[RTDModel], name: str = "model") -> list[R
 
 
 _QUANTILES: dict[tuple, float] = {}
+_QUANTILES_BY_ID: dict[tuple, tuple[RTDModel, float]] = {}
 
 
 def cached_quantile(model: RTDModel, p: float) -> float:
@@ -152,12 +153,19 @@ def cached_quantile(model: RTDModel, p: float) -> float:
     float
         The quantile [s] (computed once per ``(type, params, p)``).
     """
+    # models are immutable: the same object gives the same quantile (the object is held, so
+    # its id cannot be reused while cached); other objects are matched by their parameters
+    seen = _QUANTILES_BY_ID.get((id(model), p))
+    if seen is not None and seen[0] is model:
+        return seen[1]
     key = (type(model).__name__, repr(model.params), float(p))
     hit = _QUANTILES.get(key)
     if hit is None:
         hit = float(model.quantile(p))
         if len(_QUANTILES) < 4096:
             _QUANTILES[key] = hit
+    if len(_QUANTILES_BY_ID) < 4096:
+        _QUANTILES_BY_ID[(id(model), p)] = (model, hit)
     return hit
 
 
