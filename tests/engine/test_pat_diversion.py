@@ -422,3 +422,158 @@ def test_readings_grow_with_the_chunks_and_equal_the_signals():
     sig = mon.signals()
     for key in ("t", "nir", "nir_true"):
         np.testing.assert_array_equal(np.concatenate(mon.readings[key]), sig[key])
+
+
+# ------------------------------------------------------------- shut-down (domain 7.5)
+from cmsim.monitor.pat import line_models  # noqa: E402
+from cmsim.monitor.state import SHUTDOWN, evaluate_state_of_control  # noqa: E402
+
+T999 = 293.8  # line (TIS5 60 s + PFR 10 s + CSTR 30 s) F = 0.999 [s], see above
+
+
+def _sus(duration=3600.0, disturbances=None, noise=0.0):
+    d = load_scenario("scenarios/start_up_shut_down.toml").to_dict()
+    d["simulation"]["duration"] = duration
+    d["pat"].update(noise_sd=noise)
+    if disturbances is not None:
+        d["disturbances"] = disturbances
+    return d
+
+
+def _all_feeders(type_, start, **kw):
+    return [{"type": type_, "feeder": f, "start": start, **kw} for f in ("api", "mcc", "mgst")]
+
+
+def _t_alpha():
+    feed, _ = line_models(load_scenario("scenarios/start_up_shut_down.toml"))
+    return float(feed.quantile(0.005))
+
+
+def _start_up_end(r):
+    """First tick not diverted after the start-up diversion (tick 0 precedes the gate)."""
+    k0 = np.flatnonzero(r.diverted)[0]
+    return k0 + np.flatnonzero(~r.diverted[k0:])[0]
+
+
+def _state_events(r):
+    return [e for e in r.event_log if e["type"] == "state_of_control"]
+
+
+def test_shut_down_diverts_from_feed_stop_plus_t_alpha_to_the_end():
+    r = cmsim.run(_sus())
+    ta = _t_alpha()
+    assert 25.0 < ta < 40.0  # the line's t_0.5% (TIS5 + PFR + CSTR): ~31.7 s
+    dt = r.dt
+    n = r.diverted.size
+    k_sd = int(np.floor((3000.0 + ta) / dt))
+    # the shut-down: every tick from the one containing stop + t_alpha to the end
+    assert r.diverted[k_sd:].all()
+    # in control in between: nothing diverted from the end of the start-up to stop + t_alpha
+    k_up = _start_up_end(r)
+    assert k_up * dt >= T999
+    assert not r.diverted[k_up:k_sd].any()
+    # independent oracle: the offline evaluator's SHUTDOWN ticks (feed stop at 3000 s, delay =
+    # t_alpha of the same RTD) are all diverted, and they start within one tick of the gate
+    t = np.arange(n) * dt
+    feed, _ = line_models(load_scenario("scenarios/start_up_shut_down.toml"))
+    off = evaluate_state_of_control(t, {}, line_model=feed, feed_stops=[(3000.0, None)],
+                                    alpha=0.005)
+    sd = off.state == SHUTDOWN
+    assert r.diverted[sd].all()
+    assert abs(np.flatnonzero(sd)[0] - k_sd) <= 1
+    s = r.summary()["tablets"]
+    assert s["nonconforming_accepted"] == 0.0
+    # diverted shut-down material = everything the gate emitted after stop + t_alpha
+    acc = r.gate_flow.sum(axis=0)
+    ev = [e for e in r.diversion_events if "shut_down" in e["trigger"]]
+    assert len(ev) == 1 and ev[0]["start_s"] == k_sd * dt and ev[0]["end_s"] == n * dt
+    assert ev[0]["method"] == "B"
+    assert ev[0]["mass_kg"] == pytest.approx(acc[k_sd:].sum() * dt, rel=1e-12)
+    # audit trail: the stop, the shut-down state, the window with its RTD quantile
+    stop = [e for e in r.event_log if e["type"] == "feed_stop"]
+    assert len(stop) == 1 and stop[0]["data"]["stop_s"] == 3000.0
+    assert stop[0]["data"]["t_alpha_s"] == pytest.approx(ta, rel=1e-9)
+    states = _state_events(r)
+    assert [e["data"].get("state") for e in states] == [None, "shut_down"]
+    assert states[1]["time_s"] == pytest.approx(3000.0 + ta, rel=1e-12)
+    assert r.metadata["monitor"]["state_changes"][-1] == [pytest.approx(3000.0 + ta), False]
+    logged = [w for e in r.event_log if e["type"] == "diversion" for w in e["data"]["windows"]
+              if w["trigger"] == "shut_down"]
+    assert len(logged) == 1 and logged[0]["start_s"] == pytest.approx(3000.0 + ta)
+    assert logged[0]["alpha"] == 0.005 and logged[0]["rtd_params"]
+
+
+@pytest.mark.parametrize("how", ["feeder_step", "feeder_stop"])
+def test_stop_and_restart_is_shut_down_plus_start_up(how):
+    if how == "feeder_step":
+        dist = _all_feeders("feeder_step", 1000.0, duration=600.0, mass_flow=0.0)
+    else:
+        dist = _all_feeders("feeder_stop", 1000.0, duration=600.0)
+    r = cmsim.run(_sus(2400.0, dist))
+    ta, dt = _t_alpha(), r.dt
+    k_sd = int(np.floor((1000.0 + ta) / dt))
+    states = _state_events(r)
+    if how == "feeder_stop":  # the feeder triggers open first (flow off its set point)
+        assert states[1]["data"] == {"in_control": False, "open_alarms": ["feeder:api"]}
+        del states[1]
+    kinds = [(e["data"].get("state"), e["data"].get("reason")) for e in states]
+    assert kinds == [(None, "start-up complete"), ("shut_down", "feed stopped"),
+                     ("start_up", "feeding resumed"), (None, "start-up complete")]
+    t_ready = states[3]["time_s"]
+    assert t_ready >= 1600.0 + T999  # the restart's start-up: settled, then PAT readings
+    k_ready = int(np.ceil(t_ready / dt - 1e-9))
+    # diverted continuously from stop + t_alpha until the restart's start-up is complete
+    assert r.diverted[k_sd:k_ready].all()
+    # in control (and not diverted) before the stop + t_alpha and after the new start-up
+    # (the feeder_stop variant adds the feeder trigger's method B windows around the stop)
+    k_up = _start_up_end(r)
+    if how == "feeder_step":
+        assert not r.diverted[k_up:k_sd].any()
+    else:
+        assert not r.diverted[k_up:int(np.floor((1000.0 + ta - 10.0) / dt))].any()
+    assert not r.diverted[k_ready + 2:].any()
+    assert r.summary()["tablets"]["nonconforming_accepted"] == 0.0
+    triggers = "+".join(e["trigger"] for e in r.diversion_events)
+    assert "shut_down" in triggers and triggers.count("start_up") == 2
+    sc = r.metadata["monitor"]["state_changes"]
+    assert [b for _, b in sc] == [True, False, True]
+
+
+def test_short_pause_restarts_before_t_alpha_without_a_shut_down_state():
+    # feeding stops for 10 s (< t_alpha): no shut-down window, but a new start-up
+    r = cmsim.run(_sus(2400.0, _all_feeders("feeder_step", 1000.0, duration=10.0,
+                                            mass_flow=0.0)))
+    states = [e["data"].get("state") for e in _state_events(r)]
+    assert states == [None, "start_up", None]
+    assert not any("shut_down" in e["trigger"] for e in r.diversion_events)
+    k = np.flatnonzero(r.diverted)
+    second = k[k * r.dt > 900.0]
+    # the new start-up diverts from the restart (decision + gate delay) on, continuously
+    assert second[0] * r.dt == pytest.approx(1010.5, abs=r.dt)
+    assert np.all(np.diff(second) == 1) and second[-1] * r.dt >= 1010.0 + T999
+    assert r.summary()["tablets"]["nonconforming_accepted"] == 0.0
+
+
+def test_single_api_feeder_stop_is_not_a_shut_down():
+    r = cmsim.run("scenarios/api_feeder_stop.toml", overrides=["pat.noise_sd=0"])
+    assert not any(e["type"] == "feed_stop" for e in r.event_log)
+    trig = "+".join(e["trigger"] for e in r.diversion_events)
+    assert "feeder:api" in trig and "shut_down" not in trig
+
+
+@pytest.mark.parametrize("dist", [None, _all_feeders("feeder_step", 1000.0, duration=600.0,
+                                                     mass_flow=0.0)])
+def test_shut_down_and_restart_are_chunk_invariant(dist):
+    d = _sus(3600.0 if dist is None else 2400.0, dist, noise=0.0025)
+    r1 = cmsim.run(d, seed=3)
+    syncs = np.concatenate([np.arange(13.0, 2400.0, 71.3), [1000.5, 1031.5, 1032.0, 1600.5,
+                                                             3000.5, 3031.5, 3032.0]])
+    r2 = cmsim.run(d, seed=3, extra_sync_s=syncs)
+    assert np.array_equal(r1.diverted, r2.diverted)
+    assert r1.diversion_events == r2.diversion_events
+    assert r1.metadata["monitor"]["state_changes"] == r2.metadata["monitor"]["state_changes"]
+    e1 = [(e["time_s"], e["type"]) for e in r1.event_log if e["source"] == "monitor"
+          and e["type"] != "diversion"]
+    e2 = [(e["time_s"], e["type"]) for e in r2.event_log if e["source"] == "monitor"
+          and e["type"] != "diversion"]
+    assert e1 == e2

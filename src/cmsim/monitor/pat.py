@@ -341,6 +341,18 @@ def _deviates(f, ref, dev, out):  # pragma: no cover - compiled
 
 
 @njit(cache=True)
+def _all_stopped(flows, eps, out):  # pragma: no cover - compiled
+    """``out[k]``: the sum of the rows of ``flows`` (a tuple of 1-D rows) at tick ``k`` is at
+    most ``eps``."""
+    n_rows = len(flows)
+    for k in range(out.size):
+        tot = 0.0
+        for r in range(n_rows):
+            tot += flows[r][k]
+        out[k] = tot <= eps
+
+
+@njit(cache=True)
 def _split_feed(flows, is_api, feed):  # pragma: no cover - compiled
     """``feed[0]``: sum of the API feeders' rows; ``feed[1]``: all rows minus ``feed[0]``
     (``flows``: a tuple of 1-D rows)."""
@@ -638,13 +650,28 @@ class PATMonitor:
                     unit = getattr(nodes.get(f"feeder.{n}"), "unit", None)
                     self.rules.append(_Rule(f"feeder:{n}", RunTracker(k_on, 1), "feeder",
                                             info={"feeder": n, "nominal": f, "unit": unit}))
-        # --- start-up and state of control
-        self.in_startup = bool(c.start_up)
+        # --- start-up, shut-down and state of control
+        #: phase of operation: ``"start_up"``, ``"run"`` or ``"shut_down"`` (domain 7.5)
+        self.phase = "start_up" if c.start_up else "run"
         self._startup_time = max(cached_quantile(m, c.start_up_quantile) for m in self._feed_env)
-        self._qualifier = StartupQualifier(self._startup_time,
-                                           c.clear_readings if c.pat else 0)
+        # start-up qualifiers by start-up generation (0: the start of the run; one per restart)
+        self._gen = 0
+        self._qualifiers = {0: StartupQualifier(self._startup_time,
+                                                c.clear_readings if c.pat else 0)}
+        self._phase_start = 0.0  # start of the current phase's diversion window [s]
+        self._phase_decision = 0.0  # decision time of that window [s]
+        # feed stops: all feeders stopped (total set point 0 or total feed ~0), tracked per
+        # tick; a stop enters the shut-down state at stop + t_alpha, a restart a new start-up
+        tot_all = sum(f for _, _, f in self.feeders)
+        self._feeder_units = [getattr(nodes.get(f"feeder.{n}"), "unit", None)
+                              for n, _, _ in self.feeders]
+        self._stop_eps = 1e-9 * tot_all
+        self._stop_tracker = RunTracker(1, 1) if tot_all > 0 else None
+        self._stops: dict[int, dict[str, float]] = {}
+        self._stopped = False  # as of the marks applied so far
+        self._stop_id = 0
         self.state_changes: list[tuple[float, bool]] = []
-        self._in_control = not self.in_startup
+        self._in_control = self.phase == "run"
         # alarm openings (+1) and clearings (-1) at their decision times, not yet applied to
         # the state of control; the open alarms by rule
         self._marks: list[tuple[float, int, str]] = []
@@ -654,6 +681,15 @@ class PATMonitor:
         #: NIR readings as growing lists of per-chunk arrays (the same lists as the signals)
         self.readings: dict[str, list[np.ndarray]] = {k: self._sig[k]
                                                       for k in ("t", "nir", "nir_true")}
+
+    @property
+    def in_startup(self) -> bool:
+        """Whether the line is in a start-up (from empty or after a restart) [-]."""
+        return self.phase == "start_up"
+
+    @property
+    def _qualifier(self) -> StartupQualifier:
+        return self._qualifiers[self._gen]
 
     # ------------------------------------------------------------------ helpers
     def _log(self, t: float, type_: str, data: dict[str, Any]) -> None:
@@ -762,6 +798,7 @@ class PATMonitor:
         self._load_cells(k0, k1)
         if ts_nir is not None:
             self._pat_rules(ts_nir, y)
+        self._feed_stops(k0, k1)
         self._state(k0, k1, ts_nir, y)
         changed = self.manager.pop_changed()
         if changed is not None and self.drive_gate:
@@ -1010,56 +1047,173 @@ class PATMonitor:
                     np.abs(cq) if q[i] / self._mspc_limits[1] > t2[i] / self._mspc_limits[0]
                     else np.abs(ct2)))]}
 
+    # -- feed stops (domain 7.5: shut-down, pause and restart)
+    def _feed_stops(self, k0: int, k1: int) -> None:
+        """Detect ticks with every feeder stopped (total set point 0, or total feed at most
+        ``1e-9`` of the nominal total: stops, steps to 0, starvation); a run of such ticks is a
+        feed stop, the first tick after it a restart. Each becomes a phase mark at its
+        decision time (the end of the tick), the stop also a shut-down mark at
+        ``stop + t_alpha`` (line RTD, the current model, smallest over the envelope)."""
+        tr = self._stop_tracker
+        if tr is None:
+            return
+        n = k1 - k0
+        units = self._feeder_units
+        if all(u is not None for u in units) and \
+                sum(float(u.mass_flow) for u in units) <= 0.0:
+            stopped = np.ones(n, dtype=np.bool_)
+        else:
+            stopped = np.empty(n, dtype=np.bool_)
+            _all_stopped(self._flow_rows, self._stop_eps, stopped)
+        c = self.config
+        for kind, i, tref in tr.update_grid(k0, self.dt, stopped):
+            tdec = (k0 + i + 1) * self.dt
+            if kind == "open":
+                sid = len(self._stops) + 1
+                q = self._q_feed[0]
+                self._stops[sid] = {"stop_s": float(tref), "decision_s": tdec, "t_alpha_s": q}
+                self._marks.append((tdec, 0, f"stop:{sid}"))
+                self._marks.append((float(tref) + q, 0, f"shut_down:{sid}"))
+                self._log(tdec, "feed_stop", {"stop_s": float(tref), "t_alpha_s": q,
+                                              "alpha": c.alpha,
+                                              "shut_down_s": float(tref) + q})
+            else:
+                g = len(self._qualifiers)
+                restart = (k0 + i) * self.dt
+                settle = max(cached_quantile(m, c.start_up_quantile) for m in self._feed_env)
+                self._qualifiers[g] = StartupQualifier(restart + settle,
+                                                       c.clear_readings if c.pat else 0)
+                self._marks.append((tdec, 0, f"restart:{g}"))
+                self._log(tdec, "feed_restart", {"restart_s": restart,
+                                                 "settled_s": restart + settle})
+
+    def _phase_window(self, end_s: float) -> None:
+        """Request (extend) the diversion window of the current start-up / shut-down phase
+        through ``end_s`` [s] at the diverter."""
+        if self.phase == "start_up":
+            g = self._gen
+            win = DiversionWindow(self._phase_start, max(end_s, self._phase_start),
+                                  "start_up", "startup",
+                                  details={} if g == 0 else {"restart": g})
+            self.manager.request(win, self._phase_decision,
+                                 key="start_up" if g == 0 else f"start_up#{g}")
+        elif self.phase == "shut_down":
+            st = self._stops[self._stop_id]
+            win = DiversionWindow(self._phase_start, max(end_s, self._phase_start), "shut_down",
+                                  "B", (0.0, 0.0), self.config.alpha, self._feed_params,
+                                  details={"feed_stop_s": st["stop_s"],
+                                           "t_alpha_s": st["t_alpha_s"],
+                                           "rule": "feed stop + t_alpha until the line is "
+                                                   "empty or feeding restarts"})
+            self.manager.request(win, st["decision_s"], key=f"shut_down#{self._stop_id}")
+
+    def _phase_mark(self, t: float, name: str) -> None:
+        """Apply a feed stop, shut-down or restart mark at ``t`` [s]."""
+        kind, _, num = name.partition(":")
+        i = int(num)
+        gd = self.manager.gate_delay
+        if kind == "stop":
+            self._stopped = True
+            self._stop_id = i
+            return
+        if kind == "shut_down":
+            if not (self._stopped and self._stop_id == i) or t >= self.n_ticks * self.dt:
+                return  # feeding resumed before t_alpha, or after the end of the run
+            if self.phase == "start_up":  # the start-up window runs into the shut-down one
+                self._phase_window(t + gd)
+            was = self._in_control
+            self.phase = "shut_down"
+            self._phase_start = t
+            self._in_control = False
+            self._phase_window(t)
+            st = self._stops[i]
+            self._log(t, "state_of_control", {"in_control": False, "state": "shut_down",
+                                              "reason": "feed stopped",
+                                              "feed_stop_s": st["stop_s"],
+                                              "t_alpha_s": st["t_alpha_s"]})
+            if was:
+                self.state_changes.append((t, False))
+            return
+        # restart: the running phase's window ends here; a new start-up begins
+        self._stopped = False
+        if self.phase != "run":
+            self._phase_window(t + gd)
+        was = self._in_control
+        self.phase = "start_up"
+        self._gen = i
+        self._phase_start = t + gd
+        self._phase_decision = t
+        self._in_control = False
+        self._log(t, "state_of_control", {"in_control": False, "state": "start_up",
+                                          "reason": "feeding resumed",
+                                          "settled_s": self._qualifier.settled_s})
+        if was:
+            self.state_changes.append((t, False))
+
     # -- state of control (domain 7.5, 7.6)
     def _state(self, k0: int, k1: int, ts: np.ndarray | None, y: np.ndarray | None) -> None:
-        """State of control from the alarm openings/clearings in time order (chunk invariant).
+        """State of control from the alarm openings/clearings and the feed stops/restarts in
+        time order (chunk invariant).
 
         Every later alarm decision is at or after ``k1 dt`` (feeder and soft-sensor decisions
         lie in later ticks, later NIR readings are later), so the marks up to ``k1 dt`` are
-        final and are applied in time order (openings first at equal times); start-up ends at
-        the first time at or after the qualifier's ready time with no alarm open.
+        final and are applied in time order (openings first, then phase marks, then
+        clearings at equal times); a start-up ends at the first time at or after its
+        qualifier's ready time with no alarm open and the feed running.
         """
         del k0
         tnow = k1 * self.dt
         horizon = math.inf if k1 >= self.n_ticks else tnow
-        if self.in_startup and ts is not None:
-            content = y / self.target
-            lo, hi = self.limits
-            self._qualifier.update(ts, np.isfinite(content) & (content >= lo) & (content <= hi))
-        ready = self._qualifier.ready_s
+        if ts is not None and ts.size:
+            pending = [q for q in self._qualifiers.values() if not math.isfinite(q.ready_s)]
+            if pending:
+                content = y / self.target
+                lo, hi = self.limits
+                ok = np.isfinite(content) & (content >= lo) & (content <= hi)
+                for q in pending:
+                    q.update(ts, ok)
         self._marks.sort(key=lambda m: (m[0], -m[1]))
         n_due = 0
         for t, delta, name in self._marks:
             if t > horizon:
                 break
             n_due += 1
-            if self.in_startup and t > ready and not self._open_rules:
+            ready = self._qualifier.ready_s
+            if self.in_startup and not self._stopped and t > ready and not self._open_rules:
                 self._startup_done(ready)
+            if delta == 0:
+                self._phase_mark(t, name)
+                continue
             n = self._open_rules.get(name, 0) + delta
             if n > 0:
                 self._open_rules[name] = n
             else:
                 self._open_rules.pop(name, None)
             if self.in_startup:
-                if not self._open_rules and t >= ready:
+                if not self._open_rules and not self._stopped and t >= self._qualifier.ready_s:
                     self._startup_done(t)
-            elif self._in_control == bool(self._open_rules):
+            elif self.phase == "run" and self._in_control == bool(self._open_rules):
                 self._in_control = not self._open_rules
                 self.state_changes.append((t, self._in_control))
                 self._log(t, "state_of_control", {"in_control": self._in_control,
                                                   "open_alarms": sorted(self._open_rules)})
         del self._marks[:n_due]
-        if self.in_startup and ready <= horizon and not self._open_rules:
+        ready = self._qualifier.ready_s
+        if self.in_startup and not self._stopped and ready <= horizon and not self._open_rules:
             self._startup_done(ready)
-        if self.in_startup:  # divert through the end of this chunk (decided now)
-            win = DiversionWindow(0.0, tnow + self.manager.gate_delay, "start_up", "startup")
-            self.manager.request(win, 0.0, key="start_up")
+        # divert through the end of this chunk (decided now) while starting up / shut down
+        self._phase_window(tnow + self.manager.gate_delay)
 
     def _startup_done(self, t_ok: float) -> None:
-        win = DiversionWindow(0.0, t_ok + self.manager.gate_delay, "start_up", "startup",
-                              details={"state_of_control_s": t_ok})
-        self.manager.request(win, 0.0, key="start_up")
-        self.in_startup = False
+        g = self._gen
+        win = DiversionWindow(self._phase_start, max(t_ok + self.manager.gate_delay,
+                                                     self._phase_start),
+                              "start_up", "startup",
+                              details={"state_of_control_s": t_ok,
+                                       **({} if g == 0 else {"restart": g})})
+        self.manager.request(win, self._phase_decision,
+                             key="start_up" if g == 0 else f"start_up#{g}")
+        self.phase = "run"
         self._in_control = True
         self._log(t_ok, "state_of_control", {"in_control": True,
                                              "reason": "start-up complete"})
