@@ -178,6 +178,11 @@ class Line:
         #: Optional per-tick records of internal streams, ``{"<node>.<port>": (n_channels,
         #: n_ticks) array}``; enable with :meth:`record`.
         self.records: dict[str, np.ndarray] = {}
+        #: Outflow of each watched port over the last advanced chunk, ``{"<node>.<port>":
+        #: (n_channels, k1 - k0) array}`` [kg/s] (the stream the line computed, no copy);
+        #: valid while the observers of that chunk run. Enable with :meth:`watch`.
+        self.chunk_streams: dict[str, np.ndarray] = {}
+        self._watched: set[tuple[str, str]] = set()
         self.k = 0
         self.initial_holdup = self.holdup()
 
@@ -265,6 +270,10 @@ class Line:
                 inflow = streams.pop(node._in_src[node.inputs[0]])
                 self._gate(inflow, k0, n)
                 continue
+            if self._watched:
+                for port in node.outputs:
+                    if (name, port) in self._watched:
+                        self.chunk_streams[f"{name}.{port}"] = streams[(name, port)]
             if self.records:
                 for port in node.outputs:
                     rec = self.records.get(f"{name}.{port}")
@@ -274,6 +283,44 @@ class Line:
         for obs in self.observers:
             obs.on_chunk(self, k0, k0 + n)
         self.diverted[k0:k0 + n] |= self.divert_plan[k0:k0 + n]
+
+    def watch(self, port: str) -> None:
+        """Keep the per-chunk outflow of ``"<node>.<port>"`` for the observers.
+
+        After every chunk ``[k0, k1)``, ``chunk_streams[port]`` (or :meth:`chunk_stream`) is
+        the ``(n_channels, k1 - k0)`` outflow [kg/s] the port produced in that chunk: the
+        array the line computed (no per-tick record of the whole run, no copy). Observers
+        must read it in ``on_chunk`` and not write into it; keep a copy to retain it.
+
+        Parameters
+        ----------
+        port : str
+            Output port reference, ``"<node>.<port>"``.
+        """
+        node, _, p = str(port).rpartition(".")
+        if node not in self.nodes or p not in self.nodes[node].outputs:
+            raise ParameterError("port", port, "must name an output port '<node>.<port>'")
+        self._watched.add((node, p))
+
+    def chunk_stream(self, port: str) -> np.ndarray:
+        """Outflow [kg/s] of the watched ``port`` over the last advanced chunk.
+
+        Parameters
+        ----------
+        port : str
+            Output port reference given to :meth:`watch`.
+
+        Returns
+        -------
+        ndarray, shape (n_channels, k1 - k0)
+            Row ``j`` is tick ``k0 + j`` of the chunk (same values as row ``k0 + j`` of a
+            :meth:`record` of that port).
+        """
+        try:
+            return self.chunk_streams[port]
+        except KeyError:
+            raise ParameterError("port", port, "is not watched (Line.watch) or no chunk has "
+                                 "been advanced yet") from None
 
     def record(self, port: str) -> np.ndarray:
         """Record the per-tick outflow of ``"<node>.<port>"`` (e.g. ``"blender.out"``).

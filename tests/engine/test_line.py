@@ -240,3 +240,46 @@ def test_shipped_scenarios_balance(path):
     np.testing.assert_allclose(r.channel_mass["fed"] + r.channel_mass["initial_holdup"],
                                r.channel_mass["accepted"] + r.channel_mass["diverted"]
                                + r.channel_mass["holdup"], rtol=1e-9)
+
+
+def test_watched_port_gives_each_chunk_of_the_record_without_copying_the_run():
+    """``Line.watch``: the per-chunk stream seen by an observer equals the chunk's rows of a
+    full ``record`` of the same port, for any chunking."""
+    from cmsim.config import load_scenario
+    from cmsim.engine import Engine
+    from cmsim.line import build_line, rng_source_names
+
+    sc = load_scenario("scenarios/baseline.toml", overrides=["simulation.duration=20 min"])
+    seen = []
+
+    class _Obs:
+        def on_chunk(self, line, k0, k1):
+            v = line.chunk_stream("blender.out")
+            assert v.shape == (line.channel_map.n_channels, k1 - k0)
+            seen.append((k0, k1, v.copy()))
+
+    for syncs in ([], [1.5, 100.0, 333.3, 700.0]):
+        seen.clear()
+        rng = {n: np.random.default_rng(i) for i, n in enumerate(rng_source_names(sc))}
+        line = build_line(sc, rng)
+        line.watch("blender.out")
+        rec = line.record("blender.out")
+        line.observers.append(_Obs())
+        Engine(line, extra_sync_s=syncs).run()
+        assert [(a, b) for a, b, _ in seen][-1][1] == line.n_ticks
+        assert len(seen) == len(syncs) + 1
+        for k0, k1, v in seen:
+            np.testing.assert_array_equal(v, rec[:, k0:k1])
+        assert "blender.out" in line.chunk_streams and "press.out" not in line.chunk_streams
+
+
+def test_watch_and_chunk_stream_name_bad_ports():
+    from cmsim.config import load_scenario
+    from cmsim.line import build_line, rng_source_names
+
+    sc = load_scenario("scenarios/baseline.toml", overrides=["simulation.duration=1 min"])
+    line = build_line(sc, {n: np.random.default_rng(0) for n in rng_source_names(sc)})
+    with pytest.raises(ParameterError, match="port"):
+        line.watch("blender.nope")
+    with pytest.raises(ParameterError, match="not watched"):
+        line.chunk_stream("press.out")

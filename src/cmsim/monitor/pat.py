@@ -24,6 +24,9 @@ rule                   signal                                      window (domai
                        flow: ``feeder_reference = "nominal"``)
 ``start_up``           line started empty: divert until the state  from 0
                        of control is reached
+``shut_down``          every feeder stopped (total set point 0 or  feed stop + line
+                       total feed ~0): divert until the end, or    t_alpha (method B
+                       until the restart's start-up completes      start, no margin)
 =====================  ==========================================  ====================
 
 Every trigger becomes a request to the :class:`~cmsim.monitor.diversion.DiversionManager`; an
@@ -488,7 +491,8 @@ class PATMonitor:
         Settings.
     line : cmsim.line.Line
         The line (at tick 0); the monitor records the streams it needs and registers nothing
-        itself (append it to ``line.observers``).
+        itself (append it to ``line.observers``); the probe reads the line's per-chunk stream
+        (:meth:`cmsim.line.Line.watch`), not a record of the run.
     feeders : sequence of (str, str, float)
         ``(name, material, nominal mass flow [kg/s])`` per feeder (node ``feeder.<name>``).
     api_material : str
@@ -570,7 +574,8 @@ class PATMonitor:
         self._probe = None
         if c.pat:
             port = "blender.out" if c.location == "blender_outlet" else "press.out"
-            self._probe = line.record(port)
+            line.watch(port)  # per-chunk view of the stream, no per-tick record of the run
+            self._probe = port
             self._probe_offset = (0.5 + 0.5 * upstream_stages) * self.dt
             lag = c.latency + c.integration_time
             first = self._probe_offset + lag
@@ -789,7 +794,7 @@ class PATMonitor:
         self._flows = dict(zip(self._feed, flows, strict=True))
         ts_nir = y = None
         if self._probe is not None:
-            ts_nir, y = self._nir_chunk(k0, k1)
+            ts_nir, y = self._nir_chunk(line.chunk_stream(self._probe), k0, k1)
         for rule in self.rules:
             if rule.kind == "feeder":
                 self._feeder_rule(rule, k0, k1)
@@ -806,10 +811,10 @@ class PATMonitor:
             line.divert_plan[a:b] |= self.manager.plan[a:b]
 
     # -- NIR
-    def _nir_chunk(self, k0: int, k1: int) -> tuple[np.ndarray, np.ndarray]:
+    def _nir_chunk(self, probe: np.ndarray, k0: int, k1: int) -> tuple[np.ndarray, np.ndarray]:
         w = np.empty(k1 - k0)
         # API fraction at the probe; no flow: it keeps seeing the last material (forward fill)
-        self._last_w = _probe_fraction(self._probe, k0, k1, self.api_rows, self._last_w, w)
+        self._last_w = _probe_fraction(probe, 0, k1 - k0, self.api_rows, self._last_w, w)
         t = np.arange(k0, k1, dtype=np.float64)
         t *= self.dt
         t += self._probe_offset
