@@ -277,3 +277,27 @@ def test_interpolation_on_and_between_grid_points():
     ts, m = np.concatenate([ts1, ts2]), np.concatenate([m1, m2])
     np.testing.assert_allclose(m, 5.0 - 0.01 * ts, rtol=0, atol=1e-13)
     np.testing.assert_allclose(f2[~np.isnan(f2)], 0.01, rtol=1e-9)
+
+
+@settings(max_examples=20, deadline=None)
+@given(n_cells=st.integers(1, 9), period_ticks=st.integers(1, 3), start_ticks=st.integers(0, 5),
+       noisy=st.booleans(), cuts=st.lists(st.integers(1, 199), max_size=4))
+def test_load_cell_bank_cells_are_independent_of_their_neighbours(n_cells, period_ticks,
+                                                                  start_ticks, noisy, cuts):
+    """A bank of n cells (summed in groups of four) gives, bit for bit, the weighings and
+    flow estimates of n one-cell banks (the ungrouped path), in any chunks."""
+    dt, n = 0.5, 200
+    flows = np.abs(np.random.default_rng(n_cells).normal(0.01, 0.003, (n_cells, n)))
+    sd = 1e-3 if noisy else 0.0
+    period, start = period_ticks * dt, start_ticks * dt
+    seeds = list(range(20, 20 + n_cells))
+    bank = LoadCellBank(period, sd, 3.0, dt, seeds, start=start)
+    singles = [LoadCellBank(period, sd, 3.0, dt, [s], start=start) for s in seeds]
+    edges = [0, *sorted(set(cuts)), n]
+    for a, b in zip(edges[:-1], edges[1:], strict=True):
+        ts, mass, flow = bank.measure(list(flows[:, a:b]))
+        for c, one in enumerate(singles):
+            t1, m1, f1 = one.measure(flows[c:c + 1, a:b])
+            assert np.array_equal(ts, t1)
+            assert np.array_equal(mass[c], m1[0], equal_nan=True)
+            assert np.array_equal(flow[c], f1[0], equal_nan=True)

@@ -126,27 +126,55 @@ def _bank_weighings(flows, dt, m0, e0, period, noise, sd, mass):  # pragma: no c
     ``mass[c, j] = m0[c] - dt * cumsum(flows[c])[e]`` (NaN for ``e < 0``: before the first
     tick end) plus ``sd * noise[c, j]`` when ``noise`` has columns; ``m0`` becomes the net
     mass at the end of the chunk. ``flows``: a 2-D array or a tuple of equal 1-D rows.
+
+    The running sums of up to four cells advance together (independent addition chains
+    overlap in the pipeline); each cell's sum sees the same additions in the same order as
+    alone. A group short of four repeats its last cell (computed, not stored).
     """
     n_cells = len(flows)
     n = flows[0].size
     ns = mass.shape[1]
-    for c in range(n_cells):
-        row = flows[c]
-        csum = 0.0
+    for c in range(0, n_cells, 4):
+        last = n_cells - 1
+        c1, c2, c3 = min(c + 1, last), min(c + 2, last), min(c + 3, last)
+        r0, r1, r2, r3 = flows[c], flows[c1], flows[c2], flows[c3]
+        s0 = 0.0
+        s1 = 0.0
+        s2 = 0.0
+        s3 = 0.0
         k = 0
         for j in range(ns):
             e = e0 + j * period
             while k <= e:
-                csum += row[k]
+                s0 += r0[k]
+                s1 += r1[k]
+                s2 += r2[k]
+                s3 += r3[k]
                 k += 1
-            mass[c, j] = m0[c] - csum * dt if e >= 0 else np.nan
-        if noise.shape[1]:
+            if e >= 0:
+                mass[c, j] = m0[c] - s0 * dt
+                mass[c1, j] = m0[c1] - s1 * dt
+                mass[c2, j] = m0[c2] - s2 * dt
+                mass[c3, j] = m0[c3] - s3 * dt
+            else:
+                mass[c, j] = np.nan
+                mass[c1, j] = np.nan
+                mass[c2, j] = np.nan
+                mass[c3, j] = np.nan
+        while k < n:
+            s0 += r0[k]
+            s1 += r1[k]
+            s2 += r2[k]
+            s3 += r3[k]
+            k += 1
+        m0[c3] = m0[c3] - s3 * dt  # repeats of the last cell write the same value (last first)
+        m0[c2] = m0[c2] - s2 * dt if c2 < c3 else m0[c2]
+        m0[c1] = m0[c1] - s1 * dt if c1 < c2 else m0[c1]
+        m0[c] = m0[c] - s0 * dt if c < c1 else m0[c]
+    if noise.shape[1]:
+        for c in range(n_cells):
             for j in range(ns):
                 mass[c, j] += sd * noise[c, j]
-        while k < n:
-            csum += row[k]
-            k += 1
-        m0[c] = m0[c] - csum * dt
 
 
 #: Samples per block of the in-place flow-estimate pass.
