@@ -176,3 +176,51 @@ def test_decimated_grid_gives_the_same_sampler_readings(dt, period, start_ticks,
     for i in range(3):
         np.testing.assert_allclose(np.concatenate([g[i] for g in got]),
                                    np.concatenate([r[i] for r in ref]), rtol=1e-12, atol=1e-15)
+
+
+def _tracker_loop(bad, k_on, k_off):
+    """Reference alarm state machine (one Python step per sample): (kind, index, t_ref)."""
+    out, is_open, nb, ng, first, last = [], False, 0, 0, 0, 0
+    for i, x in enumerate(bad):
+        if x:
+            first = i if nb == 0 else first
+            last = i
+            nb, ng = nb + 1, 0
+            if not is_open and nb >= k_on:
+                is_open = True
+                out.append(("open", i, float(first)))
+        else:
+            nb = 0
+            if is_open:
+                ng += 1
+                if ng >= k_off:
+                    is_open, ng = False, 0
+                    out.append(("close", i, float(last)))
+    return out
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 700), st.lists(st.integers(0, 699), max_size=12),
+       st.integers(1, 3), st.integers(1, 3), st.lists(st.integers(1, 699), max_size=5),
+       st.integers(0, 7))
+def test_run_tracker_long_good_runs(n, bad_at, k_on, k_off, cuts, offset):
+    """Sparse bad samples with long good runs between them (skipped eight at a time by the
+    compiled loop), in chunks that start anywhere, also as views at odd byte offsets: the
+    same events as a per-sample loop, on sample times and on the tick grid."""
+    base = np.zeros(n + offset, dtype=bool)
+    bad = base[offset:]  # a view starting at an arbitrary byte
+    for j in bad_at:
+        if j < n:
+            bad[j] = True
+            if j + 1 < n and j % 3 == 0:
+                bad[j + 1] = True  # some runs of two
+    t = np.arange(n, dtype=float)
+    ref = _tracker_loop(bad.tolist(), k_on, k_off)
+    edges = [0, *sorted(c for c in set(cuts) if c < n), n]
+    on_times, on_grid = RunTracker(k_on, k_off), RunTracker(k_on, k_off)
+    got_t, got_g = [], []
+    for a, b in zip(edges[:-1], edges[1:], strict=True):
+        got_t += [(k, i + a, tf) for k, i, tf in on_times.update(t[a:b], bad[a:b])]
+        got_g += [(k, i + a, tf) for k, i, tf in on_grid.update_grid(a, 1.0, bad[a:b])]
+    assert got_t == ref
+    assert got_g == ref

@@ -269,11 +269,34 @@ class MonitorConfig:
 
 
 @njit(cache=True)
-def _track_kernel(bad, times, k_on, k_off, state, kinds, index, tref, k0, dt, i0
+def _next_bad(bad, words, i):  # pragma: no cover - compiled
+    """Index of the first ``bad`` sample at or after ``i`` (``bad.size`` if none); ``words``:
+    the first ``8 * words.size`` flags read as 64-bit words (runs of good samples are skipped
+    eight at a time)."""
+    n = bad.size
+    while i < n and i & 7:
+        if bad[i]:
+            return i
+        i += 1
+    w = i >> 3
+    while w < words.size and words[w] == 0:
+        w += 1
+    i = max(i, w << 3)
+    while i < n:
+        if bad[i]:
+            return i
+        i += 1
+    return n
+
+
+@njit(cache=True)
+def _track_kernel(bad, words, times, k_on, k_off, state, kinds, index, tref, k0, dt, i0
                   ):  # pragma: no cover
     """Per-sample alarm state machine from sample ``i0`` on; state = [open, bad_run, good_run,
     first_bad, last_bad]. Sample times: ``times`` or, when it is empty, the grid
-    ``(k0 + i) dt``. Stops after the event that fills ``kinds``; returns (events, next i)."""
+    ``(k0 + i) dt``. Stops after the event that fills ``kinds``; returns (events, next i).
+    ``words``: ``bad`` as 64-bit words (see :func:`_next_bad`): while the alarm is closed, a
+    good sample only resets the bad run, so runs of them are skipped in one step."""
     grid = times.size == 0
     cap = kinds.size
     is_open = state[0] != 0.0
@@ -284,6 +307,10 @@ def _track_kernel(bad, times, k_on, k_off, state, kinds, index, tref, k0, dt, i0
     n_out = 0
     i = i0
     while i < bad.size and n_out < cap:
+        if not is_open and not bad[i]:
+            nb = 0
+            i = _next_bad(bad, words, i + 1)
+            continue
         if bad[i]:
             ti = (k0 + i) * dt if grid else times[i]
             if nb == 0:
@@ -427,6 +454,7 @@ class RunTracker:
     def _run(self, t: np.ndarray, bad: np.ndarray, k0: int, dt: float
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         b = np.ascontiguousarray(bad, dtype=np.bool_)
+        words = b[:b.size - b.size % 8].view(np.uint64)  # flags eight at a time
         # events are few: small buffers, refilled until the chunk is done
         cap = 64
         parts = []
@@ -435,8 +463,8 @@ class RunTracker:
             kinds = np.empty(cap, np.int8)
             index = np.empty(cap, np.int64)
             tref = np.empty(cap, np.float64)
-            m, i = _track_kernel(b, t, self.k_on, self.k_off, self._state, kinds, index, tref,
-                                 k0, dt, i)
+            m, i = _track_kernel(b, words, t, self.k_on, self.k_off, self._state, kinds,
+                                 index, tref, k0, dt, i)
             parts.append((kinds[:m], index[:m], tref[:m]))
             if i >= b.size:
                 break
