@@ -224,3 +224,30 @@ def test_run_tracker_long_good_runs(n, bad_at, k_on, k_off, cuts, offset):
         got_g += [(k, i + a, tf) for k, i, tf in on_grid.update_grid(a, 1.0, bad[a:b])]
     assert got_t == ref
     assert got_g == ref
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 6), st.integers(1, 2500), st.integers(0, 2**31 - 1), st.booleans())
+def test_probe_fraction_equals_row_sums_with_forward_fill(n_rows, n, seed, tiny):
+    """The compiled probe pass (blocks of ticks) against numpy row sums: API rows over all
+    rows per tick, ticks without flow (total <= 1e-12) repeating the previous value."""
+    from cmsim.monitor.pat import _probe_fraction  # noqa: PLC0415
+
+    rng = np.random.default_rng(seed)
+    rec = rng.random((n_rows, n))
+    rec[:, rng.random(n) < 0.2] = 0.0  # no flow
+    if tiny:
+        rec *= 1e-13  # totals around the 1e-12 threshold
+    api = np.sort(rng.choice(n_rows, int(rng.integers(1, n_rows + 1)), replace=False))
+    k0 = int(rng.integers(0, n))
+    k1 = int(rng.integers(k0, n + 1))
+    out = np.empty(k1 - k0)
+    last = _probe_fraction(rec, k0, k1, api, 0.1, out)
+    tot = rec[:, k0:k1].sum(axis=0)
+    num = rec[api, k0:k1].sum(axis=0)
+    ref, prev = np.empty(k1 - k0), 0.1
+    for j in range(k1 - k0):
+        prev = num[j] / tot[j] if tot[j] > 1e-12 else prev
+        ref[j] = prev
+    np.testing.assert_allclose(out, ref, rtol=1e-15, atol=0)
+    assert last == (ref[-1] if ref.size else 0.1)

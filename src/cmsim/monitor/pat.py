@@ -344,22 +344,40 @@ def _track_kernel(bad, words, times, k_on, k_off, state, kinds, index, tref, k0,
     return n_out, i
 
 
+#: Ticks per block of the probe-fraction pass (its row sums stay in the L1 cache).
+_PROBE_BLOCK = 1024
+
+
 @njit(cache=True)
 def _probe_fraction(rec, k0, k1, api_rows, last, out):  # pragma: no cover - compiled
     """``out[k] = sum(rec[api_rows, k]) / sum(rec[:, k])`` for ticks ``k0..k1-1`` (rows summed
     in order); ticks with a total <= 1e-12 repeat the previous value (``last`` before the
-    first). Returns the last value."""
+    first). Returns the last value.
+
+    In blocks of ticks, the row sums are accumulated row by row (vectorised; per tick the
+    same additions in the same order as a loop over the rows), then divided.
+    """
     n_rows = rec.shape[0]
-    for k in range(k0, k1):
-        tot = 0.0
+    tot = np.empty(_PROBE_BLOCK)
+    for b0 in range(k0, k1, _PROBE_BLOCK):
+        b1 = min(b0 + _PROBE_BLOCK, k1)
+        m = b1 - b0
+        o = out[b0 - k0:b1 - k0]
+        for j in range(m):
+            tot[j] = 0.0
+            o[j] = 0.0
         for r in range(n_rows):
-            tot += rec[r, k]
-        if tot > 1e-12:
-            api = 0.0
-            for r in api_rows:
-                api += rec[r, k]
-            last = api / tot
-        out[k - k0] = last
+            row = rec[r, b0:b1]
+            for j in range(m):
+                tot[j] += row[j]
+        for r in api_rows:
+            row = rec[r, b0:b1]
+            for j in range(m):
+                o[j] += row[j]
+        for j in range(m):
+            if tot[j] > 1e-12:
+                last = o[j] / tot[j]
+            o[j] = last
     return last
 
 
