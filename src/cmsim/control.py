@@ -53,7 +53,7 @@ from typing import Any
 import numpy as np
 
 from cmsim import _validate as v
-from cmsim.errors import ParameterError
+from cmsim.errors import ParameterError, SimulationError
 
 __all__ = [
     "STRATEGIES",
@@ -424,12 +424,21 @@ class Supervisor:
         self._hist: dict[str, list[float]] = {k: [] for k in (
             "time_s", "nir_reading", "predicted_fraction", "correction", "api_set_point")}
         self._api_rows: np.ndarray | None = None
+        # own NIR: the last ``_nir_keep`` ticks of the port's stream (every reading window
+        # reaches at most latency + integration time back), from tick ``_nir_buf_k0``
+        st = self.nir_settings
+        self._nir_keep = int(math.ceil((st.latency + st.integration_time) / self.dt)) + 2
+        self._nir_buf: np.ndarray | None = None
+        self._nir_buf_k0 = 0
 
     # -- hook ------------------------------------------------------------------------------
     def prepare(self, line: Any) -> None:
-        """Enable the records and load cells the strategies need (call at tick 0)."""
+        """Enable the stream watches and load cells the strategies need (call at tick 0)."""
+        self._nir_buf = None
+        self._nir_buf_k0 = 0
         if self.nir is not None and self.nir_source is None:
-            line.record(self.nir_settings.port)
+            # per-chunk views of the stream (no record of the run), see _keep_nir
+            line.watch(self.nir_settings.port)
         self._api_rows = np.asarray(line.channel_map.material_rows(
             line.channel_map.api_material))
         need_cell = [self.master] if self.ratio else []
@@ -442,22 +451,34 @@ class Supervisor:
 
     def on_chunk(self, line: Any, k0: int, k1: int) -> None:
         """Act at every control tick in ``(k0, k1]`` (see the module docstring)."""
+        own_nir = self.nir is not None and self.nir_source is None
+        if own_nir:  # the kept ticks, then this chunk of the NIR port's stream
+            chunk = line.chunk_stream(self.nir_settings.port)
+            self._nir_buf = chunk if self._nir_buf is None else \
+                np.concatenate((self._nir_buf, chunk), axis=1)
+            self._nir_buf_k0 = k1 - self._nir_buf.shape[1]
         p = self.period_ticks
         first = (k0 // p + 1) * p
         for kc in range(first, k1 + 1, p):
             self._act(line, kc)
+        if own_nir:  # keep a copy of the last ticks (the line reuses its chunk views)
+            self._nir_buf = np.array(self._nir_buf[:, -self._nir_keep:])
+            self._nir_buf_k0 = k1 - self._nir_buf.shape[1]
 
     # -- measurements ----------------------------------------------------------------------
     def _nir_reading(self, line: Any, kc: int) -> float:
         if self.nir_source is not None:
             return self.nir_source.latest(kc * self.dt)
         s = self.nir_settings
-        rec = line.records[s.port]
         b = min(kc, round(kc - s.latency / self.dt))
         a = round(kc - (s.latency + s.integration_time) / self.dt)
         a = min(a, b - 1)
         if a < 0:
             return math.nan
+        rec, off = self._nir_buf, self._nir_buf_k0
+        if rec is None or a < off:
+            raise SimulationError(f"NIR window [{a}, {b}) not in the kept ticks from {off}")
+        a, b = a - off, b - off
         api = rec[self._api_rows, a:b].sum(axis=0)
         tot = rec[:, a:b].sum(axis=0)
         ok = tot > 0
