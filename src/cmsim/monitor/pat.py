@@ -1216,7 +1216,11 @@ class PATMonitor:
         tnow = k1 * self.dt
         horizon = math.inf if k1 >= self.n_ticks else tnow
         if ts is not None and ts.size:
-            pending = [q for q in self._qualifiers.values() if not math.isfinite(q.ready_s)]
+            # only a start-up still to come or under way consults its qualifier: not those of
+            # earlier generations, nor generation 0 of a run that starts in control
+            first = max(self._gen, 0 if self.config.start_up else 1)
+            pending = [q for g, q in self._qualifiers.items()
+                       if g >= first and not math.isfinite(q.ready_s)]
             if pending:
                 content = y / self.target
                 lo, hi = self.limits
