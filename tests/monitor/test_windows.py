@@ -265,3 +265,32 @@ def test_rtd_envelope_and_cached_quantile():
             rtd_envelope(line, bad)
     with pytest.raises(ParameterError, match="factor"):
         scale_residence_times(line, 0.0)
+
+
+@pytest.mark.parametrize("kind", [float, np.float64, np.float32, np.array, int])
+def test_window_times_of_any_real_scalar_type_give_the_same_window(kind):
+    """Plain floats take a fast path; numpy scalars, 0-d arrays and ints the general one:
+    the windows are equal field by field."""
+    model = rtd.Series(rtd.PFR(10.0), rtd.CSTR(30.0))
+    ref_p = pat_window(100.0, 120.0, 2.0, model, 0.005, latency=3.0, margin_start=5.0,
+                       margin_end=5.0, decision_s=104.0)
+    ref_q = quantile_window(100.0, 120.0, model, 0.005, 5.0, 5.0)
+    p = pat_window(kind(100), kind(120), 2.0, model, 0.005, latency=3.0, margin_start=5.0,
+                   margin_end=5.0, decision_s=kind(104))
+    q = quantile_window(kind(100), kind(120), model, 0.005, 5.0, 5.0)
+    assert (p.start_s, p.end_s, p.details) == (ref_p.start_s, ref_p.end_s, ref_p.details)
+    assert (q.start_s, q.end_s) == (ref_q.start_s, ref_q.end_s)
+    assert all(type(v) is float for v in (p.details["t_first_oos_s"], p.details["t_clear_s"]))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf"),
+                                 np.array([1.0, 2.0]), None])
+def test_window_times_must_be_finite_real_scalars(bad):
+    model = rtd.CSTR(30.0)
+    with pytest.raises(ParameterError, match="t_first_oos"):
+        pat_window(bad, 120.0, 2.0, model)
+    with pytest.raises(ParameterError, match="decision_s"):
+        pat_window(100.0, 120.0, 2.0, model, decision_s=bad) if bad is not None else \
+            pat_window(100.0, 120.0, 2.0, model, decision_s=[bad])
+    with pytest.raises(ParameterError, match="t0"):
+        quantile_window(bad, 120.0, model)

@@ -119,6 +119,15 @@ class DiversionWindow:
         return rec
 
 
+def _finite_scalar(name: str, value: Any) -> float:
+    """``value`` as a finite float; a plain finite float or int passes without the array
+    machinery (called per window request), anything else goes through ``finite_array``
+    (same result and the same errors)."""
+    if type(value) in (float, int) and math.isfinite(value):
+        return float(value)
+    return finite_array(name, value, ndim=0).item()
+
+
 # ---------------------------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------------------------
@@ -307,8 +316,8 @@ def quantile_window(t0: float, t1: float, model: RTDModel | Sequence[RTDModel],
     """
     models = _models(model)
     a = _alpha(alpha)
-    t0f = finite_array("t0", t0, ndim=0).item()
-    t1f = finite_array("t1", t1, ndim=0).item()
+    t0f = _finite_scalar("t0", t0)
+    t1f = _finite_scalar("t1", t1)
     if t1f < t0f:
         raise ParameterError("t1", t1, f"must be >= t0 = {t0}")
     ms = non_negative("margin_start", margin_start)
@@ -494,15 +503,15 @@ def pat_window(t_first_oos: float, t_clear: float, sample_period: float,
     """
     models = _models(probe_to_diverter, "probe_to_diverter")
     a = _alpha(alpha)
-    tf = finite_array("t_first_oos", t_first_oos, ndim=0).item()
-    tc = finite_array("t_clear", t_clear, ndim=0).item()
+    tf = _finite_scalar("t_first_oos", t_first_oos)
+    tc = _finite_scalar("t_clear", t_clear)
     if tc < tf:
         raise ParameterError("t_clear", t_clear, f"must be >= t_first_oos = {t_first_oos}")
     per = positive("sample_period", sample_period)
     lat = non_negative("latency", latency)
     ms = non_negative("margin_start", margin_start)
     me = non_negative("margin_end", margin_end)
-    td = tf if decision_s is None else finite_array("decision_s", decision_s, ndim=0).item()
+    td = tf if decision_s is None else _finite_scalar("decision_s", decision_s)
     lo = min(cached_quantile(m, a) for m in models)
     hi = max(cached_quantile(m, 1.0 - a) for m in models)
     start = tf - per - lat + lo - ms
