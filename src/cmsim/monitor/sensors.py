@@ -460,10 +460,10 @@ class NIRSensor(_Sampler):
     def _apply_faults(self, ts: np.ndarray, y: np.ndarray, drop: np.ndarray | None
                       ) -> np.ndarray:
         if drop is None:
-            drop = np.zeros(ts.size, dtype=bool)
             if not self._faults:
                 self._remember_last_valid(y)
                 return y
+            drop = np.zeros(ts.size, dtype=bool)
         if not self._faults:
             y[drop] = np.nan
             self._remember_last_valid(y)
@@ -497,6 +497,9 @@ class NIRSensor(_Sampler):
         return y
 
     def _remember_last_valid(self, y: np.ndarray) -> None:
+        if y.size and not math.isnan(y[-1]):  # the usual case: the last reading is valid
+            self._last_valid = float(y[-1])
+            return
         valid = ~np.isnan(y)
         if valid.size and valid.any():
             self._last_valid = float(y[valid.size - 1 - int(np.argmax(valid[::-1]))])
