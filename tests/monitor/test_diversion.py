@@ -251,3 +251,32 @@ def test_probe_fraction_equals_row_sums_with_forward_fill(n_rows, n, seed, tiny)
         ref[j] = prev
     np.testing.assert_allclose(out, ref, rtol=1e-15, atol=0)
     assert last == (ref[-1] if ref.size else 0.1)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.one_of(st.floats(0.8, 1.2), st.just(float("nan"))), min_size=0,
+                max_size=80), st.integers(1, 4), st.integers(0, 2**31 - 1))
+def test_envelope_flags_one_model_and_many(values, rows, seed):
+    """The soft-sensor flags: bad where any model's content lies outside the limits (NaN
+    never), content the model farthest from target; one model (its own fast path) is that
+    model itself, checked against a per-element loop."""
+    from cmsim.monitor.pat import _envelope_flags, _outside  # noqa: PLC0415
+
+    lo, hi = 0.95, 1.05
+    x = np.array(values, dtype=float)
+    bad1 = np.empty(x.size, dtype=bool)
+    _outside(x, lo, hi, bad1)
+    content1, bad_env = np.empty(x.size), np.empty(x.size, dtype=bool)
+    _envelope_flags(x[None, :], lo, hi, content1, bad_env)
+    assert bad1.tolist() == [bool(v < lo or v > hi) for v in values]
+    assert np.array_equal(bad1, bad_env) and np.array_equal(content1, x, equal_nan=True)
+    env = np.random.default_rng(seed).uniform(0.8, 1.2, (rows, x.size))
+    env[0] = x
+    content, bad = np.empty(x.size), np.empty(x.size, dtype=bool)
+    _envelope_flags(env, lo, hi, content, bad)
+    for k in range(x.size):
+        col = env[:, k]
+        assert bad[k] == bool(((col < lo) | (col > hi)).any())
+        dev = np.where(np.isnan(col), 0.0, np.abs(col - 1.0))
+        assert content[k] == col[int(np.argmax(dev))] or (np.isnan(content[k]) and
+                                                          np.isnan(col[int(np.argmax(dev))]))

@@ -418,6 +418,13 @@ def _split_feed(flows, is_api, feed):  # pragma: no cover - compiled
 
 
 @njit(cache=True)
+def _outside(x, lo, hi, bad):  # pragma: no cover - compiled
+    """``bad = (x < lo) | (x > hi)`` elementwise (NaN never), in one pass."""
+    for k in range(x.size):
+        bad[k] = x[k] < lo or x[k] > hi
+
+
+@njit(cache=True)
 def _envelope_flags(env, lo, hi, content, bad):  # pragma: no cover - compiled
     """Per column: ``bad`` if any row lies outside ``[lo, hi]`` (NaN never), ``content`` the
     row farthest from 1 (NaN counts as 1; the first of equals)."""
@@ -979,9 +986,13 @@ class PATMonitor:
         lo, hi = self.limits
         # bad: union of the OOS intervals over the envelope; reported content: the envelope
         # member farthest from target (nominal when u = 0)
-        content = np.empty(t.size)
         bad = np.empty(t.size, dtype=np.bool_)
-        _envelope_flags(env, lo, hi, content, bad)
+        if env.shape[0] == 1:  # one model: its prediction is the content (no copy)
+            content = env[0]
+            _outside(content, lo, hi, bad)
+        else:
+            content = np.empty(t.size)
+            _envelope_flags(env, lo, hi, content, bad)
         self._sig["soft_t"].append(t)
         self._sig["soft"].append(content)
         rule = next(r for r in self.rules if r.kind == "soft")
