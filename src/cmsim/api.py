@@ -12,6 +12,7 @@ be repeated. No global random state is touched.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import platform
@@ -99,13 +100,10 @@ def monitor_config(scenario: Any) -> Any:
         kw.update(alpha=div.quantile, margin=div.margin, start_up=start_up,
                   start_up_quantile=div.start_up_quantile, rtd_uncertainty=div.rtd_uncertainty)
     if mon is not None:
-        fields = ("persistence", "clear_readings", "pat_grace", "shewhart", "ewma", "cusum",
-                  "chart_sigma", "shewhart_L", "ewma_lambda", "ewma_L", "cusum_k", "cusum_h",
-                  "mspc", "mspc_alpha", "soft_sensor", "feeder_trigger", "feeder_deviation",
-                  "feeder_persistence", "load_cell_period", "load_cell_noise",
-                  "load_cell_window", "tablet_weight_period", "tablet_weight_rsd",
-                  "chart_action", "feeder_reference")
-        kw.update({f: getattr(mon, f) for f in fields})
+        # every [monitor] key with the same name in MonitorConfig is copied as it is; the two
+        # with their own rules (action_limits -> limits, mspc_training None) follow below
+        same = {f.name for f in dataclasses.fields(MonitorConfig)} - {"mspc_training"}
+        kw.update({f: getattr(mon, f) for f in type(mon).model_fields if f in same})
         if mon.action_limits is not None:
             kw["limits"] = tuple(mon.action_limits)
         if mon.mspc_training is not None:

@@ -46,3 +46,22 @@ def test_summary_diversion_events_name_their_methods():
     window_methods = {w["method"] for rec in result.event_records() if rec["type"] == "diversion"
                       for w in rec["data"]["windows"]}
     assert set(methods) == window_methods
+
+
+def test_every_monitor_key_reaches_the_monitor_config():
+    import dataclasses
+
+    from cmsim.config.schema import Monitor
+    from cmsim.monitor.pat import MonitorConfig
+
+    config_fields = {f.name for f in dataclasses.fields(MonitorConfig)}
+    mapped_elsewhere = {"action_limits": "limits"}
+    for key in Monitor.model_fields:
+        assert mapped_elsewhere.get(key, key) in config_fields, key
+    # non-default values of the copied keys arrive unchanged
+    sc = load_scenario("api_feeder_stop", overrides=[
+        "monitor.persistence=5", "monitor.cusum=true", "monitor.cusum_h=4.5",
+        "monitor.load_cell_window=12 s", "monitor.action_limits=[0.96, 1.04]"])
+    cfg = monitor_config(sc)
+    assert (cfg.persistence, cfg.cusum, cfg.cusum_h, cfg.load_cell_window) == (5, True, 4.5, 12.0)
+    assert cfg.limits == (0.96, 1.04)
