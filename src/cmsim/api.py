@@ -135,6 +135,18 @@ def build_monitor(scenario: Any, line: Any, rng: dict[str, np.random.Generator])
     return mon
 
 
+def _attach_monitor(scenario: Any, line: Any, rng: dict[str, np.random.Generator]) -> Any:
+    """The scenario's monitor: the line-state estimator with the risk or quantile policy
+    (default), or the rule-based monitor of cmsim 0.1 (``diversion.policy = "rules"``)."""
+    div = scenario.diversion
+    if div is not None and div.policy == "rules":
+        return build_monitor(scenario, line, rng)
+    from cmsim.config.schema import Monitor  # noqa: PLC0415
+    from cmsim.monitor.setup import build_line_monitor  # noqa: PLC0415
+
+    return build_line_monitor(scenario, scenario.monitor or Monitor(), line, rng)
+
+
 def _summary_event(ev: dict[str, Any]) -> dict[str, Any]:
     """A diversion event for summary.json: window, trigger, tablets, mass and the methods used
     (A: predicted content, B: RTD quantiles, ...) of its contributing windows."""
@@ -142,6 +154,12 @@ def _summary_event(ev: dict[str, Any]) -> dict[str, Any]:
     methods = [str(w["method"]) for w in ev.get("windows", ()) if w.get("method")]
     out["method"] = "+".join(dict.fromkeys(methods))
     return out
+
+
+def _diversion_events(mon: Any, line: Any, scenario: Any) -> list[dict[str, Any]]:
+    if hasattr(mon, "estimator"):
+        return mon.diversion_events(line.flow, line.diverted, float(scenario.press.tablet_mass))
+    return mon.diversion_events(line.flow, line.diverted)
 
 
 def _versions() -> dict[str, str]:
@@ -230,7 +248,7 @@ def run(scenario: Any, *, seed: int | np.random.SeedSequence | None = None,
     from cmsim.control import SetPointRecorder, attach_control  # noqa: PLC0415
 
     setpoints = SetPointRecorder.attach(line)
-    mon = build_monitor(sc, line, gens) if use_monitor else None
+    mon = _attach_monitor(sc, line, gens) if use_monitor else None
     # NIR feedback reads the PAT monitor's readings when there is an NIR probe ([pat])
     supervisor = attach_control(line, sc, gens.get("control.nir"),
                                 monitor=mon if mon is not None and sc.pat is not None else None)
@@ -244,7 +262,7 @@ def run(scenario: Any, *, seed: int | np.random.SeedSequence | None = None,
         engine.run()
         diversion_events: list[dict[str, Any]] = []
         if mon is not None:
-            diversion_events = mon.diversion_events(line.flow, line.diverted)
+            diversion_events = _diversion_events(mon, line, sc)
             for i, ev in enumerate(diversion_events):
                 mon.events.append({"time_s": ev["start_s"], "type": "diversion",
                                    "source": "diversion", "data": {"event": i, **ev}})
@@ -284,8 +302,15 @@ def run(scenario: Any, *, seed: int | np.random.SeedSequence | None = None,
         tick_signals[f"setpoint.{f.name}"] = setpoints.set_point[f.name]
         tick_signals[f"flow.{f.name}"] = setpoints.flow[f.name]
     if mon is not None:
+        start_up = (mon.config.start_up if hasattr(mon, "config")
+                    else mon.phases.intervals[:1] != [] and mon.phases.intervals[0][0] == 0)
         metadata["pat"] = {"location": sc.pat.location if sc.pat is not None else None,
-                           "initial_in_control": not bool(mon.config.start_up)}
+                           "initial_in_control": not bool(start_up)}
+    from cmsim.monitor.setup import lot_potency  # noqa: PLC0415
+
+    potency = lot_potency(sc, line.channel_map.channels)
+    if (potency != 1.0).any():
+        metadata["channel_potency"] = potency.tolist()
     result = SimulationResult(
         dt=line.dt,
         materials=tuple(line.channel_map.materials),
@@ -306,8 +331,15 @@ def run(scenario: Any, *, seed: int | np.random.SeedSequence | None = None,
         pat_signals=mon.signals() if mon is not None else {},
         control_history=supervisor.history if supervisor is not None else {},
     )
-    if mon is not None:
-        result.metadata["monitor"] = {"state_changes": [[t, b] for t, b in mon.state_changes]}
+    if mon is not None and hasattr(mon, "estimator"):
+        result.metadata["monitor"] = {
+            "policy": sc.diversion.policy if sc.diversion is not None else None,
+            "expected_escapes": mon.expected_escapes(result.tablets, line.diverted),
+            "state_changes": []}
+        result.plant_signals = mon.plant.table if mon.plant is not None else None
+    elif mon is not None:
+        result.metadata["monitor"] = {"state_changes": [[t, b] for t, b in mon.state_changes],
+                                      "policy": "rules"}
         result._cache["monitor_signals"] = result.pat_signals  # (older name, not pickled)
     if out is not None:
         result.write(out)

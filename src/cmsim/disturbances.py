@@ -205,6 +205,8 @@ def from_scenario(entries: Sequence[Any], feeders: Sequence[Any] = ()) -> list[D
             params["speed"] = float(_get(e, "speed"))
         elif t == "press_stop":
             target = "press"
+        elif t == "nir_fault":
+            continue  # a fault of the NIR instrument: scheduled on the sensor itself
         else:
             raise ParameterError(f"disturbances[{i}].type", t, f"must be one of {_TYPES}")
         out.append(Disturbance(type=t, start_s=start, target=target, params=params,

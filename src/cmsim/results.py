@@ -75,6 +75,9 @@ class SimulationResult:
         Supervisory control actions (:attr:`cmsim.control.Supervisor.history`): ``time_s``
         [s], ``nir_reading`` [-], ``predicted_fraction`` [-], ``correction`` [-],
         ``api_set_point`` [kg/s]. Empty without supervisory control.
+    plant_signals : dict of str to ndarray or None
+        The plant signals table the monitor read (columns of
+        :mod:`cmsim.monitor.plant`; one row per tick); None without the line-state monitor.
     """
 
     dt: float
@@ -95,6 +98,7 @@ class SimulationResult:
     tick_signals: dict[str, np.ndarray] = field(default_factory=dict)
     pat_signals: dict[str, np.ndarray] = field(default_factory=dict)
     control_history: dict[str, np.ndarray] = field(default_factory=dict)
+    plant_signals: dict[str, np.ndarray] | None = None
     _cache: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
 
     # ------------------------------------------------------------------ pickling
@@ -152,10 +156,22 @@ class SimulationResult:
 
     @property
     def api_content(self) -> np.ndarray:
-        """True API content per tick as a fraction of target [-] (NaN where nothing flows)."""
+        """True API content per tick as a fraction of target [-] (NaN where nothing flows).
+
+        API lots with an assay other than 1 (``metadata["channel_potency"]``) count with
+        their assay."""
         if "api_content" not in self._cache:
-            self._cache["api_content"] = (self.fraction(self.api_material)
-                                          / self.target_api_fraction)
+            pot = self.metadata.get("channel_potency")
+            if pot is None:
+                frac = self.fraction(self.api_material)
+            else:
+                rows = self._rows(self.api_material)
+                api = np.asarray(pot, dtype=np.float64)[rows] @ self.gate_flow[rows]
+                total = self.mass_flow
+                frac = np.full(self.n_ticks, np.nan)
+                ok = total > 0.0
+                frac[ok] = api[ok] / total[ok]
+            self._cache["api_content"] = frac / self.target_api_fraction
         return self._cache["api_content"]
 
     @property
@@ -412,9 +428,20 @@ class SimulationResult:
             "mass_kg": {key: dict(self.mass[key])
                         for key in ("fed", "accepted", "diverted", "holdup")},
             "mass_balance_max_rel_error": float(self.mass_balance_max_rel_error),
+            "diversion": self._diversion_summary(tablets, div, nonconf),
             "diversion_events": [dict(d) for d in self.diversion_events],
             "event_log": {"records": len(chain), "head_hash": chain.head},
         }
+
+    def _diversion_summary(self, tablets: np.ndarray, div: np.ndarray,
+                           nonconf: np.ndarray) -> dict[str, Any]:
+        """Policy, expected escapes (the monitor's own sum of risk over accepted tablets) next
+        to the true escapes and the waste [tablets]."""
+        mon = self.metadata.get("monitor") or {}
+        return {"policy": mon.get("policy"),
+                "expected_escapes": mon.get("expected_escapes"),
+                "true_escapes": float(tablets[nonconf & ~div].sum()),
+                "waste": float(tablets[~nonconf & div].sum())}
 
     def provenance(self) -> dict[str, Any]:
         """Provenance stored with every output file (seed, entropy, sha256, versions)."""

@@ -736,7 +736,17 @@ class Diversion(_Strict):
         control can be reached [-] (default 0.999).
     rtd_uncertainty : float
         Relative +- uncertainty of all residence times [-], in [0, 1) (default 0): windows
-        cover the envelope of the RTDs scaled by 1 - u and 1 + u (domain.md 7.3 margins).
+        cover the envelope of the RTDs scaled by 1 - u and 1 + u (domain.md 7.3 margins);
+        the risk policy adds the timing error u x MRT x |dc/dt| to the content uncertainty.
+    policy : {"risk", "quantile", "rules"}
+        How gate ticks are chosen (default "risk"): "risk" diverts a tick when the probability
+        that its content is outside the limits, given the plant signals, exceeds
+        ``max_risk``; "quantile" opens RTD-quantile (method B) and PAT windows on feeder
+        deviations, NIR readings out of limits and innovation-chart signals; "rules" is the
+        rule-based monitor of cmsim 0.1 (method A soft sensor, B and PAT windows).
+    max_risk : float
+        Largest accepted probability that a tablet's content is outside the limits [-], in
+        (0, 0.5) (default 0.001).
     """
 
     quantile: Q("fraction", gt=0, lt=0.5) = 0.005
@@ -744,6 +754,8 @@ class Diversion(_Strict):
     start_up: bool | None = None
     start_up_quantile: Q("fraction", gt=0.5, lt=1) = 0.999
     rtd_uncertainty: Q("fraction", ge=0, lt=1) = 0.0
+    policy: Literal["risk", "quantile", "rules"] = "risk"
+    max_risk: Q("fraction", gt=0, lt=0.5) = 1e-3
 
 
 class Monitor(_Strict):
@@ -792,6 +804,20 @@ class Monitor(_Strict):
         What the feeder deviation trigger compares the flow with: the feeder's current set
         point (default; set-point changes by an operator or controller are not faults) or the
         scenario's nominal flow.
+    model_sd : float, optional
+        Standard deviation of the line-state estimator's model error at the probe, fraction
+        of target [-] (default: computed from the feeders' noise and the load cells).
+    lot_assay_sd : float
+        Standard deviation of a new API lot's relative potency assumed by the estimator [-]
+        (default 2 %).
+    fault_sd : float
+        Standard deviation added to the model error when the innovation chart signals,
+        fraction of target [-] (default 5 %).
+    innovation_cusum_k, innovation_cusum_h : float
+        CUSUM on the estimator's standardised innovations: reference value and decision
+        interval [-] (defaults 0.5 and 8: in-control ARL about 10,000 readings).
+    innovation_shewhart_L : float
+        Shewhart limit on the standardised innovations [-] (default 0: off).
     """
 
     persistence: Annotated[int, Strict(), Field(ge=1)] = 3
@@ -821,6 +847,12 @@ class Monitor(_Strict):
     tablet_weight_rsd: Q("fraction", ge=0) = 0.0
     chart_action: Literal["warn", "divert"] = "warn"
     feeder_reference: Literal["set_point", "nominal"] = "set_point"
+    model_sd: Q("fraction", gt=0) | None = None
+    lot_assay_sd: Q("fraction", ge=0) = 0.02
+    fault_sd: Q("fraction", ge=0) = 0.05
+    innovation_cusum_k: Q("dimensionless", ge=0) = 0.5
+    innovation_cusum_h: Q("dimensionless", gt=0) = 8.0
+    innovation_shewhart_L: Q("dimensionless", ge=0) = 0.0  # noqa: N815
 
     @model_validator(mode="after")
     def _mspc_needs_training(self) -> Monitor:
@@ -1078,7 +1110,9 @@ class Refill(_Disturbance):
     """``type = "refill"``: a hopper refill at ``start`` bringing lot ``lot``.
 
     ``mass`` [kg] is optional (default: up to the hopper's refill_high); ``duration`` [s] is
-    the refill time (default 20 s).
+    the refill time (default 20 s). ``assay`` [-] is the relative potency of an API lot
+    (default 1: as labelled): its API counts ``assay`` times in the true content and in what
+    the NIR sees; the monitor does not know it.
     """
 
     type: Literal["refill"]
@@ -1086,6 +1120,23 @@ class Refill(_Disturbance):
     lot: Name
     mass: Q("mass", gt=0) | None = None
     duration: Q("time", gt=0) = 20.0
+    assay: Q("fraction", gt=0, le=2) | None = None
+
+
+class NIRFault(_Disturbance):
+    """``type = "nir_fault"``: a fault of the NIR instrument from ``start`` to ``end``.
+
+    ``kind`` is ``"bias"`` (add ``value``, an absolute mass fraction, e.g. ``"0.5 %"``),
+    ``"drift"`` (an offset growing by ``value`` per hour from ``start``), ``"spike"`` (add
+    ``value`` to one reading), ``"frozen"`` (repeat the last valid reading) or
+    ``"dropout"`` (no readings). ``end`` [s] is optional (absent: until the end of the run).
+    The material is not affected: this is a sensor fault.
+    """
+
+    type: Literal["nir_fault"]
+    kind: Literal["bias", "drift", "spike", "frozen", "dropout"]
+    end: Q("time", ge=0) | None = None
+    value: Q("dimensionless") = 0.0
 
 
 class BlenderSpeed(_Disturbance):
@@ -1103,7 +1154,8 @@ class PressStop(_Disturbance):
 
 
 Disturbance = Annotated[
-    FeederStop | FeederStep | FeederNoise | FeederDrift | Refill | BlenderSpeed | PressStop,
+    FeederStop | FeederStep | FeederNoise | FeederDrift | Refill | BlenderSpeed | PressStop
+    | NIRFault,
     Field(discriminator="type"),
 ]
 
@@ -1348,5 +1400,39 @@ def cross_field_problems(raw: dict[str, Any]) -> list[tuple[str, Any, str]]:
                 problems.append((f"disturbances[{i}].mass", d.get("mass"),
                                  f"feeder {d['feeder']!r} has no [feeders.hopper] table; "
                                  "a refill mass needs one"))
+        if kind == "nir_fault":
+            if not isinstance(pat, dict):
+                problems.append((f"disturbances[{i}].type", kind,
+                                 "needs a [pat] table (the NIR instrument)"))
+            end = _num(d.get("end"), "time") if d.get("end") is not None else None
+            if end is not None and start is not None and end < start:
+                problems.append((f"disturbances[{i}].end", d.get("end"),
+                                 f"must be >= start ({_fmt_time(start)})"))
+        if kind == "refill" and d.get("assay") is not None and isinstance(d.get("feeder"), str):
+            api_names = [feeders[j].get("name") for j in api_idx[:1]]
+            if d["feeder"] not in api_names:
+                problems.append((f"disturbances[{i}].assay", d.get("assay"),
+                                 "only an API lot has an assay: the feeder must be the API "
+                                 f"feeder ({', '.join(map(str, api_names)) or '-'})"))
+    problems.extend(_assay_problems(disturbances))
     problems.extend(_control_problems(raw, list(names), dt))
     return problems
+
+
+def _assay_problems(disturbances: list[Any]) -> list[tuple[str, Any, str]]:
+    """A lot has one assay: refills of the same lot must not give different ones."""
+    seen: dict[tuple[str, str], tuple[int, float]] = {}
+    out = []
+    for i, d in enumerate(disturbances):
+        if not isinstance(d, dict) or d.get("type") != "refill" or d.get("assay") is None:
+            continue
+        a = _num(d.get("assay"), "fraction")
+        key = (str(d.get("feeder")), str(d.get("lot")))
+        if a is None:
+            continue
+        if key in seen and abs(seen[key][1] - a) > 1e-12:
+            out.append((f"disturbances[{i}].assay", d.get("assay"),
+                        f"lot {key[1]!r} already has assay {seen[key][1]:g} "
+                        f"(disturbances[{seen[key][0]}])"))
+        seen.setdefault(key, (i, a))
+    return out

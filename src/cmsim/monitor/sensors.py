@@ -428,9 +428,10 @@ class NIRSensor(_Sampler):
 
         Parameters
         ----------
-        kind : {"bias", "spike", "frozen", "dropout"}
+        kind : {"bias", "drift", "spike", "frozen", "dropout"}
             ``"bias"``: add ``value`` to readings in ``[start, end)`` (a bias step when
-            ``end`` is None); ``"spike"``: add ``value`` to the first reading at or after
+            ``end`` is None); ``"drift"``: add ``value * (t - start)`` to readings in
+            ``[start, end)``; ``"spike"``: add ``value`` to the first reading at or after
             ``start``; ``"frozen"``: readings in ``[start, end)`` repeat the last valid reading
             before ``start``; ``"dropout"``: readings in ``[start, end)`` are NaN.
         start : float
@@ -438,7 +439,8 @@ class NIRSensor(_Sampler):
         end : float, optional
             Reading time it ends [s] (exclusive); None: never.
         value : float
-            Offset [mass fraction] for ``"bias"`` and ``"spike"``.
+            Offset [mass fraction] for ``"bias"`` and ``"spike"``; rate [mass fraction / s]
+            for ``"drift"``.
 
         Notes
         -----
@@ -446,7 +448,7 @@ class NIRSensor(_Sampler):
         before the readings they affect are produced. Order of application: noise, bias,
         spike, frozen, random dropouts, dropout faults.
         """
-        kinds = ("bias", "spike", "frozen", "dropout")
+        kinds = ("bias", "drift", "spike", "frozen", "dropout")
         if kind not in kinds:
             raise ParameterError("kind", kind, f"must be one of {kinds}")
         st = finite_array("start", start, ndim=0).item()
@@ -472,6 +474,9 @@ class NIRSensor(_Sampler):
         for f in self._faults:
             if f["kind"] == "bias":
                 y[(ts >= f["start"]) & (ts < f["end"])] += f["value"]
+            elif f["kind"] == "drift":
+                on = (ts >= f["start"]) & (ts < f["end"])
+                y[on] += f["value"] * (ts[on] - f["start"])
             elif f["kind"] == "spike" and not f["done"]:
                 hit = np.flatnonzero(ts >= f["start"])
                 if hit.size:

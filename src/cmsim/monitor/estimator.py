@@ -1,0 +1,522 @@
+"""Line-state estimator: the monitor's own copy of the line, corrected by the NIR.
+
+The estimator runs the line's own unit operations (:class:`~cmsim.unitops.ContinuousBlender`
+and :class:`~cmsim.unitops.TabletPress`, the same stage filters as the simulated line) on the
+flows the plant knows, so a blender speed change keeps the stage masses and a press stop
+freezes the press exactly as in the line. Its channels are one per API lot generation, the
+rest of the blend, and (behind the NIR probe) two bookkeeping channels that carry the NIR
+correction and its variance through the stages downstream of the probe.
+
+Inputs (:class:`~cmsim.monitor.plant.SignalChunk` only):
+
+* feeder flows ``u = setpoint * running + d``: the commanded flow is known without lag; the
+  load cells add the unexplained deviation ``d = lc_flow - LC(setpoint * running)``, where
+  ``LC(.)`` is the load cells' own least-squares slope applied to the commanded flow (so a
+  set-point step or a stop is not mistaken for a deviation, and a real deviation shows with
+  the load-cell lag of half a window);
+* the API lot generation and its share (hopper bookkeeping);
+* blender speed and press running state, applied at the chunk start as in the line;
+* NIR predictions at the probe.
+
+State corrected by the NIR (fractions of the target content):
+
+* ``eps``: model error of the content at the probe, a first-order Gauss-Markov process
+  (variance ``model_sd**2``, correlation time ``model_tau``), from feeder noise the load cells
+  cannot resolve and from load-cell noise;
+* ``a``: relative potency error of the newest API lot, a constant with variance
+  ``lot_sd**2`` when the lot first appears (0 for the initial lot). It acts through the share
+  of that lot in the material, so the estimator knows *which* material carries the risk.
+
+A reading at ``t`` averages the probe over ``[t - latency - T_int, t - latency]``; it updates
+the state at the window centre (a delayed measurement) with variance ``nir_sd**2`` and is used
+only for gate ticks decided after ``t``. The standardised innovation ``z`` of every reading
+feeds a two-sided CUSUM (and optionally a Shewhart rule); a signal means the model no longer
+explains the data, and the variance of ``eps`` is raised by ``fault_sd**2`` so the filter
+re-converges at once and the gate sees the uncertainty.
+
+Output per gate tick ``k`` (decided at ``k dt - G dt + dt``, ``G = 1 + ceil(gate_delay/dt)``):
+the content estimate ``c_k`` and its standard deviation ``s_k`` (fractions of target), with
+``s_k**2 = (sqrt(var_eps) + |h_k| sqrt(var_a))**2 + (u * MRT * dc/dt)**2``; the first term
+bounds the correlated NIR-correction errors, the second is the timing error of an RTD whose
+residence times are known to ``+- u``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numba import njit
+
+from cmsim.errors import ParameterError
+from cmsim.monitor.plant import SignalChunk
+from cmsim.monitor.sensors import LoadCellBank
+
+__all__ = ["EstimatorSettings", "GateEstimate", "LineSpec", "LineStateEstimator",
+           "model_error_sd"]
+
+
+@dataclass(frozen=True)
+class LineSpec:
+    """What the monitor knows of the line's equipment (its characterisation).
+
+    Attributes
+    ----------
+    dt : float
+        Tick [s].
+    blender_rtd, transfer_rtd, feed_frame_rtd : RTDModel
+        Characterised RTDs (blender at ``blender_speed``).
+    blender_speed : float or None
+        Reference impeller speed of ``blender_rtd`` [rpm].
+    speed_exponent : float
+        ``tau ~ rpm**-beta`` [-].
+    tablet_mass : float
+        Tablet mass [kg].
+    probe : {"blender_outlet", "feed_frame"}
+        NIR probe location.
+    shift : int
+        Alignment shift of the gate [ticks] (the line's convention).
+    target : float
+        Target API mass fraction [-].
+    api_feeder : int
+        Index of the API feeder among the feeders.
+    nominal_flows : tuple of float
+        Nominal feeder flows [kg/s].
+    steady_start : bool
+        The line starts at steady state (else empty).
+    n_api_lots : int
+        API lot generations the run can see (channels).
+    """
+
+    dt: float
+    blender_rtd: Any
+    blender_speed: float | None
+    speed_exponent: float
+    transfer_rtd: Any
+    feed_frame_rtd: Any
+    tablet_mass: float
+    probe: str
+    shift: int
+    target: float
+    api_feeder: int
+    nominal_flows: tuple[float, ...]
+    steady_start: bool
+    n_api_lots: int
+
+
+@dataclass(frozen=True)
+class EstimatorSettings:
+    """Noise model and detection settings of the estimator (fractions of target unless noted).
+
+    Attributes
+    ----------
+    nir_sd : float
+        Standard deviation of one NIR prediction [-].
+    model_sd, model_tau : float
+        Stationary standard deviation [-] and correlation time [s] of the model error at the
+        probe.
+    lot_sd : float
+        Standard deviation of a new API lot's relative potency [-].
+    fault_sd : float
+        Standard deviation added to the model error when the innovation chart signals [-].
+    cusum_k, cusum_h : float
+        CUSUM reference and decision interval on the standardised innovations [-].
+    shewhart_L : float
+        Shewhart limit on the standardised innovations (0: off) [-].
+    gate_ticks : int
+        ``G``: ticks between the decision and the gate tick it decides [-].
+    lc_period, lc_window, lc_start : float
+        Load-cell clock [s] (period 0: no load cells).
+    rtd_uncertainty : float
+        Relative uncertainty of the residence times [-].
+    """
+
+    nir_sd: float
+    model_sd: float
+    model_tau: float
+    lot_sd: float = 0.02
+    fault_sd: float = 0.05
+    cusum_k: float = 0.5
+    cusum_h: float = 5.0
+    shewhart_L: float = 0.0  # noqa: N815
+    gate_ticks: int = 2
+    lc_period: float = 0.0
+    lc_window: float = 10.0
+    lc_start: float = 0.0
+    rtd_uncertainty: float = 0.0
+
+
+@dataclass
+class GateEstimate:
+    """Estimated content at the gate for ticks ``[k0, k1)`` (fractions of target).
+
+    Attributes
+    ----------
+    content, sd : ndarray
+        Estimate and its standard deviation [-] (NaN content where no flow reaches the gate).
+    z_t, z : ndarray
+        Reading times [s] and standardised innovations [-] of the readings used.
+    alarms : list of float
+        Reading times of innovation-chart signals [s].
+    """
+
+    k0: int
+    k1: int
+    content: np.ndarray
+    sd: np.ndarray
+    z_t: np.ndarray
+    z: np.ndarray
+    alarms: list[float]
+
+
+def model_error_sd(rsd: np.ndarray, shares: np.ndarray, api: int, corr_time: np.ndarray,
+                   kernel: np.ndarray, dt: float) -> float:
+    """Standard deviation of the content error at the probe from feeder flow noise [-].
+
+    Parameters
+    ----------
+    rsd : ndarray
+        Relative flow noise of each feeder [-].
+    shares : ndarray
+        Nominal mass share of each feeder [-].
+    api : int
+        Index of the API feeder.
+    corr_time : ndarray
+        AR(1) correlation time of each feeder's noise [s].
+    kernel : ndarray
+        Feeder-to-probe bin kernel at ``dt``.
+    dt : float
+        Tick [s].
+
+    Notes
+    -----
+    The content ``c = F_api / sum F`` moves by ``(1 - w) e_api`` for a relative API flow error
+    ``e_api`` and by ``-s_f e_f`` for feeder ``f``; the stage filter passes the AR(1) noise
+    ``rho**|l|`` with the variance factor ``sum_l rho**|l| r_h(l)`` (``r_h``: autocorrelation
+    of the kernel). Treating all flow noise as unresolved by the load cells makes this an
+    upper bound.
+    """
+    w = np.asarray(kernel, dtype=np.float64)
+    r = np.correlate(w, w, mode="full")[w.size - 1:]
+    lags = np.arange(r.size) * dt
+    var = 0.0
+    for f in range(len(rsd)):
+        sens = (1.0 - shares[api]) if f == api else shares[f]
+        rho = np.exp(-lags / corr_time[f]) if corr_time[f] > 0 else (lags == 0).astype(float)
+        kappa = r[0] + 2.0 * float(np.dot(rho[1:], r[1:]))
+        var += (sens * rsd[f]) ** 2 * kappa
+    return math.sqrt(var)
+
+
+def _dead_time(models: Any) -> float:
+    """Time before any material can pass the series of ``models`` [s] (sum of the times at
+    which each survival function leaves 1)."""
+    total = 0.0
+    for m in models:
+        total += float(m.quantile(1e-12))
+    return total
+
+
+# --------------------------------------------------------------------------- NIR update
+# state: eps, a, P00, P01, P11, epoch (probe tick), cusum_hi, cusum_lo, gen, have_epoch
+@njit(cache=True)
+def _kf_chunk(k0, inv_target, api, tot, pot, gen, nir_use, nir_j, nir_y, nir_t, ring, st, phi, q_ss,
+              r_var, lot_var, fault_var, ck, ch, shew, eps_out, p00_out, a_out, p11_out,
+              pot_out, z_out, alarm_out):  # pragma: no cover - compiled
+    n = tot.size
+    n_lots = pot.size
+    size = ring.shape[1]
+    i = 0
+    n_read = nir_use.size
+    for m in range(n):
+        k = k0 + m
+        g = gen[m]
+        if g > st[8]:  # a newer lot: freeze the estimate of the previous one
+            pot[int(st[8])] = 1.0 + st[1]
+            st[8] = g
+            st[1] = 0.0
+            st[3] = 0.0
+            st[4] = lot_var
+        cur = int(st[8])
+        c0 = 0.0
+        h = 0.0
+        if tot[m] > 0.0:
+            scale = inv_target / tot[m]
+            for lot in range(n_lots):
+                if lot == cur:
+                    h = api[lot, m] * scale
+                    c0 += h
+                else:
+                    c0 += pot[lot] * api[lot, m] * scale
+        slot = k % size
+        ring[0, slot] = c0
+        ring[1, slot] = h
+        ring[2, slot] = cur
+        ring[3, slot] = tot[m]
+        while i < n_read and nir_use[i] <= k:
+            j = nir_j[i]
+            y = nir_y[i]
+            if j > k or j <= k - size or ring[3, j % size] <= 0.0 or math.isnan(y):
+                i += 1
+                continue
+            if st[9] == 0.0:
+                st[5] = j
+                st[9] = 1.0
+            d = max(j - st[5], 0.0)
+            f = phi ** d
+            st[0] *= f
+            st[2] = f * f * st[2] + q_ss * (1.0 - f * f)
+            st[3] *= f
+            st[5] = max(st[5], j)
+            s = j % size
+            hj = ring[1, s] if int(ring[2, s]) == cur else 0.0
+            pred = ring[0, s] + st[0] + st[1] * hj
+            p00, p01, p11 = st[2], st[3], st[4]
+            sv = p00 + 2.0 * hj * p01 + hj * hj * p11 + r_var
+            z = (y - pred) / math.sqrt(sv)
+            z_out[i] = z
+            st[6] = max(0.0, st[6] + z - ck)
+            st[7] = max(0.0, st[7] - z - ck)
+            if st[6] > ch or st[7] > ch or (shew > 0.0 and abs(z) > shew):
+                alarm_out[i] = True
+                st[6] = 0.0
+                st[7] = 0.0
+                p00 += fault_var
+                sv += fault_var
+            e = y - pred
+            k1 = (p00 + hj * p01) / sv
+            k2 = (p01 + hj * p11) / sv
+            st[0] += k1 * e
+            st[1] += k2 * e
+            # P - K H P with H = [1, hj]
+            hp0 = p00 + hj * p01
+            hp1 = p01 + hj * p11
+            st[2] = p00 - k1 * hp0
+            st[3] = p01 - k1 * hp1
+            st[4] = p11 - k2 * hp1
+            i += 1
+        d = max(k - st[5], 0.0) if st[9] > 0.0 else 0.0
+        f = phi ** d
+        eps_out[m] = f * st[0]
+        p00_out[m] = f * f * st[2] + q_ss * (1.0 - f * f)
+        a_out[m] = st[1]
+        p11_out[m] = st[4]
+        for lot in range(n_lots):
+            pot_out[lot, m] = pot[lot]
+        pot_out[cur, m] = 1.0 + st[1]
+    return i
+
+
+class LineStateEstimator:
+    """The monitor's model of the line, driven by plant signals and corrected by the NIR.
+
+    Parameters
+    ----------
+    spec : LineSpec
+        The line's characterisation.
+    settings : EstimatorSettings
+        Noise model and detection settings.
+    nir_timing : (float, float) or None
+        NIR ``(latency, integration_time)`` [s]; None: no NIR.
+    """
+
+    def __init__(self, spec: LineSpec, settings: EstimatorSettings,
+                 nir_timing: tuple[float, float] | None) -> None:
+        from cmsim.unitops import ContinuousBlender, TabletPress  # noqa: PLC0415
+
+        self.spec = spec
+        self.settings = s = settings
+        dt = spec.dt
+        self.dt = dt
+        self.n_lots = max(1, int(spec.n_api_lots))
+        nl = self.n_lots
+        self.api_feeder = int(spec.api_feeder)
+        self.blender = ContinuousBlender(spec.blender_rtd, dt, nl + 1, speed=spec.blender_speed,
+                                         speed_exponent=spec.speed_exponent)
+        self.at_probe = spec.probe == "blender_outlet"
+        extra = 2 if self.at_probe else 0
+        self.press = TabletPress(spec.transfer_rtd, spec.feed_frame_rtd, spec.tablet_mass, dt,
+                                 nl + 1 + extra)
+        nom = np.asarray(spec.nominal_flows, dtype=np.float64)
+        if spec.steady_start:
+            u = np.zeros(nl + 1)
+            u[0] = nom[self.api_feeder]
+            u[nl] = nom.sum() - nom[self.api_feeder]
+            self.blender.reset(u)
+            self.press.reset(np.concatenate((u, np.zeros(extra))))
+        self._gate_buf = np.zeros((nl + 1 + 2, spec.shift))
+        if spec.steady_start and spec.shift:
+            self._gate_buf[0] = nom[self.api_feeder]
+            self._gate_buf[nl] = nom.sum() - nom[self.api_feeder]
+        self._pot = np.ones(nl)
+        # state: eps, a, P00, P01, P11, epoch, cusum+, cusum-, gen, have_epoch
+        self._st = np.zeros(10)
+        self._st[2] = s.model_sd ** 2
+        self._phi = math.exp(-dt / s.model_tau) if s.model_tau > 0 else 0.0
+        self.nir_timing = nir_timing
+        stages = self.blender.n_dispersive + (0 if self.at_probe else self.press.n_dispersive)
+        self._probe_offset = 0.5 + 0.5 * stages  # probe row j is at (j + offset) dt
+        lag = 0.0 if nir_timing is None else nir_timing[0] + 0.5 * nir_timing[1]
+        self._ring = np.zeros((4, int(math.ceil(lag / dt)) + 8 * s.gate_ticks + 64))
+        self._nir_queue = (np.empty(0), np.empty(0))
+        self._lc_cmd = None
+        if s.lc_period > 0:
+            self._lc_cmd = LoadCellBank(s.lc_period, 0.0, max(s.lc_window, 2 * s.lc_period), dt,
+                                        [None] * len(nom), start=s.lc_start)
+        self._dev = np.zeros(len(nom))
+        self._mrt = float(spec.blender_rtd.mean + spec.transfer_rtd.mean
+                          + spec.feed_frame_rtd.mean)
+        self._last_c = math.nan
+        self._speed = spec.blender_speed
+        # a gate tick k is decided at (k - G + 1) dt but the model's gate output at k uses
+        # inputs up to tick k: harmless when G ticks of input cannot reach the gate (plug
+        # flow in the line); otherwise the model runs on inputs delayed by G ticks
+        line_rtd = (spec.blender_rtd, spec.transfer_rtd, spec.feed_frame_rtd)
+        self._delay = 0 if _dead_time(line_rtd) >= s.gate_ticks * dt else s.gate_ticks
+        self._in_buf = np.zeros((nl + 1, self._delay))
+        if spec.steady_start and self._delay:
+            self._in_buf[0] = nom[self.api_feeder]
+            self._in_buf[nl] = nom.sum() - nom[self.api_feeder]
+
+    # ----------------------------------------------------------------- inputs
+    def _feeder_flows(self, ch: SignalChunk) -> np.ndarray:
+        """Estimated feeder flows per tick [kg/s] from commands and load-cell deviations."""
+        cmd = ch.setpoint * ch.running
+        if self._lc_cmd is None:
+            return cmd
+        _, lc_cmd = self._lc_cmd.measure(cmd, return_mass=False)
+        n = ch.k1 - ch.k0
+        dev = np.where(np.isfinite(ch.lc_flow) & np.isfinite(lc_cmd), ch.lc_flow - lc_cmd, 0.0)
+        # the estimate at a reading time is known from that time on (the tick it falls in)
+        rows = np.floor(ch.lc_t / self.dt + 1e-9).astype(np.int64) - ch.k0
+        out = np.empty_like(cmd)
+        idx = np.searchsorted(rows, np.arange(n), side="right") - 1
+        for f in range(cmd.shape[0]):
+            d = np.where(idx >= 0, dev[f, np.maximum(idx, 0)], self._dev[f])
+            out[f] = np.maximum(cmd[f] + d, 0.0)
+            if dev.shape[1]:
+                self._dev[f] = dev[f, -1]
+        return out
+
+    def _blend_inflow(self, ch: SignalChunk, flows: np.ndarray) -> np.ndarray:
+        """Blender inflow channels: API by lot generation (the newest and the one before it,
+        by the hopper's share), then the rest of the blend [kg/s]."""
+        n = ch.k1 - ch.k0
+        nl = self.n_lots
+        x = np.zeros((nl + 1, n))
+        api = flows[self.api_feeder]
+        gen = ch.api_lot_gen.astype(np.intp)
+        share = np.clip(ch.api_lot_share, 0.0, 1.0)
+        cols = np.arange(n)
+        x[gen, cols] = api * share
+        x[np.maximum(gen - 1, 0), cols] += np.where(gen > 0, api * (1.0 - share), 0.0)
+        x[nl] = flows.sum(axis=0) - api
+        if self._delay:
+            full = np.concatenate((self._in_buf, x), axis=1)
+            self._in_buf = full[:, -self._delay:].copy()
+            x = full[:, :-self._delay]
+        return x
+
+    # ----------------------------------------------------------------- one chunk
+    def step(self, ch: SignalChunk) -> GateEstimate:
+        """Estimate the gate content for ticks ``[ch.k0, ch.k1)``."""
+        s = self.settings
+        n = ch.k1 - ch.k0
+        nl = self.n_lots
+        if np.isfinite(ch.blender_speed) and self._speed is not None and \
+                ch.blender_speed != self._speed:
+            self.blender.set_speed(ch.blender_speed)
+            self._speed = ch.blender_speed
+        if ch.press_running and not self.press.running:
+            self.press.start()
+        elif not ch.press_running and self.press.running:
+            self.press.stop()
+        flows = self._feeder_flows(ch)
+        #: estimated feeder flows of the last chunk [kg/s] (what the policies see)
+        self.last_flows = flows
+        inflow = self._blend_inflow(ch, flows)
+        blended = self.blender.step(inflow)
+        probe = blended if self.at_probe else None
+        if not self.at_probe:
+            probe = self.press.step(blended)
+        tot = probe.sum(axis=0)
+        eps = np.empty(n)
+        p00 = np.empty(n)
+        a = np.empty(n)
+        p11 = np.empty(n)
+        pot = np.empty((nl, n))
+        nir_use, nir_j, nir_y, nir_t = self._readings(ch)
+        z = np.full(nir_t.size, np.nan)
+        if int(ch.api_lot_gen.max(initial=0)) >= nl:
+            raise ParameterError("api_lot_gen", int(ch.api_lot_gen.max()),
+                                 f"must be < n_api_lots = {nl}")
+        alarm = np.zeros(nir_t.size, dtype=np.bool_)
+        used = _kf_chunk(ch.k0, 1.0 / self.spec.target, np.ascontiguousarray(probe[:nl]), tot, self._pot,
+                         ch.api_lot_gen.astype(np.int64), nir_use, nir_j, nir_y, nir_t,
+                         self._ring, self._st, self._phi, s.model_sd ** 2, s.nir_sd ** 2,
+                         s.lot_sd ** 2, s.fault_sd ** 2, s.cusum_k, s.cusum_h, s.shewhart_L,
+                         eps, p00, a, p11, pot, z, alarm)
+        self._nir_queue = (nir_t[used:], nir_y[used:])
+        if self.at_probe:
+            extra = np.empty((2, n))
+            extra[0] = eps * tot
+            extra[1] = p00 * tot
+            gate_in = self.press.step(np.concatenate((blended, extra)))
+        else:
+            gate_in = np.concatenate((probe, (eps * tot)[None], (p00 * tot)[None]))
+        gate = self._align(gate_in)
+        return self._gate_estimate(ch, gate, pot, p00, p11, z[:used], nir_t[:used],
+                                   alarm[:used])
+
+    def _readings(self, ch: SignalChunk) -> tuple[np.ndarray, ...]:
+        """Pending readings with the model tick from which each may be used and the probe
+        tick of its window centre."""
+        qt, qy = self._nir_queue
+        t = np.concatenate((qt, ch.nir_t))
+        y = np.concatenate((qy, ch.nir / self.spec.target))
+        if self.nir_timing is None or t.size == 0:
+            e = np.empty(0)
+            return e.astype(np.int64), e, e, e
+        lat, integ = self.nir_timing
+        g = self.settings.gate_ticks
+        use = np.ceil(t / self.dt - 1e-9).astype(np.int64) + g - 1
+        centre = (t - lat - 0.5 * integ) / self.dt - self._probe_offset
+        return use, np.round(centre).astype(np.int64), y, t
+
+    def _align(self, y: np.ndarray) -> np.ndarray:
+        """The line's integer alignment shift in front of the gate."""
+        sh = self.spec.shift
+        if sh == 0:
+            return y
+        full = np.concatenate((self._gate_buf, y), axis=1)
+        self._gate_buf = full[:, -sh:].copy()
+        return full[:, :-sh]
+
+    def _gate_estimate(self, ch: SignalChunk, gate: np.ndarray, pot: np.ndarray,
+                       p00: np.ndarray, p11: np.ndarray, z: np.ndarray, zt: np.ndarray,
+                       alarm: np.ndarray) -> GateEstimate:
+        nl = self.n_lots
+        tgt = self.spec.target
+        tot = gate[:nl + 1].sum(axis=0)
+        ok = tot > 0
+        safe = np.where(ok, tot, 1.0)
+        api = (pot * gate[:nl]).sum(axis=0)
+        content = api / safe / tgt + gate[nl + 1] / safe
+        cur = int(self._st[8])
+        h = gate[cur] / safe / tgt
+        var_eps = np.maximum(gate[nl + 2] / safe, p00)
+        sd = np.sqrt(var_eps) + np.abs(h) * np.sqrt(p11)
+        u = self.settings.rtd_uncertainty
+        if u > 0:
+            prev = np.concatenate(([self._last_c if np.isfinite(self._last_c) else content[0]],
+                                   content[:-1]))
+            slope = np.abs(content - prev) / self.dt
+            sd = np.sqrt(sd ** 2 + (u * self._mrt * slope) ** 2)
+        content[~ok] = np.nan
+        if content.size:
+            self._last_c = content[-1]
+        keep = np.isfinite(z)
+        return GateEstimate(ch.k0, ch.k1, content, sd, zt[keep], z[keep],
+                            [float(t) for t in zt[alarm]])

@@ -1,0 +1,197 @@
+"""The PAT monitor: plant signals in, gate decisions and an audit trail out.
+
+:class:`LineMonitor` only delegates, chunk by chunk:
+
+1. :class:`~cmsim.monitor.plant.PlantRecorder` turns the line into plant signals (when the
+   monitor runs on a simulated line; ``cmsim replay`` feeds recorded chunks instead);
+2. :class:`~cmsim.monitor.estimator.LineStateEstimator` estimates the content of every gate
+   tick and its uncertainty from those signals;
+3. :func:`~cmsim.monitor.risk.content_risk` turns that into the risk of each tick;
+4. :class:`~cmsim.monitor.phases.PhaseRules` forces diversion during start-up and shut-down;
+5. the policy (:mod:`cmsim.monitor.policies`) decides the other ticks;
+6. the plan of the chunk goes to the gate.
+
+The monitor never reads a true flow or content: its inputs are the signal chunks.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from cmsim.monitor.estimator import LineStateEstimator
+from cmsim.monitor.phases import PhaseRules
+from cmsim.monitor.plant import PlantRecorder, SignalChunk
+from cmsim.monitor.risk import content_risk
+from cmsim.rtd.models import Series
+
+__all__ = ["LineMonitor"]
+
+
+class LineMonitor:
+    """PAT monitor and diversion (see the module docstring).
+
+    Parameters
+    ----------
+    estimator : LineStateEstimator
+        The line-state estimator.
+    phases : PhaseRules
+        Start-up / shut-down rules.
+    policy : RiskPolicy or QuantilePolicy
+        Diversion policy.
+    n_ticks : int
+        Length of the run [ticks].
+    limits : (float, float)
+        Content limits, fractions of target [-].
+    plant : PlantRecorder, optional
+        The plant's instruments (when observing a simulated line).
+    drive_gate : bool
+        Write the plan into ``line.divert_plan`` (False: monitor only).
+    """
+
+    name = "monitor"
+
+    def __init__(self, estimator: LineStateEstimator, phases: PhaseRules, policy: Any,
+                 n_ticks: int, limits: tuple[float, float], *,
+                 plant: PlantRecorder | None = None, drive_gate: bool = True) -> None:
+        self.estimator = estimator
+        self.phases = phases
+        self.policy = policy
+        self.plant = plant
+        self.drive_gate = bool(drive_gate)
+        self.limits = (float(limits[0]), float(limits[1]))
+        self.dt = estimator.dt
+        n = int(n_ticks)
+        self.plan = np.zeros(n, dtype=bool)
+        self.forced = np.zeros(n, dtype=bool)
+        self.content = np.full(n, np.nan)
+        self.sd = np.full(n, np.nan)
+        self.risk = np.zeros(n)
+        self.events: list[dict[str, Any]] = []
+        #: NIR readings as growing per-chunk lists (``t``, ``nir``), read by NIR feedback control
+        self.readings: dict[str, list[np.ndarray]] = {"t": [], "nir": []}
+        self._z: dict[str, list[np.ndarray]] = {"t": [], "z": []}
+        self._models_key: Any = None
+        self._models: tuple[Any, Any] | None = None
+
+    # ------------------------------------------------------------------ observer
+    def on_chunk(self, line: Any, k0: int, k1: int) -> None:
+        """Line observer: read the plant, decide the chunk, set the gate."""
+        if k1 <= k0 or self.plant is None:
+            return
+        self.process(self.plant.on_chunk(line, k0, k1))
+        if self.drive_gate:
+            line.divert_plan[k0:k1] |= self.plan[k0:k1]
+
+    def process(self, ch: SignalChunk) -> None:
+        """Decide the gate ticks of one chunk of plant signals."""
+        k0, k1 = ch.k0, ch.k1
+        est = self.estimator.step(ch)
+        lo, hi = self.limits
+        risk = content_risk(est.content, est.sd, lo, hi)
+        forced = self.phases.update(k0, (ch.setpoint * ch.running).sum(axis=0), ch.nir_t,
+                                    ch.nir)
+        divert = self.policy.decide(k0, risk, flows=self.estimator.last_flows,
+                                    nir_t=ch.nir_t, nir_y=ch.nir, alarms=est.alarms,
+                                    models=self.models())
+        self.plan[k0:k1] = divert | forced
+        self.forced[k0:k1] = forced
+        self.content[k0:k1] = est.content
+        self.sd[k0:k1] = est.sd
+        self.risk[k0:k1] = risk
+        self.readings["t"].append(ch.nir_t)
+        self.readings["nir"].append(ch.nir)
+        self._z["t"].append(est.z_t)
+        self._z["z"].append(est.z)
+        for t in est.alarms:
+            self.events.append({"time_s": t, "type": "alarm", "source": self.name,
+                                "data": {"rule": "model_mismatch",
+                                         "statistic": "CUSUM of standardised innovations"}})
+
+    def models(self) -> tuple[Any, Any]:
+        """Current feeder-to-gate and probe-to-gate RTDs (after speed changes)."""
+        est = self.estimator
+        blender = est.blender.model
+        key = tuple(sorted(blender.params.items()))
+        if key != self._models_key:
+            spec = est.spec
+            down = Series(spec.transfer_rtd, spec.feed_frame_rtd)
+            probe = down if est.at_probe else spec.feed_frame_rtd
+            self._models = (Series(blender, spec.transfer_rtd, spec.feed_frame_rtd), probe)
+            self._models_key = key
+        assert self._models is not None
+        return self._models
+
+    # ------------------------------------------------------------------ results
+    def signals(self) -> dict[str, np.ndarray]:
+        """Monitor signals: NIR readings (``t``, ``nir``, ``nir_true``), the gate estimate
+        (``soft_t``: gate tick times [s], ``soft``: content, ``est_sd``: its standard
+        deviation, fractions of target), ``risk`` [-] and the standardised innovations
+        (``z_t`` [s], ``z`` [-])."""
+        def cat(parts: list[np.ndarray]) -> np.ndarray:
+            return np.concatenate(parts) if parts else np.empty(0)
+
+        out = {"t": cat(self.readings["t"]), "nir": cat(self.readings["nir"]),
+               "z_t": cat(self._z["t"]), "z": cat(self._z["z"])}
+        if self.plant is not None and self.plant.nir_true:
+            out["nir_true"] = cat(self.plant.nir_true)
+        n = self.content.size
+        out["soft_t"] = (np.arange(n) + 0.5) * self.dt
+        out["soft"] = self.content
+        out["est_sd"] = self.sd
+        out["risk"] = self.risk
+        return out
+
+    def expected_escapes(self, tablets: np.ndarray, diverted: np.ndarray) -> float:
+        """Sum of the risk over the accepted tablets [-]."""
+        acc = ~np.asarray(diverted, dtype=bool)
+        return float(np.sum(self.risk[acc] * np.asarray(tablets)[acc]))
+
+    def diversion_events(self, gate_flow: np.ndarray, diverted: np.ndarray,
+                         tablet_mass: float) -> list[dict[str, Any]]:
+        """One record per run of diverted ticks: window, triggers, tablets, mass, the risk and
+        the estimate that raised it (empty when the monitor does not drive the gate)."""
+        if not self.drive_gate:
+            return []
+        mask = np.asarray(diverted, dtype=bool)
+        edges = np.diff(np.concatenate(([0], mask.astype(np.int8), [0])))
+        mass_tick = np.asarray(gate_flow).sum(axis=0) * self.dt
+        g = self.estimator.settings.gate_ticks
+        reqs = getattr(getattr(self.policy, "manager", None), "requests", {})
+        out = []
+        for a, b in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True):
+            triggers = []
+            forced = [r for r in self.phases.intervals
+                      if r[0] < b and (r[1] is None or r[1] > a)]
+            triggers += [r[2] for r in forced]
+            if (self.risk[a:b] > getattr(self.policy, "max_risk", np.inf)).any():
+                triggers.append("risk")
+            windows = [self.policy.manager.request_record(r) for r in reqs.values()
+                       if r.k_lo < b and r.k_hi > a]
+            triggers += [w["trigger"] for w in windows if w["trigger"] not in triggers]
+            mass = float(mass_tick[a:b].sum())
+            risk = self.risk[a:b]
+            content = self.content[a:b]
+            i = int(np.argmax(risk))
+            out.append({
+                "start_s": a * self.dt, "end_s": b * self.dt,
+                "trigger": "+".join(dict.fromkeys(triggers)) or "manual",
+                "tablets": mass / tablet_mass, "mass_kg": mass,
+                "decision_s": (a - g + 1) * self.dt,
+                "max_risk": float(risk.max()),
+                "max_risk_time_s": float((a + i) * self.dt),
+                "estimate_at_max_risk": {"content": _num(content[i]),
+                                         "sd": _num(self.sd[a + i])},
+                "content_range": [_num(np.nanmin(content)) if np.isfinite(content).any()
+                                  else None,
+                                  _num(np.nanmax(content)) if np.isfinite(content).any()
+                                  else None],
+                "windows": windows,
+            })
+        return out
+
+
+def _num(x: float) -> float | None:
+    x = float(x)
+    return x if np.isfinite(x) else None

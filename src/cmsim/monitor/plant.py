@@ -1,0 +1,235 @@
+"""What the plant measures: the instruments of the line and the signals table.
+
+The monitor and the controllers may only see what a plant records. :class:`PlantRecorder` is
+the one place that looks at the simulated line: after every chunk it turns the line's true
+streams into the instrument readings a plant historian would hold, a :class:`SignalChunk`,
+and appends them to a per-tick table. Everything downstream (the line-state estimator, the
+rules, the diversion policy, ``cmsim replay``) reads only these chunks.
+
+Signals (the table written as ``signals.parquet``; one row per tick, ``time_s = k dt``):
+
+==========================  ========  ====================================================
+column                      unit      meaning
+==========================  ========  ====================================================
+``time_s``                  s         start of the tick ``[k dt, (k+1) dt)``
+``setpoint.<feeder>``       kg/s      commanded mass flow of the feeder during the tick
+``running.<feeder>``        0/1       1 while the feeder runs (0 after a stop command)
+``lc_time_s``               s         time of the load-cell flow estimate reported in this
+                                      tick (NaN: none), on the load-cell clock
+``lc_flow.<feeder>``        kg/s      the loss-in-weight controller's mass-flow estimate
+                                      (least-squares slope of the hopper weighings over the
+                                      load-cell window); NaN without a reading
+``nir_time_s``              s         time of the NIR prediction reported in this tick (NaN:
+                                      none)
+``nir``                     [-]       NIR prediction of the API mass fraction (absolute w/w);
+                                      NaN for a dropout or no reading
+``blender_speed``           rpm       impeller speed (NaN when the scenario gives none)
+``press_running``           0/1       1 while the turret runs
+``api_lot_gen``             [-]       generation of the newest API lot discharged so far
+                                      (0 = the initial lot, +1 per new lot)
+``api_lot_share``           [-]       share of that newest lot in the API discharge (from the
+                                      hopper bookkeeping an MES keeps for genealogy)
+==========================  ========  ====================================================
+
+A sampled signal (load cells, NIR) is filed in the tick that contains its time stamp; a tick
+holds at most one sample of each (sample periods are at least one tick).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from cmsim.errors import ParameterError
+from cmsim.monitor.sensors import LoadCellBank, NIRSensor
+
+__all__ = ["PlantRecorder", "SignalChunk", "nir_start_time", "signal_columns"]
+
+
+@dataclass
+class SignalChunk:
+    """Plant signals of ticks ``[k0, k1)``.
+
+    Attributes
+    ----------
+    k0, k1 : int
+        Tick range.
+    setpoint : ndarray, shape (n_feeders, n)
+        Commanded flows [kg/s].
+    running : ndarray of bool, shape (n_feeders, n)
+        Feeder running flags.
+    lc_t : ndarray, shape (m,)
+        Load-cell estimate times [s].
+    lc_flow : ndarray, shape (n_feeders, m)
+        Load-cell flow estimates [kg/s] (NaN: no estimate yet).
+    nir_t, nir : ndarray, shape (r,)
+        NIR prediction times [s] and values [mass fraction] (NaN: dropout).
+    blender_speed : float
+        Impeller speed during the chunk [rpm] (NaN: not given).
+    press_running : bool
+        Turret running during the chunk.
+    api_lot_gen : ndarray of int, shape (n,)
+        Newest API lot generation discharged so far.
+    api_lot_share : ndarray, shape (n,)
+        Share of the newest API lot in the API discharge [-].
+    """
+
+    k0: int
+    k1: int
+    setpoint: np.ndarray
+    running: np.ndarray
+    lc_t: np.ndarray
+    lc_flow: np.ndarray
+    nir_t: np.ndarray
+    nir: np.ndarray
+    blender_speed: float
+    press_running: bool
+    api_lot_gen: np.ndarray
+    api_lot_share: np.ndarray
+
+
+def signal_columns(feeders: Sequence[str]) -> list[str]:
+    """Column names of the signals table for these feeder names (in table order)."""
+    cols = ["time_s"]
+    cols += [f"setpoint.{f}" for f in feeders] + [f"running.{f}" for f in feeders]
+    cols += ["lc_time_s"] + [f"lc_flow.{f}" for f in feeders]
+    cols += ["nir_time_s", "nir", "blender_speed", "press_running", "api_lot_gen",
+             "api_lot_share"]
+    return cols
+
+
+def nir_start_time(sample_period: float, latency: float, integration_time: float,
+                   probe_offset: float) -> float:
+    """Time of the first NIR prediction [s]: the first multiple of the sample period at which
+    a whole integration window of probe data exists."""
+    first = probe_offset + latency + integration_time
+    return math.ceil(first / sample_period - 1e-9) * sample_period
+
+
+class PlantRecorder:
+    """Line observer simulating the plant's instruments and recording the signals table.
+
+    Parameters
+    ----------
+    line : cmsim.line.Line
+        The line at tick 0 (feeders ``feeder.<name>``, ``blender``, ``press``).
+    feeders : sequence of str
+        Feeder names, in table order.
+    api_feeder : str
+        Name of the API feeder.
+    potency : ndarray, shape (n_channels,)
+        Active content per kg of each channel [-] (1 for every channel except API lots of
+        another assay); the NIR sees ``sum(potency * API rows) / total``.
+    nir : NIRSensor or None
+        The NIR instrument (None: no probe).
+    probe : {"blender_outlet", "feed_frame"}
+        Probe location.
+    upstream_stages : int
+        Bin-kernel stages in front of the probe (its time stamps: ``(k + 1/2 + S/2) dt``).
+    load_cells : LoadCellBank or None
+        The feeders' load cells on the tick clock (None: no load cells).
+    """
+
+    name = "plant"
+
+    def __init__(self, line: Any, feeders: Sequence[str], api_feeder: str,
+                 potency: np.ndarray, nir: NIRSensor | None, probe: str,
+                 upstream_stages: int, load_cells: LoadCellBank | None) -> None:
+        if line.k != 0:
+            raise ParameterError("line", line.k, "the plant recorder must start at tick 0")
+        self.dt = float(line.dt)
+        self.n_ticks = int(line.n_ticks)
+        self.feeders = [str(f) for f in feeders]
+        self._units = [line.nodes[f"feeder.{f}"].unit for f in self.feeders]
+        self._records = [line.record(f"feeder.{f}.out") for f in self.feeders]
+        cmap = line.channel_map
+        self._api = self.feeders.index(api_feeder)
+        self._api_rows = np.asarray(cmap.material_rows(cmap.api_material))
+        self._potency = np.asarray(potency, dtype=np.float64)
+        self._blender = line.nodes["blender"].unit
+        self._press = line.nodes["press"].unit
+        self.nir = nir
+        self._port = "blender.out" if probe == "blender_outlet" else "press.out"
+        if nir is not None:
+            line.watch(self._port)
+        self._offset = (0.5 + 0.5 * upstream_stages) * self.dt
+        self.load_cells = load_cells
+        self._lots_seen: list[int] = []  # API rows (index in _api_rows), first seen order
+        n = self.n_ticks
+        self.table: dict[str, np.ndarray] = {c: np.full(n, np.nan)
+                                             for c in signal_columns(self.feeders)}
+        self.table["time_s"] = np.arange(n) * self.dt
+        self.nir_true: list[np.ndarray] = []  # noise-free window means (ground truth)
+        self.chunks_seen = 0
+
+    def on_chunk(self, line: Any, k0: int, k1: int) -> SignalChunk:
+        """Record ticks ``[k0, k1)`` and return them as a :class:`SignalChunk`."""
+        n = k1 - k0
+        tab = self.table
+        sp = np.empty((len(self.feeders), n))
+        run = np.empty((len(self.feeders), n), dtype=bool)
+        for i, (f, u) in enumerate(zip(self.feeders, self._units, strict=True)):
+            sp[i] = u.mass_flow
+            run[i] = u.running
+            tab[f"setpoint.{f}"][k0:k1] = sp[i]
+            tab[f"running.{f}"][k0:k1] = run[i]
+        lc_t = np.empty(0)
+        lc_flow = np.empty((len(self.feeders), 0))
+        if self.load_cells is not None:
+            rows = tuple(r[:, k0:k1].sum(axis=0) for r in self._records)
+            lc_t, lc_flow = self.load_cells.measure(rows, return_mass=False)
+            self._file(lc_t, "lc_time_s", {f"lc_flow.{f}": lc_flow[i]
+                                           for i, f in enumerate(self.feeders)})
+        nir_t = np.empty(0)
+        nir_y = np.empty(0)
+        if self.nir is not None:
+            probe = line.chunk_stream(self._port)
+            tot = probe.sum(axis=0)
+            api = self._potency[self._api_rows] @ probe[self._api_rows]
+            w = np.divide(api, tot, out=np.zeros(n), where=tot > 0)
+            grid = (k0 + np.arange(n)) * self.dt + self._offset
+            nir_t, nir_y, true = self.nir.measure(grid, w, return_noise_free=True)
+            self.nir_true.append(true)
+            self._file(nir_t, "nir_time_s", {"nir": nir_y})
+        speed = getattr(self._blender, "speed", None)
+        speed = math.nan if speed is None else float(speed)
+        press_running = bool(self._press.running)
+        tab["blender_speed"][k0:k1] = speed
+        tab["press_running"][k0:k1] = press_running
+        gen, share = self._lot_generations(self._records[self._api][:, k0:k1])
+        tab["api_lot_gen"][k0:k1] = gen
+        tab["api_lot_share"][k0:k1] = share
+        self.chunks_seen += 1
+        return SignalChunk(k0, k1, sp, run, lc_t, lc_flow, nir_t, nir_y, speed,
+                           press_running, gen, share)
+
+    def _file(self, t: np.ndarray, time_col: str, values: Mapping[str, np.ndarray]) -> None:
+        if t.size == 0:
+            return
+        rows = np.floor(t / self.dt + 1e-9).astype(np.int64)
+        ok = rows < self.n_ticks
+        self.table[time_col][rows[ok]] = t[ok]
+        for col, v in values.items():
+            self.table[col][rows[ok]] = v[ok]
+
+    def _lot_generations(self, rec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Newest API lot generation and its share of the API discharge per tick."""
+        n = rec.shape[1]
+        flows = rec[self._api_rows]
+        present = flows > 0.0
+        g0 = len(self._lots_seen)
+        new = [(int(np.argmax(present[i])), i) for i in range(flows.shape[0])
+               if i not in self._lots_seen and present[i].any()]
+        gen = np.full(n, max(g0 - 1, 0), dtype=np.float64)
+        for first, i in sorted(new):
+            self._lots_seen.append(i)
+            gen[first:] = len(self._lots_seen) - 1
+        newest = np.asarray(self._lots_seen or [0])[gen.astype(np.intp)]
+        tot = flows.sum(axis=0)
+        share = np.ones(n)
+        np.divide(flows[newest, np.arange(n)], tot, out=share, where=tot > 0)
+        return gen, share

@@ -1,0 +1,210 @@
+"""Assemble the PAT monitor from a validated scenario (settings are read from it, once).
+
+:func:`monitor_parts` reads the ``[pat]``, ``[diversion]``, ``[monitor]``, feeder and
+equipment sections of a scenario (duck-typed: any object with those attributes) and returns
+the line characterisation, the estimator, the phase rules and the policy;
+:func:`build_line_monitor` adds the plant's instruments and attaches the monitor to a line;
+``cmsim replay`` uses :func:`monitor_parts` alone on a recorded signals table.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from cmsim.monitor.estimator import (
+    EstimatorSettings,
+    LineSpec,
+    LineStateEstimator,
+    model_error_sd,
+)
+from cmsim.monitor.line_monitor import LineMonitor
+from cmsim.monitor.phases import PhaseRules
+from cmsim.monitor.plant import PlantRecorder, nir_start_time
+from cmsim.monitor.policies import QuantilePolicy, QuantileSettings, RiskPolicy
+from cmsim.monitor.sensors import LoadCellBank, NIRSensor
+from cmsim.monitor.windows import cached_quantile
+from cmsim.rtd.models import Series
+
+__all__ = ["build_line_monitor", "lot_potency", "monitor_parts", "nir_faults"]
+
+#: smallest NIR standard deviation the estimator assumes, fraction of target [-]
+NIR_SD_FLOOR = 0.005
+#: smallest model-error standard deviation, fraction of target [-]
+MODEL_SD_FLOOR = 0.002
+
+
+def lot_potency(scenario: Any, channels: Any) -> np.ndarray:
+    """Active content per kg of each channel [-] from the refills' ``assay`` (default 1)."""
+    pot = np.ones(len(channels))
+    api = next(f for f in scenario.feeders if f.role == "api")
+    for d in scenario.disturbances:
+        if getattr(d, "type", None) == "refill" and getattr(d, "assay", None) is not None \
+                and d.feeder == api.name:
+            pot[list(channels).index((api.material, d.lot))] = float(d.assay)
+    return pot
+
+
+def nir_faults(scenario: Any) -> list[dict[str, Any]]:
+    """The scenario's ``nir_fault`` disturbances as NIRSensor faults (drift: per second)."""
+    out = []
+    for d in scenario.disturbances:
+        if getattr(d, "type", None) != "nir_fault":
+            continue
+        end = None if d.end is None else float(d.end)
+        value = float(d.value) / 3600.0 if d.kind == "drift" else float(d.value)
+        out.append({"kind": d.kind, "start": float(d.start), "end": end, "value": value})
+    return out
+
+
+def _line_spec(scenario: Any, shift: int, n_api_lots: int) -> LineSpec:
+    b, p = scenario.blender, scenario.press
+    feeders = list(scenario.feeders)
+    api = next(i for i, f in enumerate(feeders) if f.role == "api")
+    pat = getattr(scenario, "pat", None)
+    return LineSpec(
+        dt=float(scenario.simulation.dt), blender_rtd=b.rtd.build(), blender_speed=b.speed,
+        speed_exponent=float(b.speed_exponent), transfer_rtd=p.transfer_rtd.build(),
+        feed_frame_rtd=p.feed_frame_rtd.build(), tablet_mass=float(p.tablet_mass),
+        probe=pat.location if pat is not None else "blender_outlet", shift=int(shift),
+        target=float(scenario.target_api_fraction), api_feeder=api,
+        nominal_flows=tuple(float(f.mass_flow) for f in feeders),
+        steady_start=scenario.simulation.initial_state == "steady",
+        n_api_lots=int(n_api_lots))
+
+
+def _estimator_settings(scenario: Any, mon: Any, spec: LineSpec,
+                        gate_ticks: int) -> EstimatorSettings:
+    pat, div = getattr(scenario, "pat", None), scenario.diversion
+    feeders = list(scenario.feeders)
+    flows = np.array(spec.nominal_flows)
+    shares = flows / flows.sum()
+    dt = spec.dt
+    to_probe = [spec.blender_rtd] if spec.probe == "blender_outlet" else \
+        [spec.blender_rtd, spec.transfer_rtd, spec.feed_frame_rtd]
+    probe_rtd = to_probe[0] if len(to_probe) == 1 else Series(*to_probe)
+    kernel = np.asarray(probe_rtd.kernel(dt, tail=1e-9))
+    rsd = np.array([float(f.noise_rsd) for f in feeders])
+    corr = np.array([max(float(f.noise_correlation_time), dt) for f in feeders])
+    var = model_error_sd(rsd, shares, spec.api_feeder, corr, kernel, dt) ** 2
+    if mon.load_cell_period > 0 and mon.load_cell_noise > 0:
+        window = max(mon.load_cell_window, 2 * mon.load_cell_period)
+        n = int(round(window / mon.load_cell_period))
+        slope_sd = mon.load_cell_noise * math.sqrt(12.0 / (n * (n * n - 1.0))) \
+            / mon.load_cell_period
+        var += model_error_sd(slope_sd / flows, shares, spec.api_feeder,
+                              np.full(len(feeders), 0.5 * window), kernel, dt) ** 2
+    model_sd = mon.model_sd if mon.model_sd is not None else \
+        max(math.sqrt(var), MODEL_SD_FLOOR)
+    nir_sd = NIR_SD_FLOOR
+    if pat is not None:
+        nir_sd = max(float(pat.noise_sd) / spec.target, NIR_SD_FLOOR)
+    return EstimatorSettings(
+        nir_sd=nir_sd, model_sd=float(model_sd),
+        model_tau=max(math.sqrt(float(probe_rtd.variance)), dt),
+        lot_sd=float(mon.lot_assay_sd), fault_sd=float(mon.fault_sd),
+        cusum_k=float(mon.innovation_cusum_k), cusum_h=float(mon.innovation_cusum_h),
+        shewhart_L=float(mon.innovation_shewhart_L), gate_ticks=gate_ticks,
+        lc_period=float(mon.load_cell_period), lc_window=float(mon.load_cell_window),
+        rtd_uncertainty=float(div.rtd_uncertainty) if div is not None else 0.0)
+
+
+def monitor_parts(scenario: Any, mon: Any, shift: int, n_api_lots: int) -> dict[str, Any]:
+    """Line characterisation, estimator, phase rules and policy of a scenario.
+
+    Parameters
+    ----------
+    scenario : cmsim.config.Scenario
+        Validated scenario (SI).
+    mon : object
+        Its ``[monitor]`` table (the defaults when the scenario has none).
+    shift : int
+        Alignment shift of the gate [ticks] (the line's).
+    n_api_lots : int
+        API lots the run can see.
+
+    Returns
+    -------
+    dict
+        ``spec``, ``estimator``, ``phases``, ``policy``, ``gate_ticks``.
+    """
+    dt = float(scenario.simulation.dt)
+    gd = float(scenario.press.gate_delay)
+    g = 1 + int(math.ceil(gd / dt - 1e-9))
+    spec = _line_spec(scenario, shift, n_api_lots)
+    settings = _estimator_settings(scenario, mon, spec, g)
+    pat, div = getattr(scenario, "pat", None), scenario.diversion
+    timing = None if pat is None else (float(pat.latency), float(pat.integration_time))
+    estimator = LineStateEstimator(spec, settings, timing)
+    line_rtd = Series(spec.blender_rtd, spec.transfer_rtd, spec.feed_frame_rtd)
+    alpha = float(div.quantile) if div is not None else 0.005
+    start_up = (div.start_up if div is not None and div.start_up is not None
+                else scenario.simulation.initial_state == "empty")
+    limits = tuple(float(x) for x in (mon.action_limits or
+                                      scenario.specification.api_content_limits))
+    phases = PhaseRules(dt, g, cached_quantile(line_rtd, float(
+        div.start_up_quantile) if div is not None else 0.999),
+        cached_quantile(line_rtd, alpha), int(mon.clear_readings) if pat is not None else 0,
+        limits, spec.target, bool(start_up))
+    policy_name = div.policy if div is not None else "risk"
+    if policy_name == "quantile":
+        flows = np.array(spec.nominal_flows)
+        half = min(1.0 - limits[0], limits[1] - 1.0)
+        watched = tuple(i for i, f in enumerate(flows)
+                        if i == spec.api_feeder or f / flows.sum() >= half)
+        qs = QuantileSettings(
+            alpha=alpha, margin=float(div.margin), feeder_deviation=float(mon.feeder_deviation),
+            feeder_persistence=float(mon.feeder_persistence), monitored=watched,
+            persistence=int(mon.persistence), clear_readings=int(mon.clear_readings),
+            sample_period=float(pat.sample_period) if pat is not None else 1.0,
+            lag=float(pat.latency + pat.integration_time) if pat is not None else 0.0)
+        policy: Any = QuantilePolicy(qs, int(scenario.n_ticks), dt, gd, flows, limits,
+                                     spec.target)
+    else:
+        policy = RiskPolicy(float(div.max_risk) if div is not None else 1e-3)
+    return {"spec": spec, "estimator": estimator, "phases": phases, "policy": policy,
+            "gate_ticks": g, "limits": limits}
+
+
+def build_line_monitor(scenario: Any, mon: Any, line: Any,
+                       rng: Mapping[str, np.random.Generator]) -> LineMonitor:
+    """Attach a :class:`LineMonitor` (with the plant's instruments) to ``line`` and return it.
+
+    ``mon`` is the scenario's ``[monitor]`` table (its defaults when absent). The monitor
+    drives the gate only when the scenario has a ``[diversion]`` table.
+    """
+    cmap = line.channel_map
+    n_lots = len(cmap.lots(cmap.api_material))
+    parts = monitor_parts(scenario, mon, line.shift, n_lots)
+    pat = getattr(scenario, "pat", None)
+    feeders = [f.name for f in scenario.feeders]
+    blender = line.nodes["blender"].unit
+    press = line.nodes["press"].unit
+    nir = None
+    stages = blender.n_dispersive
+    if pat is not None:
+        if pat.location == "feed_frame":
+            stages += press.n_dispersive
+        start = nir_start_time(pat.sample_period, pat.latency, pat.integration_time,
+                               (0.5 + 0.5 * stages) * line.dt)
+        nir = NIRSensor(pat.sample_period, pat.noise_sd, pat.latency, pat.integration_time,
+                        pat.bias, pat.drift_per_h / 3600.0, pat.dropout_probability,
+                        rng=rng["pat.nir"], start=start)
+        for f in nir_faults(scenario):
+            nir.add_fault(**f)
+    cells = None
+    if mon.load_cell_period > 0:
+        cells = LoadCellBank(mon.load_cell_period, mon.load_cell_noise,
+                             max(mon.load_cell_window, 2 * mon.load_cell_period), line.dt,
+                             [rng[f"pat.load_cell.{n}"] for n in feeders])
+    api = next(f.name for f in scenario.feeders if f.role == "api")
+    plant = PlantRecorder(line, feeders, api, lot_potency(scenario, cmap.channels), nir,
+                          pat.location if pat is not None else "blender_outlet", stages, cells)
+    monitor = LineMonitor(parts["estimator"], parts["phases"], parts["policy"],
+                          int(scenario.n_ticks), parts["limits"], plant=plant,
+                          drive_gate=scenario.diversion is not None)
+    line.observers.append(monitor)
+    return monitor
