@@ -19,18 +19,21 @@ from cmsim.config.loader import read_toml
 from cmsim.errors import ScenarioError
 from cmsim.eventlog import verify_log
 
+# these tests pin down the rule-based monitor of cmsim 0.1 (diversion.policy = "rules")
+pytestmark = pytest.mark.usefixtures("rules_policy")
+
 STOP = "scenarios/api_feeder_stop.toml"
 NIR_FB = "scenarios/control_nir_feedback.toml"
 
 
 @pytest.fixture(scope="module")
-def stop_run(tmp_path_factory):
+def stop_run(tmp_path_factory, rules_policy):
     out = tmp_path_factory.mktemp("signals") / "stop"
     return cmsim.run(STOP, out=out), out
 
 
 @pytest.fixture(scope="module")
-def step_run():
+def step_run(rules_policy):
     return cmsim.run("scenarios/api_feeder_step.toml",
                      overrides=["simulation.duration=1230 s"])
 

@@ -337,6 +337,10 @@ def run(scenario: Any, *, seed: int | np.random.SeedSequence | None = None,
             "expected_escapes": mon.expected_escapes(result.tablets, line.diverted),
             "state_changes": []}
         result.plant_signals = mon.plant.table if mon.plant is not None else None
+        # what cmsim replay needs besides the table
+        result.metadata["replay"] = {
+            "scenario": sc.resolved_dict(), "line_shift": int(line.shift),
+            "n_api_lots": len(line.channel_map.lots(line.channel_map.api_material))}
     elif mon is not None:
         result.metadata["monitor"] = {"state_changes": [[t, b] for t, b in mon.state_changes],
                                       "policy": "rules"}

@@ -125,6 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output directory (or its summary.json)")
     p.add_argument("--json", action="store_true", help="print the raw JSON")
     p.set_defaults(handler=_cmd_show)
+
+    from cmsim.replay import add_replay_parser  # noqa: PLC0415
+
+    add_replay_parser(sub, common, _add_set)
     return parser
 
 

@@ -151,6 +151,39 @@ def write_timeseries_parquet(path: str | os.PathLike, frame, metadata: Mapping[s
     pq.write_table(table, path)
 
 
+def write_signals_parquet(path: str | os.PathLike, table: Mapping[str, Any],
+                          metadata: Mapping[str, Any]) -> None:
+    """Write the plant signals table (:mod:`cmsim.monitor.plant`) to Parquet.
+
+    Parameters
+    ----------
+    path : path-like
+        Target file.
+    table : mapping of str to ndarray
+        Columns, one row per tick.
+    metadata : mapping
+        Provenance and what a replay needs (the resolved scenario, the gate alignment shift,
+        the number of API lots), stored as ``cmsim.<key>`` JSON values.
+    """
+    import pandas as pd  # noqa: PLC0415
+
+    write_timeseries_parquet(path, pd.DataFrame(dict(table)), metadata)
+
+
+def read_signals_parquet(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Read a signals table: ``(columns as float arrays, cmsim metadata)``."""
+    import json  # noqa: PLC0415
+
+    import pyarrow.parquet as pq  # noqa: PLC0415
+
+    table = pq.read_table(path)
+    meta = {k.decode()[6:]: json.loads(v) for k, v in (table.schema.metadata or {}).items()
+            if k.startswith(b"cmsim.")}
+    cols = {name: table.column(name).to_numpy(zero_copy_only=False).astype(float)
+            for name in table.column_names}
+    return cols, meta
+
+
 def check_output_dir(out_dir: str | os.PathLike) -> Path:
     """Check that ``out_dir`` can receive a run (absent or an empty directory).
 
@@ -202,6 +235,9 @@ def write_output_dir(result, out_dir: str | os.PathLike, *, figures: bool = True
                                  result.provenance())
         # the same chain whose anchors summary.json records
         write_events_jsonl(tmp / "events.jsonl", result.event_chain())
+        if result.plant_signals is not None:
+            write_signals_parquet(tmp / "signals.parquet", result.plant_signals,
+                                  {**result.provenance(), **result.metadata.get("replay", {})})
         if figures:
             _write_figures(result, tmp)
         publish_mode(tmp, directory=True)

@@ -11,6 +11,9 @@ from cmsim.errors import ParameterError
 from cmsim.line import Line, Node
 from cmsim.streams import ChannelMap
 
+# these tests pin down the rule-based monitor of cmsim 0.1 (diversion.policy = "rules")
+pytestmark = pytest.mark.usefixtures("rules_policy")
+
 
 class _Src:
     rows = np.array([0])

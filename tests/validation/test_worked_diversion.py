@@ -15,6 +15,9 @@ import pytest
 import cmsim
 from cmsim.config import load_scenario
 
+# these tests pin down the rule-based monitor of cmsim 0.1 (diversion.policy = "rules")
+pytestmark = pytest.mark.usefixtures("rules_policy")
+
 
 def _run(name, monitor, pat=False, fault=False):
     d = load_scenario(f"scenarios/{name}.toml").to_dict()

@@ -55,7 +55,7 @@ from cmsim.monitor.plant import SignalChunk
 from cmsim.monitor.sensors import LoadCellBank
 
 __all__ = ["EstimatorSettings", "GateEstimate", "LineSpec", "LineStateEstimator",
-           "model_error_sd"]
+           "load_cell_response", "model_error_sd"]
 
 
 @dataclass(frozen=True)
@@ -172,8 +172,9 @@ class GateEstimate:
 
 
 def model_error_sd(rsd: np.ndarray, shares: np.ndarray, api: int, corr_time: np.ndarray,
-                   kernel: np.ndarray, dt: float) -> float:
-    """Standard deviation of the content error at the probe from feeder flow noise [-].
+                   kernel: np.ndarray, dt: float,
+                   seen: np.ndarray | None = None) -> float:
+    """Standard deviation of the estimator's content error at the probe from flow noise [-].
 
     Parameters
     ----------
@@ -189,25 +190,49 @@ def model_error_sd(rsd: np.ndarray, shares: np.ndarray, api: int, corr_time: np.
         Feeder-to-probe bin kernel at ``dt``.
     dt : float
         Tick [s].
+    seen : ndarray, optional
+        Response of the estimator's flow input to a unit flow impulse at tick 0 (unit sum):
+        what the load cells pass on of the noise (None: nothing, all noise is unexplained).
 
     Notes
     -----
     The content ``c = F_api / sum F`` moves by ``(1 - w) e_api`` for a relative API flow error
-    ``e_api`` and by ``-s_f e_f`` for feeder ``f``; the stage filter passes the AR(1) noise
-    ``rho**|l|`` with the variance factor ``sum_l rho**|l| r_h(l)`` (``r_h``: autocorrelation
-    of the kernel). Treating all flow noise as unresolved by the load cells makes this an
-    upper bound.
+    ``e_api`` and by ``-s_f e_f`` for feeder ``f``. The unexplained part of the noise passes
+    ``g = kernel * (delta - seen)``; for AR(1) noise ``rho**|l|`` its variance factor is
+    ``sum_l rho**|l| r_g(l)`` (``r_g``: autocorrelation of ``g``).
     """
-    w = np.asarray(kernel, dtype=np.float64)
-    r = np.correlate(w, w, mode="full")[w.size - 1:]
+    g = np.asarray(kernel, dtype=np.float64)
+    if seen is not None:
+        miss = -np.asarray(seen, dtype=np.float64)
+        miss[0] += 1.0
+        g = np.convolve(g, miss)
+    r = np.correlate(g, g, mode="full")[g.size - 1:]
     lags = np.arange(r.size) * dt
     var = 0.0
     for f in range(len(rsd)):
         sens = (1.0 - shares[api]) if f == api else shares[f]
         rho = np.exp(-lags / corr_time[f]) if corr_time[f] > 0 else (lags == 0).astype(float)
         kappa = r[0] + 2.0 * float(np.dot(rho[1:], r[1:]))
-        var += (sens * rsd[f]) ** 2 * kappa
+        var += (sens * rsd[f]) ** 2 * max(kappa, 0.0)
     return math.sqrt(var)
+
+
+def load_cell_response(period: float, window: float, dt: float) -> np.ndarray:
+    """Estimator flow input per tick after a unit flow impulse at tick 0 [-] (unit sum).
+
+    The load cells' least-squares slope of the hopper weighings, each estimate held from the
+    tick of its reading on, exactly as :class:`LineStateEstimator` uses them.
+    """
+    bank = LoadCellBank(period, 0.0, max(window, 2 * period), dt, [None])
+    lead = int(math.ceil(bank.window / dt)) + 2
+    n = lead + 2 * int(math.ceil(bank.window / dt)) + 4
+    x = np.zeros((1, n))
+    x[0, lead] = 1.0
+    t, est = bank.measure(x, return_mass=False)
+    rows = np.floor(t / dt + 1e-9).astype(np.int64)
+    idx = np.searchsorted(rows, np.arange(n), side="right") - 1
+    held = np.where(idx >= 0, np.nan_to_num(est[0])[np.maximum(idx, 0)], 0.0)
+    return held[lead:]
 
 
 def _dead_time(models: Any) -> float:
@@ -366,6 +391,8 @@ class LineStateEstimator:
             self._lc_cmd = LoadCellBank(s.lc_period, 0.0, max(s.lc_window, 2 * s.lc_period), dt,
                                         [None] * len(nom), start=s.lc_start)
         self._dev = np.zeros(len(nom))
+        self._cmd_t = np.empty(0)
+        self._cmd = np.empty((len(nom), 0))
         self._mrt = float(spec.blender_rtd.mean + spec.transfer_rtd.mean
                           + spec.feed_frame_rtd.mean)
         self._last_c = math.nan
@@ -386,9 +413,19 @@ class LineStateEstimator:
         cmd = ch.setpoint * ch.running
         if self._lc_cmd is None:
             return cmd
-        _, lc_cmd = self._lc_cmd.measure(cmd, return_mass=False)
+        t_cmd, lc_all = self._lc_cmd.measure(cmd, return_mass=False)
+        self._cmd_t = np.concatenate((self._cmd_t, t_cmd))[-64:]
+        self._cmd = np.concatenate((self._cmd, lc_all), axis=1)[:, -64:]
         n = ch.k1 - ch.k0
-        dev = np.where(np.isfinite(ch.lc_flow) & np.isfinite(lc_cmd), ch.lc_flow - lc_cmd, 0.0)
+        # the commanded flow through the load cells' own slope, at the readings' times
+        at = np.clip(np.searchsorted(self._cmd_t, ch.lc_t - 1e-9 * self.dt), 0,
+                     max(self._cmd_t.size - 1, 0))
+        lc_cmd = self._cmd[:, at] if self._cmd_t.size else np.full(ch.lc_flow.shape, np.nan)
+        known = self._cmd_t.size > 0
+        match = np.abs(self._cmd_t[at] - ch.lc_t) <= 1e-6 * self.dt if known else \
+            np.zeros(ch.lc_t.size, bool)
+        dev = np.where(np.isfinite(ch.lc_flow) & np.isfinite(lc_cmd) & match,
+                       ch.lc_flow - lc_cmd, 0.0)
         # the estimate at a reading time is known from that time on (the tick it falls in)
         rows = np.floor(ch.lc_t / self.dt + 1e-9).astype(np.int64) - ch.k0
         out = np.empty_like(cmd)
@@ -453,8 +490,8 @@ class LineStateEstimator:
             raise ParameterError("api_lot_gen", int(ch.api_lot_gen.max()),
                                  f"must be < n_api_lots = {nl}")
         alarm = np.zeros(nir_t.size, dtype=np.bool_)
-        used = _kf_chunk(ch.k0, 1.0 / self.spec.target, np.ascontiguousarray(probe[:nl]), tot, self._pot,
-                         ch.api_lot_gen.astype(np.int64), nir_use, nir_j, nir_y, nir_t,
+        used = _kf_chunk(ch.k0, 1.0 / self.spec.target, np.ascontiguousarray(probe[:nl]), tot,
+                         self._pot, ch.api_lot_gen.astype(np.int64), nir_use, nir_j, nir_y, nir_t,
                          self._ring, self._st, self._phi, s.model_sd ** 2, s.nir_sd ** 2,
                          s.lot_sd ** 2, s.fault_sd ** 2, s.cusum_k, s.cusum_h, s.shewhart_L,
                          eps, p00, a, p11, pot, z, alarm)
@@ -478,7 +515,7 @@ class LineStateEstimator:
         y = np.concatenate((qy, ch.nir / self.spec.target))
         if self.nir_timing is None or t.size == 0:
             e = np.empty(0)
-            return e.astype(np.int64), e, e, e
+            return e.astype(np.int64), e.astype(np.int64), e, e
         lat, integ = self.nir_timing
         g = self.settings.gate_ticks
         use = np.ceil(t / self.dt - 1e-9).astype(np.int64) + g - 1

@@ -19,6 +19,7 @@ from cmsim.monitor.estimator import (
     EstimatorSettings,
     LineSpec,
     LineStateEstimator,
+    load_cell_response,
     model_error_sd,
 )
 from cmsim.monitor.line_monitor import LineMonitor
@@ -89,7 +90,10 @@ def _estimator_settings(scenario: Any, mon: Any, spec: LineSpec,
     kernel = np.asarray(probe_rtd.kernel(dt, tail=1e-9))
     rsd = np.array([float(f.noise_rsd) for f in feeders])
     corr = np.array([max(float(f.noise_correlation_time), dt) for f in feeders])
-    var = model_error_sd(rsd, shares, spec.api_feeder, corr, kernel, dt) ** 2
+    seen = None
+    if mon.load_cell_period > 0:
+        seen = load_cell_response(mon.load_cell_period, mon.load_cell_window, dt)
+    var = model_error_sd(rsd, shares, spec.api_feeder, corr, kernel, dt, seen) ** 2
     if mon.load_cell_period > 0 and mon.load_cell_noise > 0:
         window = max(mon.load_cell_window, 2 * mon.load_cell_period)
         n = int(round(window / mon.load_cell_period))

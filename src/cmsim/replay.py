@@ -1,0 +1,229 @@
+"""``cmsim replay``: re-apply the monitor to recorded plant signals, without re-simulating.
+
+A run writes the plant signals its monitor read (``signals.parquet``, columns documented in
+:mod:`cmsim.monitor.plant`) with the resolved scenario in the file's metadata. Replaying it
+with unchanged settings gives the same gate decisions as the run (the monitor only ever
+sees these signals); with other settings (``--set diversion.max_risk=0.01``,
+``--set diversion.policy=quantile``, ``--set monitor.innovation_cusum_h=6``) it re-tunes the
+monitor on the same data. A table exported from a plant historian in the same format can be
+replayed with a scenario file that describes the line (``--scenario``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cmsim.errors import InputError
+
+__all__ = ["ReplayResult", "add_replay_parser", "chunks_of", "replay", "write_replay"]
+
+
+@dataclass
+class ReplayResult:
+    """Decisions of a replayed monitor.
+
+    Attributes
+    ----------
+    dt : float
+        Tick [s].
+    diverted : ndarray of bool
+        Gate decision per tick.
+    content, sd, risk : ndarray
+        Estimated content and its standard deviation (fractions of target) and risk per tick.
+    events : list of dict
+        Monitor events (alarms, state of control).
+    policy : str
+        Policy used.
+    """
+
+    dt: float
+    diverted: np.ndarray
+    content: np.ndarray
+    sd: np.ndarray
+    risk: np.ndarray
+    events: list[dict[str, Any]] = field(default_factory=list)
+    policy: str = "risk"
+
+    def intervals(self) -> list[tuple[float, float]]:
+        """Diverted gate intervals ``[start, end)`` [s]."""
+        edges = np.diff(np.concatenate(([0], self.diverted.astype(np.int8), [0])))
+        return [(a * self.dt, b * self.dt) for a, b in
+                zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True)]
+
+    def summary(self) -> dict[str, Any]:
+        """Policy, diverted ticks and intervals, alarms."""
+        return {"policy": self.policy, "diverted_ticks": int(self.diverted.sum()),
+                "diverted_intervals_s": [list(iv) for iv in self.intervals()],
+                "alarms": sum(1 for e in self.events if e["type"] == "alarm")}
+
+
+def chunks_of(table: dict[str, np.ndarray], feeders: list[str], dt: float,
+              max_ticks: int = 3600) -> Iterator[Any]:
+    """Signal chunks of a table, split where the blender speed or the press state changes
+    (equipment events take effect at a chunk start, as in the line)."""
+    from cmsim.monitor.plant import SignalChunk  # noqa: PLC0415
+
+    n = table["time_s"].size
+    speed = table["blender_speed"]
+    press = table["press_running"]
+    change = np.flatnonzero((np.diff(np.nan_to_num(speed, nan=-1.0)) != 0)
+                            | (np.diff(press) != 0)) + 1
+    cuts = sorted(set(change.tolist()) | set(range(0, n, max_ticks)) | {n})
+    sp = np.stack([table[f"setpoint.{f}"] for f in feeders])
+    run = np.stack([table[f"running.{f}"] for f in feeders]) > 0.5
+    lc = np.stack([table[f"lc_flow.{f}"] for f in feeders])
+    lc_t = table["lc_time_s"]
+    nir_t = table["nir_time_s"]
+    for a, b in zip(cuts[:-1], cuts[1:], strict=True):
+        lsel = np.flatnonzero(np.isfinite(lc_t[a:b])) + a
+        nsel = np.flatnonzero(np.isfinite(nir_t[a:b])) + a
+        yield SignalChunk(a, b, sp[:, a:b], run[:, a:b], lc_t[lsel], lc[:, lsel],
+                          nir_t[nsel], table["nir"][nsel], float(speed[a]),
+                          bool(press[a] > 0.5), table["api_lot_gen"][a:b],
+                          table["api_lot_share"][a:b])
+
+
+def _check_table(table: dict[str, np.ndarray], feeders: list[str], dt: float,
+                 source: str) -> None:
+    from cmsim.monitor.plant import signal_columns  # noqa: PLC0415
+
+    missing = [c for c in signal_columns(feeders) if c not in table]
+    if missing:
+        raise InputError(f"{source}: signals table lacks column(s) {', '.join(missing)} "
+                         "(see the signals table format in the documentation)")
+    t = table["time_s"]
+    if t.size and not np.allclose(t, np.arange(t.size) * dt, rtol=0, atol=1e-6 * dt):
+        raise InputError(f"{source}: time_s must be k * dt with dt = {dt} s (one row per tick "
+                         "from 0)")
+
+
+def replay(source: str | os.PathLike, *, scenario: Any = None,
+           overrides: Iterable[str] | None = None) -> ReplayResult:
+    """Re-apply the monitor to a recorded signals table.
+
+    Parameters
+    ----------
+    source : path-like
+        A run's output directory (its ``signals.parquet``) or a signals Parquet file.
+    scenario : path, dict or Scenario, optional
+        The line and monitor settings (default: the scenario stored with the signals).
+    overrides : iterable of str, optional
+        ``path=value`` overrides of the scenario (monitor settings, policy, ...).
+
+    Returns
+    -------
+    ReplayResult
+    """
+    from cmsim.config import load_scenario  # noqa: PLC0415
+    from cmsim.config.schema import Monitor  # noqa: PLC0415
+    from cmsim.io import read_signals_parquet  # noqa: PLC0415
+    from cmsim.monitor.line_monitor import LineMonitor  # noqa: PLC0415
+    from cmsim.monitor.setup import monitor_parts  # noqa: PLC0415
+
+    path = Path(source)
+    if path.is_dir():
+        path = path / "signals.parquet"
+    if not path.is_file():
+        raise InputError(f"{source}: no signals table (a run directory with signals.parquet, "
+                         "or a .parquet file, is expected)")
+    table, meta = read_signals_parquet(path)
+    raw = scenario if scenario is not None else meta.get("scenario")
+    if raw is None:
+        raise InputError(f"{path}: no scenario stored with the signals; pass --scenario")
+    sc = load_scenario(raw, overrides=list(overrides) if overrides else None)
+    if sc.diversion is not None and sc.diversion.policy == "rules":
+        raise InputError("diversion.policy = 'rules' reads the simulated line and cannot be "
+                         "replayed; use 'risk' or 'quantile'")
+    feeders = [f.name for f in sc.feeders]
+    dt = float(sc.simulation.dt)
+    _check_table(table, feeders, dt, str(path))
+    n = int(table["time_s"].size)
+    if n != int(sc.n_ticks):
+        raise InputError(f"{path}: {n} rows, but the scenario runs {sc.n_ticks} ticks")
+    shift = int(meta.get("line_shift", _default_shift(sc)))
+    n_lots = int(meta.get("n_api_lots", int(np.nanmax(table["api_lot_gen"])) + 1))
+    parts = monitor_parts(sc, sc.monitor or Monitor(), shift, n_lots)
+    mon = LineMonitor(parts["estimator"], parts["phases"], parts["policy"], n,
+                      parts["limits"], drive_gate=sc.diversion is not None)
+    for ch in chunks_of(table, feeders, dt):
+        mon.process(ch)
+    return ReplayResult(dt, mon.plan.copy() if mon.drive_gate else np.zeros(n, bool),
+                        mon.content, mon.sd, mon.risk, mon.events + mon.phases.events,
+                        getattr(parts["policy"], "name", "risk"))
+
+
+def _default_shift(sc: Any) -> int:
+    from cmsim.line import alignment_shift  # noqa: PLC0415
+    from cmsim.unitops.stage import RTDStage  # noqa: PLC0415
+
+    dt = float(sc.simulation.dt)
+    stages = [sc.blender.rtd.build(), sc.press.transfer_rtd.build(),
+              sc.press.feed_frame_rtd.build()]
+    return alignment_shift(sum(RTDStage(m, dt, 1).n_dispersive for m in stages))
+
+
+def write_replay(result: ReplayResult, out: str | os.PathLike) -> Path:
+    """Write ``replay.json`` (summary) and ``decisions.parquet`` (per tick) atomically."""
+    import shutil  # noqa: PLC0415
+    import tempfile  # noqa: PLC0415
+
+    import pandas as pd  # noqa: PLC0415
+
+    from cmsim.io import check_output_dir, write_json  # noqa: PLC0415
+
+    target = check_output_dir(out).absolute()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        write_json(tmp / "replay.json", {**result.summary(), "events": result.events})
+        n = result.diverted.size
+        pd.DataFrame({"time_s": np.arange(n) * result.dt, "diverted": result.diverted,
+                      "content": result.content, "content_sd": result.sd,
+                      "risk": result.risk}).to_parquet(tmp / "decisions.parquet", index=False)
+        if target.exists():
+            target.rmdir()
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def add_replay_parser(sub: Any, common: Any, add_set: Any) -> None:
+    """Register ``cmsim replay`` on the CLI's subparsers."""
+    p = sub.add_parser(
+        "replay", parents=[common], help="re-apply the monitor to recorded plant signals",
+        description="Re-apply the PAT monitor to the plant signals of a run (its "
+                    "signals.parquet) or to a signals table in the same format, without "
+                    "re-simulating; --set changes monitor settings.")
+    p.add_argument("source", metavar="RUN_DIR|TABLE", type=Path,
+                   help="output directory of a run, or a signals .parquet file")
+    p.add_argument("--scenario", type=Path, default=None,
+                   help="scenario file describing the line (default: the one stored with "
+                   "the signals)")
+    add_set(p)
+    p.add_argument("--out", type=Path, default=None,
+                   help="write replay.json and decisions.parquet there")
+    p.set_defaults(handler=_cmd_replay)
+
+
+def _cmd_replay(args: Any) -> int:
+    res = replay(args.source, scenario=args.scenario, overrides=args.set)
+    s = res.summary()
+    iv = s["diverted_intervals_s"]
+    print(f"policy {s['policy']}: {s['diverted_ticks']} ticks diverted in {len(iv)} "
+          f"interval(s); {s['alarms']} innovation alarm(s)")
+    if not args.quiet:
+        for a, b in iv[:20]:
+            print(f"  divert {a:10.1f} - {b:10.1f} s")
+        if len(iv) > 20:
+            print(f"  ... {len(iv) - 20} more")
+    if args.out is not None:
+        print(f"written: {write_replay(res, args.out)}")
+    return 0
