@@ -414,8 +414,8 @@ class LineStateEstimator:
         if self._lc_cmd is None:
             return cmd
         t_cmd, lc_all = self._lc_cmd.measure(cmd, return_mass=False)
-        self._cmd_t = np.concatenate((self._cmd_t, t_cmd))[-64:]
-        self._cmd = np.concatenate((self._cmd, lc_all), axis=1)[:, -64:]
+        self._cmd_t = np.concatenate((self._cmd_t[-8:], t_cmd))
+        self._cmd = np.concatenate((self._cmd[:, -8:], lc_all), axis=1)
         n = ch.k1 - ch.k0
         # the commanded flow through the load cells' own slope, at the readings' times
         at = np.clip(np.searchsorted(self._cmd_t, ch.lc_t - 1e-9 * self.dt), 0,

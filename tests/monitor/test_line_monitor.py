@@ -1,0 +1,265 @@
+"""The line-state monitor (risk and quantile policies) against ground truth.
+
+Escapes and waste are counted from the true content the simulator knows
+(``summary()["tablets"]``), never from the monitor's own estimate.
+"""
+
+from __future__ import annotations
+
+import tomllib
+
+import numpy as np
+import pytest
+
+import cmsim
+from cmsim.errors import InputError
+from cmsim.monitor.estimator import load_cell_response, model_error_sd
+from cmsim.monitor.risk import content_risk
+from cmsim.replay import replay
+
+STOP = "scenarios/api_feeder_stop.toml"
+
+
+def _scenario(path: str = STOP, **changes) -> dict:
+    with open(path, "rb") as fh:
+        d = tomllib.load(fh)
+    for key, value in changes.items():
+        section, _, field = key.partition("__")
+        if field:
+            d.setdefault(section, {})[field] = value
+        else:
+            d[section] = value
+    return d
+
+
+def _noisy(d: dict) -> dict:
+    """Realistic noise: feeders 5 / 2 / 10 %, NIR 2.5 % of target, load cells 0.1 g."""
+    for f, rsd in zip(d["feeders"], ("5 %", "2 %", "10 %"), strict=True):
+        f["noise_rsd"] = rsd
+    d["pat"]["noise_sd"] = "0.25 %"
+    d.setdefault("monitor", {}).update(load_cell_noise="0.1 g")
+    return d
+
+
+def _tablets(r) -> dict:
+    return r.summary()["tablets"]
+
+
+# --------------------------------------------------------------------------- ground truth
+
+
+def test_api_feeder_stop_diverts_every_nonconforming_tablet_and_little_more():
+    r = cmsim.run(STOP)
+    t = _tablets(r)
+    assert t["nonconforming_produced"] > 1500
+    assert t["nonconforming_accepted"] == 0.0
+    assert t["conforming_diverted"] < 0.2 * t["nonconforming_produced"]
+    # the true out-of-spec interval (353.65-435.72 s, exact RTD) lies inside the diversion
+    (ev,) = r.summary()["diversion_events"]
+    assert ev["start_s"] <= 353.65 and ev["end_s"] >= 435.72
+    assert r.summary()["diversion"]["policy"] == "risk"
+
+
+def test_press_stop_with_off_spec_material_inside_the_press():
+    """API feeder stop + 5 min press stop at 400 s: the off-spec material frozen in the press
+    reaches the gate after the restart; the estimator freezes its own press too."""
+    d = _scenario()
+    d["disturbances"].append({"type": "press_stop", "start": "400 s", "duration": "5 min"})
+    r = cmsim.run(d)
+    t = _tablets(r)
+    assert t["nonconforming_produced"] > 1000
+    assert t["nonconforming_accepted"] == 0.0
+    # part of it is diverted after the restart (700 s)
+    assert any(ev["start_s"] >= 700.0 for ev in r.summary()["diversion_events"])
+    # the quantile windows do not know the press stop: material escapes (documented)
+    q = cmsim.run(d, overrides=["diversion.policy=quantile"])
+    assert _tablets(q)["nonconforming_accepted"] > 100
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_blender_speed_change_during_a_disturbance_has_no_escape(seed):
+    """API at 60 % for 40 s at 600 s, blender 250 -> 150 rpm at 620 s, realistic noise."""
+    d = _noisy(_scenario(simulation__duration="20 min"))
+    d["disturbances"] = [
+        {"type": "feeder_step", "feeder": "api", "start": "600 s", "mass_flow": "1.2 kg/h",
+         "duration": "40 s"},
+        {"type": "blender_speed", "start": "620 s", "speed": "150 rpm"}]
+    r = cmsim.run(d, seed=seed)
+    t = _tablets(r)
+    assert t["nonconforming_produced"] > 1000
+    assert t["nonconforming_accepted"] == 0.0
+    assert t["conforming_diverted"] < 1.5 * t["nonconforming_produced"]
+
+
+def test_lot_with_a_lower_assay_is_found_by_the_nir_and_diverted():
+    d = _noisy(_scenario("scenarios/refill_lot_change.toml"))
+    for dist in d["disturbances"]:
+        if dist["type"] == "refill":
+            dist["assay"] = 0.9
+    r = cmsim.run(d, seed=5)
+    t = _tablets(r)
+    assert t["nonconforming_produced"] > 5000
+    assert t["nonconforming_accepted"] == 0.0
+
+
+def test_start_up_and_shut_down_are_diverted_under_the_risk_policy():
+    r = cmsim.run("scenarios/start_up_shut_down.toml")
+    ev = r.summary()["diversion_events"]
+    assert [e["trigger"] for e in ev] == ["start_up", "shut_down"]
+    assert ev[0]["start_s"] == 0.0
+    # shut-down from the feed stop (3000 s) + t_0.5% of the line (31.73 s), on the tick grid
+    assert ev[1]["start_s"] == pytest.approx(3032.0)
+    assert _tablets(r)["nonconforming_accepted"] == 0.0
+
+
+def test_noisy_in_control_run_wastes_little():
+    """8 h baseline with realistic noise: false diversions well under 0.1 % of the tablets."""
+    r = cmsim.run("scenarios/baseline.toml", seed=2)
+    t = _tablets(r)
+    assert t["nonconforming_produced"] == 0.0
+    assert t["conforming_diverted"] <= 1e-3 * t["produced"]
+
+
+# --------------------------------------------------------------------------- replay
+
+
+@pytest.mark.parametrize("path,overrides", [
+    (STOP, ["pat.noise_sd=0.25 %", "monitor.load_cell_noise=0.1 g"]),
+    ("scenarios/refill_lot_change.toml", ["pat.noise_sd=0.25 %"]),
+    ("scenarios/blender_speed_step.toml", []),
+])
+def test_replay_of_the_recorded_signals_gives_the_same_decisions(tmp_path, path, overrides):
+    r = cmsim.run(path, overrides=overrides, out=tmp_path / "run")
+    rep = replay(tmp_path / "run")
+    np.testing.assert_array_equal(rep.diverted, r.diverted)
+    np.testing.assert_allclose(rep.risk, r.pat_signals["risk"], rtol=0, atol=1e-9)
+
+
+def test_replay_with_other_settings_retunes_without_resimulating(tmp_path):
+    r = cmsim.run(STOP, out=tmp_path / "run")
+    strict = replay(tmp_path / "run", overrides=["diversion.max_risk=0.2"])
+    quantile = replay(tmp_path / "run", overrides=["diversion.policy=quantile"])
+    assert strict.diverted.sum() < r.diverted.sum()
+    assert not (strict.diverted & ~r.diverted).any()  # a higher threshold only removes ticks
+    assert quantile.policy == "quantile" and quantile.diverted.sum() > r.diverted.sum()
+
+
+def test_replay_refuses_a_directory_without_signals(tmp_path):
+    with pytest.raises(InputError, match="signals"):
+        replay(tmp_path)
+
+
+def test_cli_replay_prints_the_intervals(tmp_path, capsys):
+    from cmsim.cli import main
+
+    cmsim.run(STOP, out=tmp_path / "run")
+    assert main(["replay", str(tmp_path / "run"), "--out", str(tmp_path / "rep")]) == 0
+    out = capsys.readouterr().out
+    assert "351.5" in out and (tmp_path / "rep" / "decisions.parquet").is_file()
+
+
+# --------------------------------------------------------------------------- chunking
+
+
+def test_decisions_do_not_depend_on_extra_chunk_boundaries():
+    d = _noisy(_scenario(simulation__duration="12 min"))
+    a = cmsim.run(d, seed=3)
+    b = cmsim.run(d, seed=3, extra_sync_s=np.arange(7.3, 700.0, 13.7))
+    np.testing.assert_array_equal(a.diverted, b.diverted)
+    np.testing.assert_allclose(a.pat_signals["soft"], b.pat_signals["soft"], atol=1e-9)
+
+
+# --------------------------------------------------------------------------- innovations
+
+
+def test_innovations_are_white_and_keep_the_cusum_arl0():
+    """In control (8 h, noisy feeders and NIR), the standardised innovations are close to
+    N(0, 1) and uncorrelated, so a CUSUM(0.5, 4) on them signals at its textbook in-control
+    rate (ARL0 = 168 readings); on the raw readings the same chart signals far more often."""
+    zs, raw = [], []
+    for seed in (11, 12):
+        r = cmsim.run("scenarios/baseline.toml", seed=seed,
+                      overrides=["pat.noise_sd=0.25 %"])
+        z = r.pat_signals["z"]
+        zs.append(z)
+        y = r.pat_signals["nir"] / r.target_api_fraction
+        raw.append(y[np.isfinite(y)])
+    z = np.concatenate(zs)
+    assert abs(z.mean()) < 0.05 and 0.9 < z.std() < 1.1
+    for lag in (1, 2, 5):
+        assert abs(np.corrcoef(z[:-lag], z[lag:])[0, 1]) < 0.06
+    alarms = _cusum_signals(z, 0.5, 4.0)
+    expected = z.size / 168.0
+    assert 0.6 * expected < alarms < 1.5 * expected
+    yr = (np.concatenate(raw) - 1.0) / 0.025
+    assert _cusum_signals(yr, 0.5, 4.0) > 1.5 * expected
+
+
+def _cusum_signals(z: np.ndarray, k: float, h: float) -> int:
+    """Signals of a two-sided tabular CUSUM restarted after each signal (plain loop)."""
+    hi = lo = 0.0
+    n = 0
+    for x in z.tolist():
+        hi, lo = max(0.0, hi + x - k), max(0.0, lo - x - k)
+        if hi > h or lo > h:
+            n += 1
+            hi = lo = 0.0
+    return n
+
+
+# --------------------------------------------------------------------------- pieces
+
+
+def test_content_risk_is_the_gaussian_tail_mass():
+    from scipy.stats import norm
+
+    c = np.array([1.0, 0.96, 1.04, 0.9, np.nan])
+    s = np.array([0.02, 0.01, 0.03, 0.0, 0.01])
+    r = content_risk(c, s, 0.95, 1.05)
+    exact = norm.cdf((0.95 - c[:3]) / s[:3]) + norm.sf((1.05 - c[:3]) / s[:3])
+    np.testing.assert_allclose(r[:3], exact, rtol=1e-12)
+    assert r[3] == 1.0 and r[4] == 0.0
+
+
+def test_load_cell_response_is_the_least_squares_slope_of_an_impulse():
+    w = load_cell_response(1.0, 10.0, 1.0)
+    assert w.sum() == pytest.approx(1.0, abs=1e-12)
+    # parabolic OLS-slope weights of 10 weighings: symmetric, peak in the middle
+    nz = w[w > 1e-12]
+    np.testing.assert_allclose(nz, nz[::-1], atol=1e-12)
+    assert nz.size == 9
+
+
+def test_model_error_sd_matches_a_monte_carlo_of_filtered_ar1_noise():
+    rng = np.random.default_rng(0)
+    dt, tau, rsd = 1.0, 2.0, 0.05
+    kernel = cmsim.rtd.TanksInSeries(60.0, 5).kernel(dt, tail=1e-9)
+    phi = np.exp(-dt / tau)
+    n = 200_000
+    e = rng.standard_normal(n) * rsd * np.sqrt(1 - phi ** 2)
+    x = np.empty(n)
+    x[0] = rng.standard_normal() * rsd
+    for i in range(1, n):
+        x[i] = phi * x[i - 1] + e[i]
+    y = np.convolve(x, kernel)[kernel.size:n]
+    sd = model_error_sd(np.array([rsd]), np.array([0.1]), 0, np.array([tau]), kernel, dt)
+    assert sd == pytest.approx(0.9 * y.std(), rel=0.05)
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def test_scenario_rules_for_the_new_keys():
+    from cmsim.config import load_scenario
+
+    with pytest.raises(InputError, match="pat"):
+        load_scenario(_scenario("scenarios/baseline.toml", pat=None) | {
+            "disturbances": [{"type": "nir_fault", "kind": "bias", "start": "1 s",
+                              "value": "1 %"}]})
+    d = _scenario("scenarios/refill_lot_change.toml")
+    d["disturbances"].append({"type": "refill", "feeder": "mcc", "lot": "X", "start": "60 s",
+                              "assay": 0.9})
+    with pytest.raises(InputError, match="assay"):
+        load_scenario(d)
+    with pytest.raises(InputError, match="max_risk"):
+        load_scenario(STOP, overrides=["diversion.max_risk=0.7"])
