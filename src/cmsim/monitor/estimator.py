@@ -408,48 +408,40 @@ class LineStateEstimator:
             self._in_buf[nl] = nom.sum() - nom[self.api_feeder]
 
     # ----------------------------------------------------------------- inputs
-    def _feeder_flows(self, ch: SignalChunk) -> np.ndarray:
-        """Estimated feeder flows per tick [kg/s] from commands and load-cell deviations."""
+    def _deviations(self, ch: SignalChunk) -> np.ndarray:
+        """Load-cell deviations from the commanded flow at the readings' times [kg/s]
+        (0 where a reading or its commanded counterpart is missing)."""
         cmd = ch.setpoint * ch.running
         if self._lc_cmd is None:
-            return cmd
+            return np.zeros((cmd.shape[0], 0))
         t_cmd, lc_all = self._lc_cmd.measure(cmd, return_mass=False)
         self._cmd_t = np.concatenate((self._cmd_t[-8:], t_cmd))
         self._cmd = np.concatenate((self._cmd[:, -8:], lc_all), axis=1)
-        n = ch.k1 - ch.k0
+        if ch.lc_t.size == 0 or self._cmd_t.size == 0:
+            return np.zeros((cmd.shape[0], ch.lc_t.size))
         # the commanded flow through the load cells' own slope, at the readings' times
-        at = np.clip(np.searchsorted(self._cmd_t, ch.lc_t - 1e-9 * self.dt), 0,
-                     max(self._cmd_t.size - 1, 0))
-        lc_cmd = self._cmd[:, at] if self._cmd_t.size else np.full(ch.lc_flow.shape, np.nan)
-        known = self._cmd_t.size > 0
-        match = np.abs(self._cmd_t[at] - ch.lc_t) <= 1e-6 * self.dt if known else \
-            np.zeros(ch.lc_t.size, bool)
-        dev = np.where(np.isfinite(ch.lc_flow) & np.isfinite(lc_cmd) & match,
-                       ch.lc_flow - lc_cmd, 0.0)
-        # the estimate at a reading time is known from that time on (the tick it falls in)
-        rows = np.floor(ch.lc_t / self.dt + 1e-9).astype(np.int64) - ch.k0
-        out = np.empty_like(cmd)
-        idx = np.searchsorted(rows, np.arange(n), side="right") - 1
-        for f in range(cmd.shape[0]):
-            d = np.where(idx >= 0, dev[f, np.maximum(idx, 0)], self._dev[f])
-            out[f] = np.maximum(cmd[f] + d, 0.0)
-            if dev.shape[1]:
-                self._dev[f] = dev[f, -1]
-        return out
+        at = np.minimum(np.searchsorted(self._cmd_t, ch.lc_t - 1e-9 * self.dt),
+                        self._cmd_t.size - 1)
+        lc_cmd = self._cmd[:, at]
+        match = np.abs(self._cmd_t[at] - ch.lc_t) <= 1e-6 * self.dt
+        dev = ch.lc_flow - lc_cmd
+        dev[~(np.isfinite(dev) & match)] = 0.0
+        return dev
 
-    def _blend_inflow(self, ch: SignalChunk, flows: np.ndarray) -> np.ndarray:
-        """Blender inflow channels: API by lot generation (the newest and the one before it,
-        by the hopper's share), then the rest of the blend [kg/s]."""
+    def _blend_inflow(self, ch: SignalChunk) -> np.ndarray:
+        """Blender inflow channels [kg/s]: the API by lot generation (the newest and the one
+        before it, by the hopper's share), then the rest of the blend; the estimated feeder
+        flows (commanded flow plus the last load-cell deviation) go to :attr:`last_flows`."""
         n = ch.k1 - ch.k0
-        nl = self.n_lots
-        x = np.zeros((nl + 1, n))
-        api = flows[self.api_feeder]
-        gen = ch.api_lot_gen.astype(np.intp)
-        share = np.clip(ch.api_lot_share, 0.0, 1.0)
-        cols = np.arange(n)
-        x[gen, cols] = api * share
-        x[np.maximum(gen - 1, 0), cols] += np.where(gen > 0, api * (1.0 - share), 0.0)
-        x[nl] = flows.sum(axis=0) - api
+        dev = self._deviations(ch)
+        # a load-cell estimate is known from the tick its reading falls in
+        rows = np.floor(ch.lc_t / self.dt + 1e-9).astype(np.int64) - ch.k0
+        x = np.empty((self.n_lots + 1, n))
+        flows = np.empty(ch.setpoint.shape)
+        _inflow_kernel(ch.setpoint, ch.running, rows, dev, self._dev, self.api_feeder,
+                       ch.api_lot_gen.astype(np.int64), ch.api_lot_share, flows, x)
+        #: estimated feeder flows of the last chunk [kg/s] (what the policies see)
+        self.last_flows = flows
         if self._delay:
             full = np.concatenate((self._in_buf, x), axis=1)
             self._in_buf = full[:, -self._delay:].copy()
@@ -470,10 +462,7 @@ class LineStateEstimator:
             self.press.start()
         elif not ch.press_running and self.press.running:
             self.press.stop()
-        flows = self._feeder_flows(ch)
-        #: estimated feeder flows of the last chunk [kg/s] (what the policies see)
-        self.last_flows = flows
-        inflow = self._blend_inflow(ch, flows)
+        inflow = self._blend_inflow(ch)
         blended = self.blender.step(inflow)
         probe = blended if self.at_probe else None
         if not self.at_probe:
@@ -534,26 +523,82 @@ class LineStateEstimator:
     def _gate_estimate(self, ch: SignalChunk, gate: np.ndarray, pot: np.ndarray,
                        p00: np.ndarray, p11: np.ndarray, z: np.ndarray, zt: np.ndarray,
                        alarm: np.ndarray) -> GateEstimate:
-        nl = self.n_lots
-        tgt = self.spec.target
-        tot = gate[:nl + 1].sum(axis=0)
-        ok = tot > 0
-        safe = np.where(ok, tot, 1.0)
-        api = (pot * gate[:nl]).sum(axis=0)
-        content = api / safe / tgt + gate[nl + 1] / safe
-        cur = int(self._st[8])
-        h = gate[cur] / safe / tgt
-        var_eps = np.maximum(gate[nl + 2] / safe, p00)
-        sd = np.sqrt(var_eps) + np.abs(h) * np.sqrt(p11)
-        u = self.settings.rtd_uncertainty
-        if u > 0:
-            prev = np.concatenate(([self._last_c if np.isfinite(self._last_c) else content[0]],
-                                   content[:-1]))
-            slope = np.abs(content - prev) / self.dt
-            sd = np.sqrt(sd ** 2 + (u * self._mrt * slope) ** 2)
-        content[~ok] = np.nan
-        if content.size:
-            self._last_c = content[-1]
+        n = ch.k1 - ch.k0
+        content = np.empty(n)
+        sd = np.empty(n)
+        timing = self.settings.rtd_uncertainty * self._mrt / self.dt
+        self._last_c = _gate_kernel(gate, pot, p00, p11, int(self._st[8]), 1.0 / self.spec.target,
+                                    timing, self._last_c, content, sd)
         keep = np.isfinite(z)
         return GateEstimate(ch.k0, ch.k1, content, sd, zt[keep], z[keep],
                             [float(t) for t in zt[alarm]])
+
+
+@njit(cache=True)
+def _inflow_kernel(sp, running, rows, dev, carry, api_f, gen, share, flows,
+                   x):  # pragma: no cover - compiled
+    nf, n = sp.shape
+    nl = x.shape[0] - 1
+    j = 0
+    m = rows.size
+    for t in range(n):
+        while j < m and rows[j] <= t:
+            for f in range(nf):
+                carry[f] = dev[f, j]
+            j += 1
+        api = 0.0
+        rest = 0.0
+        for f in range(nf):
+            v = sp[f, t] + carry[f] if running[f, t] else carry[f]
+            v = max(v, 0.0)
+            flows[f, t] = v
+            if f == api_f:
+                api = v
+            else:
+                rest += v
+        for c in range(nl + 1):
+            x[c, t] = 0.0
+        g = gen[t]
+        sh = min(max(share[t], 0.0), 1.0)
+        x[g, t] = api * sh
+        if g > 0:
+            x[g - 1, t] += api * (1.0 - sh)
+        else:
+            x[g, t] = api
+        x[nl, t] = rest
+    while j < m:  # readings stamped at the chunk end apply from the next tick on
+        for f in range(nf):
+            carry[f] = dev[f, j]
+        j += 1
+
+
+@njit(cache=True)
+def _gate_kernel(gate, pot, p00, p11, cur, inv_target, timing, last_c, content,
+                 sd):  # pragma: no cover - compiled
+    """Content (fractions of target) and its standard deviation per gate tick; ``gate`` rows:
+    API lots, rest, model-error x flow, model-error variance x flow."""
+    nl = pot.shape[0]
+    n = content.size
+    prev = last_c
+    for t in range(n):
+        tot = 0.0
+        api = 0.0
+        for c in range(nl):
+            tot += gate[c, t]
+            api += pot[c, t] * gate[c, t]
+        tot += gate[nl, t]
+        if tot <= 0.0:
+            content[t] = math.nan
+            sd[t] = math.sqrt(p00[t]) + math.sqrt(p11[t])
+            continue
+        c = api * inv_target / tot + gate[nl + 1, t] / tot
+        h = gate[cur, t] * inv_target / tot
+        var = max(gate[nl + 2, t] / tot, p00[t])
+        s = math.sqrt(var) + abs(h) * math.sqrt(p11[t])
+        if timing > 0.0:
+            slope = abs(c - prev) if not math.isnan(prev) else 0.0
+            s = math.sqrt(s * s + (timing * slope) ** 2)
+        content[t] = c
+        sd[t] = s
+        prev = c
+    return prev

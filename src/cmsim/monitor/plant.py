@@ -159,31 +159,23 @@ class PlantRecorder:
         self._offset = (0.5 + 0.5 * upstream_stages) * self.dt
         self.load_cells = load_cells
         self._lots_seen: list[int] = []  # API rows (index in _api_rows), first seen order
-        n = self.n_ticks
-        self.table: dict[str, np.ndarray] = {c: np.full(n, np.nan)
-                                             for c in signal_columns(self.feeders)}
-        self.table["time_s"] = np.arange(n) * self.dt
+        self.chunks: list[SignalChunk] = []
         self.nir_true: list[np.ndarray] = []  # noise-free window means (ground truth)
-        self.chunks_seen = 0
 
     def on_chunk(self, line: Any, k0: int, k1: int) -> SignalChunk:
-        """Record ticks ``[k0, k1)`` and return them as a :class:`SignalChunk`."""
+        """Read ticks ``[k0, k1)`` of the line as a :class:`SignalChunk` (and keep it)."""
         n = k1 - k0
-        tab = self.table
-        sp = np.empty((len(self.feeders), n))
-        run = np.empty((len(self.feeders), n), dtype=bool)
-        for i, (f, u) in enumerate(zip(self.feeders, self._units, strict=True)):
+        nf = len(self.feeders)
+        sp = np.empty((nf, n))
+        run = np.empty((nf, n), dtype=bool)
+        for i, u in enumerate(self._units):
             sp[i] = u.mass_flow
             run[i] = u.running
-            tab[f"setpoint.{f}"][k0:k1] = sp[i]
-            tab[f"running.{f}"][k0:k1] = run[i]
         lc_t = np.empty(0)
-        lc_flow = np.empty((len(self.feeders), 0))
+        lc_flow = np.empty((nf, 0))
         if self.load_cells is not None:
             rows = tuple(r[:, k0:k1].sum(axis=0) for r in self._records)
             lc_t, lc_flow = self.load_cells.measure(rows, return_mass=False)
-            self._file(lc_t, "lc_time_s", {f"lc_flow.{f}": lc_flow[i]
-                                           for i, f in enumerate(self.feeders)})
         nir_t = np.empty(0)
         nir_y = np.empty(0)
         if self.nir is not None:
@@ -191,30 +183,39 @@ class PlantRecorder:
             tot = probe.sum(axis=0)
             api = self._potency[self._api_rows] @ probe[self._api_rows]
             w = np.divide(api, tot, out=np.zeros(n), where=tot > 0)
-            grid = (k0 + np.arange(n)) * self.dt + self._offset
+            grid = np.arange(k0, k1, dtype=np.float64)
+            grid *= self.dt
+            grid += self._offset
             nir_t, nir_y, true = self.nir.measure(grid, w, return_noise_free=True)
             self.nir_true.append(true)
-            self._file(nir_t, "nir_time_s", {"nir": nir_y})
         speed = getattr(self._blender, "speed", None)
-        speed = math.nan if speed is None else float(speed)
-        press_running = bool(self._press.running)
-        tab["blender_speed"][k0:k1] = speed
-        tab["press_running"][k0:k1] = press_running
         gen, share = self._lot_generations(self._records[self._api][:, k0:k1])
-        tab["api_lot_gen"][k0:k1] = gen
-        tab["api_lot_share"][k0:k1] = share
-        self.chunks_seen += 1
-        return SignalChunk(k0, k1, sp, run, lc_t, lc_flow, nir_t, nir_y, speed,
-                           press_running, gen, share)
+        ch = SignalChunk(k0, k1, sp, run, lc_t, lc_flow, nir_t, nir_y,
+                         math.nan if speed is None else float(speed),
+                         bool(self._press.running), gen, share)
+        self.chunks.append(ch)
+        return ch
 
-    def _file(self, t: np.ndarray, time_col: str, values: Mapping[str, np.ndarray]) -> None:
-        if t.size == 0:
-            return
-        rows = np.floor(t / self.dt + 1e-9).astype(np.int64)
-        ok = rows < self.n_ticks
-        self.table[time_col][rows[ok]] = t[ok]
-        for col, v in values.items():
-            self.table[col][rows[ok]] = v[ok]
+    @property
+    def table(self) -> dict[str, np.ndarray]:
+        """The signals table (columns of :func:`signal_columns`, one row per tick) of the
+        ticks recorded so far."""
+        n = self.chunks[-1].k1 if self.chunks else 0
+        tab = {c: np.full(n, np.nan) for c in signal_columns(self.feeders)}
+        tab["time_s"] = np.arange(n) * self.dt
+        for ch in self.chunks:
+            a, b = ch.k0, ch.k1
+            for i, f in enumerate(self.feeders):
+                tab[f"setpoint.{f}"][a:b] = ch.setpoint[i]
+                tab[f"running.{f}"][a:b] = ch.running[i]
+            tab["blender_speed"][a:b] = ch.blender_speed
+            tab["press_running"][a:b] = ch.press_running
+            tab["api_lot_gen"][a:b] = ch.api_lot_gen
+            tab["api_lot_share"][a:b] = ch.api_lot_share
+            _file(tab, self.dt, ch.lc_t, "lc_time_s",
+                  {f"lc_flow.{f}": ch.lc_flow[i] for i, f in enumerate(self.feeders)})
+            _file(tab, self.dt, ch.nir_t, "nir_time_s", {"nir": ch.nir})
+        return tab
 
     def _lot_generations(self, rec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Newest API lot generation and its share of the API discharge per tick."""
@@ -233,3 +234,17 @@ class PlantRecorder:
         share = np.ones(n)
         np.divide(flows[newest, np.arange(n)], tot, out=share, where=tot > 0)
         return gen, share
+
+
+def _file(tab: dict[str, np.ndarray], dt: float, t: np.ndarray, time_col: str,
+          values: Mapping[str, np.ndarray]) -> None:
+    """File samples in the rows of the ticks containing their time stamps (rows past the end
+    of the table are dropped)."""
+    if t.size == 0:
+        return
+    n = tab["time_s"].size
+    rows = np.floor(t / dt + 1e-9).astype(np.int64)
+    ok = rows < n
+    tab[time_col][rows[ok]] = t[ok]
+    for col, v in values.items():
+        tab[col][rows[ok]] = v[ok]
