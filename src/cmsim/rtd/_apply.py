@@ -34,7 +34,7 @@ import numpy as np
 
 from cmsim import _validate
 from cmsim.errors import ParameterError
-from cmsim.rtd.filters import TanksInSeriesFilter, _finite_array
+from cmsim.rtd.filters import TanksInSeriesFilter, _finite_array, _float_array
 
 #: Largest sum of |partial-fraction weights| accepted for the recursive path (round-off grows
 #: with it, about gain x 3e-15 of the largest output: 100 keeps it near 3e-13).
@@ -192,7 +192,7 @@ def apply_model(model: Any, x: Any, dt: float, method: str = "auto",
     tail = _validate.probability("tail", tail)
     if method not in _METHODS:
         raise ParameterError("method", method, f"must be one of {_METHODS}")
-    xa = _finite_array("x", x, ndim=(1, 2))
+    xa = _float_array("x", x, ndim=(1, 2))  # finiteness: checked by each path below
     plan = None if method == "fir" else plan_for(model._recursive_form(), dt)
     if plan is None and method == "recursive":
         raise ParameterError(
@@ -200,6 +200,14 @@ def apply_model(model: Any, x: Any, dt: float, method: str = "auto",
             f"{model!r} has no exact recursion at dt={dt!r} (only plug flow, CSTR, integer tanks "
             "in series and series of them, with a plug-flow delay that is a whole number of ticks "
             "when tanks follow it); use method='auto' or 'fir'")
-    if plan is not None:
+    if plan is None:
+        return convolve(xa, model.kernel(dt, tail=tail))  # names a non-finite "x" itself
+    if not plan.terms:
+        _finite_array("x", xa, ndim=(1, 2))
+    try:
         return _run_plan(plan, np.ascontiguousarray(xa), dt)
-    return convolve(xa, model.kernel(dt, tail=tail))
+    except ParameterError:
+        # the tank filter checks its state after the run (no extra pass over the data); name
+        # the first bad element of "x" rather than the filter's "chunk"
+        _validate.finite_array("x", xa)
+        raise
