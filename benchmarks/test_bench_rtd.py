@@ -69,8 +69,9 @@ def measure_tis_stream(n_samples: int = 10**7, repeats: int = 5,
     f = TanksInSeriesFilter(60.0, 5, 1.0)
     t = interleaved_rounds(lambda: f.step(x, out=y), {"copyto": lambda: np.copyto(c, x)},
                            repeats, rounds)
-    r = ratio_summary(_per_round(t, "candidate", "copyto"))
-    return {"ratio": r["median"], "ratio_best": r["best"],
+    per_round = _per_round(t, "candidate", "copyto")
+    r = ratio_summary(per_round)
+    return {"ratio": r["median"], "ratio_best": r["best"], "per_round": per_round,
             "ns_per_sample": min(t["candidate"]) / n_samples * 1e9,
             "copy_ns_per_sample": min(t["copyto"]) / n_samples * 1e9}
 
@@ -84,8 +85,9 @@ def measure_direct_vs_numpy(n_samples: int = 10**6, k: int = 50, repeats: int = 
     y = np.empty_like(x)
     t = interleaved_rounds(lambda: convolve(x, w, out=y, method="direct"),
                            {"np.convolve": lambda: np.convolve(x, w)}, repeats, rounds)
-    r = ratio_summary(_per_round(t, "np.convolve", "candidate"), lower_is_better=False)
-    return {"speedup": r["median"], "speedup_best": r["best"],
+    per_round = _per_round(t, "np.convolve", "candidate")
+    r = ratio_summary(per_round, lower_is_better=False)
+    return {"speedup": r["median"], "speedup_best": r["best"], "per_round": per_round,
             "gfma_per_s": n_samples * k / min(t["candidate"]) / 1e9}
 
 
@@ -100,9 +102,10 @@ def measure_tis_batch(batch: int = 1000, n_samples: int = 10**5, repeats: int = 
     t = interleaved_rounds(lambda: f.step(x, out=y),
                            {"copyto": lambda: np.copyto(c, x), "copy": lambda: x.copy()},
                            repeats, rounds)
-    r = ratio_summary(_per_round(t, "candidate", "copyto"))
+    per_round = _per_round(t, "candidate", "copyto")
+    r = ratio_summary(per_round)
     rc = ratio_summary(_per_round(t, "candidate", "copy"))
-    return {"ratio_copyto": r["median"], "ratio_copyto_best": r["best"],
+    return {"ratio_copyto": r["median"], "ratio_copyto_best": r["best"], "per_round": per_round,
             "ratio_copy": rc["median"], "seconds": min(t["candidate"])}
 
 
@@ -123,6 +126,7 @@ def measure_dispatch(n_samples: int, k: int, repeats: int = 5,
     r = ratio_summary(per_round)
     best = min(METHODS, key=lambda m: min(t[m]))
     return {"ratio_vs_best": r["median"], "ratio_vs_best_best": r["best"], "best": best,
+            "per_round": per_round,
             "auto_s": min(t["candidate"]), **{f"{m}_s": min(t[m]) for m in METHODS}}
 
 
@@ -157,12 +161,13 @@ def measure_apply_vs_rtdpy(n_samples: int = RTDPY_TICKS, repeats: int = 5,
         {"rtdpy": lambda: rtdpy_output(x, dt, RTDPY_TAU, RTDPY_N, time_end),
          "fir": lambda: model.apply(x, dt, method="fir")},
         repeats, rounds)
-    r = ratio_summary(_per_round(t, "rtdpy", "candidate"), lower_is_better=False)
+    per_round = _per_round(t, "rtdpy", "candidate")
+    r = ratio_summary(per_round, lower_is_better=False)
     rf = ratio_summary(_per_round(t, "rtdpy", "fir"), lower_is_better=False)
     y, y_ref = model.apply(x, dt), rtdpy_output(x, dt, RTDPY_TAU, RTDPY_N, time_end)
     held = dt * np.sum(x * model.sf((n_samples - np.arange(n_samples)) * dt))
     fed = dt * x.sum()
-    return {"speedup": r["median"], "speedup_best": r["best"],
+    return {"speedup": r["median"], "speedup_best": r["best"], "per_round": per_round,
             "fir_speedup": rf["median"], "seconds": min(t["candidate"]),
             "rtdpy_seconds": min(t["rtdpy"]),
             "mass_defect": abs(dt * y.sum() + held - fed) / fed,
@@ -179,8 +184,10 @@ def measure_batch_fir(batch: int = 1000, n_samples: int = 10**5, k: int = BATCH_
     c = np.empty_like(x)
     t = interleaved_rounds(lambda: convolve(x, w, out=y), {"copyto": lambda: np.copyto(c, x)},
                            repeats, rounds)
-    r = ratio_summary(_per_round(t, "candidate", "copyto"))
-    return {"ratio": r["median"], "ratio_best": r["best"], "seconds": min(t["candidate"]),
+    per_round = _per_round(t, "candidate", "copyto")
+    r = ratio_summary(per_round)
+    return {"ratio": r["median"], "ratio_best": r["best"], "per_round": per_round,
+            "seconds": min(t["candidate"]),
             "copy_seconds": min(t["copyto"])}
 
 
