@@ -3,7 +3,7 @@
 Usage::
 
     python benchmarks/report_ratios.py [--quick] [--rounds R] [--repeats M]
-        [--save [DIR]] [--compare FILE|latest] [--k 3] [--noise-floor 0.08]
+        [--save [DIR]] [--compare FILE|latest] [--k 3] [--noise-floor LOG]
 
 Every ratio is measured interleaved with its baseline in this process, after the allocator policy
 is set and the numba JIT is warm: each of ``R`` rounds alternates candidate and baselines ``M``
@@ -33,7 +33,6 @@ from conftest import warm_numba  # noqa: E402
 from ratio_history import (  # noqa: E402
     DEFAULT_DIR,
     DEFAULT_K,
-    NOISE_FLOOR,
     RunFileError,
     compare_runs,
     format_comparison,
@@ -148,12 +147,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="saved run to compare with ('latest' = newest in the save dir)")
     parser.add_argument("--k", type=float, default=DEFAULT_K,
                         help=f"flag changes beyond k x noise (default {DEFAULT_K})")
-    parser.add_argument("--noise-floor", type=float, default=NOISE_FLOOR,
-                        help=f"smallest noise [log units] (default {NOISE_FLOOR})")
+    parser.add_argument("--noise-floor", type=float, default=None,
+                        help="smallest noise [log units] for every ratio (default: the "
+                             "run-to-run spreads measured per ratio, ratio_history.NOISE_FLOORS)")
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.repeats < 1:
         parser.error("--rounds and --repeats must be >= 1")
-    if not args.k > 0 or not args.noise_floor >= 0:
+    if not args.k > 0 or (args.noise_floor is not None and not args.noise_floor >= 0):
         parser.error("--k must be > 0 and --noise-floor >= 0")
     saved = None
     if args.compare:
@@ -189,6 +189,11 @@ def main(argv: list[str] | None = None) -> int:
     if saved is not None:
         if saved.get("settings", {}).get("quick") != args.quick:
             print("warning: the saved run used other sizes (--quick differs)")
+        cpus = run["machine"]["cpus"] or 1
+        for which, load in (("saved", saved.get("load_start")), ("current", load_start)):
+            if load and load[0] > cpus:
+                print(f"warning: the {which} run started at load {load[0]} on {cpus} cores: "
+                      "batch ratios are then unreliable")
         findings = compare_runs(run, saved, args.k, args.noise_floor)
         print(f"\ncompared with {saved['path']} (commit {saved.get('commit', '?')[:10]}, "
               f"load {saved.get('load_start')}):")

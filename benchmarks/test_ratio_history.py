@@ -8,6 +8,7 @@ import math
 import pytest
 
 from ratio_history import (
+    NOISE_FLOORS,
     RunFileError,
     compare_runs,
     format_comparison,
@@ -138,3 +139,13 @@ def test_report_exits_3_on_unreadable_saved_run(tmp_path) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text("[]", encoding="utf-8")
     assert report_ratios.main(["--compare", str(bad)]) == 3
+
+
+def test_default_floors_are_the_measured_per_ratio_spreads() -> None:
+    saved = _run({"tis_stream_x_copy": ([1.0] * 3, True), "batch_fir_x_copy": ([8.0] * 3, True)})
+    current = _run({"tis_stream_x_copy": ([1.15] * 3, True),
+                    "batch_fir_x_copy": ([9.6] * 3, True)})
+    f = {x.name: x for x in compare_runs(current, saved)}
+    assert f["tis_stream_x_copy"].noise == NOISE_FLOORS["tis_stream_x_copy"]
+    assert f["tis_stream_x_copy"].status == "regression"  # +15 % on a 3 % single-thread floor
+    assert f["batch_fir_x_copy"].status == "same"  # +20 % within the noise of a 2-thread batch
