@@ -370,6 +370,76 @@ class RTDModel(abc.ABC):
         np.maximum(w, 0.0, out=w)
         return Kernel(w, dt, tail, float(s[-1]))
 
+    # ----------------------------------------------------------------------- apply to a signal
+    def _recursive_form(self) -> Any:
+        """This model as plug flow + ideal tanks (``cmsim.rtd._apply.RecursiveForm``), or None."""
+        return None
+
+    def apply(self, x: Any, dt: float, *, method: str = "auto", tail: float = 1e-12) -> np.ndarray:
+        """Outflow of this unit for an inflow signal (one-shot, zero initial hold-up).
+
+        Computes the causal convolution with the bin kernel, ``y[k] = sum_j w[j] x[k-j]`` with
+        ``w = self.kernel(dt)``, by the exact recursion where the model has one (plug flow,
+        CSTR, tanks in series with an integer count and series of these; see
+        :meth:`apply_path`) and by :func:`cmsim.rtd.convolve` with the kernel otherwise. Both
+        give the same numbers (to about 1e-12 of the largest output); the recursion has no
+        truncated tail, so its mass balance is exact:
+        ``dt sum(y) + dt sum_k x[k] sf((N-k) dt) = dt sum(x)``.
+
+        Time stamps: ``x[k]`` is the flow held over the tick ``[k dt, (k+1) dt)`` and ``y[k]``
+        the outflow at the end of that tick, ``(k+1) dt`` (equivalently: the mean outflow over
+        tick ``k`` when the mass ``dt x[k]`` enters at its start). A pure delay of ``D`` whole
+        ticks therefore gives ``y[k] = x[k - D + 1]`` (the flow that entered at ``(k+1-D) dt``),
+        ``y[k] = x[k - floor(delay/dt)]`` for a delay that is not a whole number of ticks.
+
+        Parameters
+        ----------
+        x : array_like, shape (N,) or (batch, N)
+            Inflow per tick [any unit, e.g. kg/s], finite; 2-D rows are independent signals.
+        dt : float
+            Tick length [s], > 0.
+        method : {"auto", "recursive", "fir"}, optional
+            ``"auto"`` takes the recursion when there is one; ``"recursive"`` refuses a model
+            without one; ``"fir"`` always convolves with the kernel.
+        tail : float, optional
+            Survival level at which the FIR path cuts the kernel [-] (the mass beyond it is never
+            emitted); unused by the recursion.
+
+        Returns
+        -------
+        numpy.ndarray
+            Outflow per tick [unit of ``x``], same shape as ``x``.
+
+        Raises
+        ------
+        cmsim.errors.ParameterError
+            If ``x`` is not a finite 1-D/2-D array, ``dt`` or ``tail`` is out of range, or
+            ``method`` is unknown (or ``"recursive"`` for a model without a recursion).
+        """
+        from cmsim.rtd._apply import apply_model
+
+        return apply_model(self, x, dt, method, tail)
+
+    def apply_path(self, dt: float) -> str:
+        """Path :meth:`apply` takes at this ``dt``: ``"recursive"`` or ``"fir"``.
+
+        Parameters
+        ----------
+        dt : float
+            Tick length [s], > 0.
+
+        Returns
+        -------
+        str
+            ``"recursive"`` for plug flow, CSTR, integer tanks in series and series of them
+            (a plug-flow delay in front of tanks must be a whole number of ticks); ``"fir"``
+            otherwise (axial dispersion, tabulated RTDs, non-integer tank counts, fractional
+            delays before tanks, chains whose partial fractions would lose accuracy).
+        """
+        from cmsim.rtd._apply import apply_path
+
+        return apply_path(self, dt)
+
     # ---------------------------------------------------------------------- frequency response
     def frequency_response(self, omega: Any) -> Any:
         """Complex frequency response G(i omega) [-].

@@ -17,8 +17,9 @@ the development machine):
 FFT methods carry a round-off of about ``1e-17`` relative to the largest output, so a zero output
 can come out as ``-1e-17``; when both ``x`` and ``w`` are non-negative their output is clipped at
 0 (``np.maximum(y, 0)``), which only changes values at that round-off level. 2-D inputs
-``(batch, time)`` use numba ``prange`` over rows (direct) or one batched FFT with
-``scipy.fft`` workers. ``scipy.signal`` is imported lazily, inside the FFT paths.
+``(batch, time)`` use numba ``prange`` over rows (direct), a batched overlap-save on a few rows at
+a time split over threads (``"oa"``, see :func:`_ols_rows`), or one batched FFT with ``scipy.fft``
+workers (``"fft"``). ``scipy.signal`` is imported lazily, inside the FFT paths.
 """
 
 from __future__ import annotations
@@ -52,6 +53,14 @@ FFT_FIXED_FMAS = 800_000
 OA_MIN_RATIO = 50
 #: Batch rows x samples from which the 2-D direct path uses the ``prange`` kernel.
 _PARALLEL_MIN_WORK = 2_000_000
+#: Batches of at least this many rows take the overlap-save path for method "oa"
+#: (:func:`_ols_rows`): 1000 x 1e5 with K = 378 in about 5-8x the time of a batch copy, against
+#: 35-65x for ``scipy.signal.oaconvolve`` on the whole batch (2-core AVX-512 VM).
+OLS_MIN_ROWS = 2
+#: Rows transformed together by the overlap-save path (keeps a group's blocks in cache).
+OLS_ROWS = 4
+#: Smallest FFT length of the overlap-save path (measured: 8192 beats 2048/4096 for K = 378).
+OLS_MIN_FFT = 8192
 
 _METHODS = ("auto", "direct", "oa", "fft")
 
@@ -137,6 +146,78 @@ def _fft_causal(x2: np.ndarray, w: np.ndarray, method: str) -> np.ndarray:
         return fn(x2, w[None, :], mode="full", axes=1)[:, :n]
 
 
+def _ols_block_length(n: int, k: int) -> int:
+    """FFT length of the batched overlap-save path: a fast length >= max(8192, 16 K), no longer
+    than one block covering the whole signal (``N + K - 1``)."""
+    import scipy.fft
+
+    want = max(OLS_MIN_FFT, 16 * k)
+    return scipy.fft.next_fast_len(min(want, n + k - 1), real=True)
+
+
+def _ols_rows_into(x2: np.ndarray, w: np.ndarray, y2: np.ndarray, nonneg_w: bool) -> bool:
+    """Causal convolution of rows of ``x2`` into ``y2`` by overlap-save, a few rows at a time.
+
+    Each group of ``OLS_ROWS`` rows is padded with ``K - 1`` zeros in front, cut into overlapping
+    blocks of the FFT length ``L`` (a strided view, no copy), transformed, multiplied by the
+    kernel's spectrum and transformed back; the last ``L - K + 1`` points of every block are
+    outputs. Working on a few rows keeps the blocks in cache (scipy's ``oaconvolve`` on the whole
+    batch streams several full-size temporaries through memory). Outputs of a group whose rows
+    are all non-negative are clipped at 0 when ``w`` is non-negative. Returns False when a group
+    has a non-finite input (its outputs are then not meaningful), else True.
+    """
+    import scipy.fft
+    from numpy.lib.stride_tricks import as_strided
+
+    rows, n = x2.shape
+    k = w.size
+    length = _ols_block_length(n, k)
+    step = length - k + 1
+    blocks = -(-n // step)
+    spectrum = scipy.fft.rfft(w, length)
+    ext = np.zeros((min(OLS_ROWS, rows), k - 1 + blocks * step))
+    for r0 in range(0, rows, OLS_ROWS):
+        r1 = min(rows, r0 + OLS_ROWS)
+        part = x2[r0:r1]
+        total = np.add.reduce(part, axis=None)
+        if not np.isfinite(total):
+            return False
+        e = ext[: r1 - r0]
+        e[:, k - 1 : k - 1 + n] = part
+        view = as_strided(e, (r1 - r0, blocks, length), (e.strides[0], step * 8, 8),
+                          writeable=False)
+        spec = scipy.fft.rfft(view, axis=-1, workers=1)
+        spec *= spectrum
+        res = scipy.fft.irfft(spec, length, axis=-1, workers=1, overwrite_x=True)
+        out = y2[r0:r1]
+        out[...] = res[:, :, k - 1 :].reshape(r1 - r0, blocks * step)[:, :n]
+        if nonneg_w and part.min() >= 0.0:
+            np.maximum(out, 0.0, out=out)
+    return True
+
+
+def _ols_rows(x2: np.ndarray, w: np.ndarray, y2: np.ndarray) -> None:
+    """Batched overlap-save (:func:`_ols_rows_into`), row groups split over ``os.cpu_count()``
+    threads (the FFTs release the GIL); raises for a non-finite input."""
+    rows = x2.shape[0]
+    threads = min(os.cpu_count() or 1, max(1, rows // OLS_ROWS))
+    nonneg_w = bool(w.min() >= 0.0)
+    if threads == 1:
+        ok = _ols_rows_into(x2, w, y2, nonneg_w)
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        bounds = np.linspace(0, rows, threads + 1).astype(int)
+        with ThreadPoolExecutor(threads) as pool:
+            futures = [pool.submit(_ols_rows_into, x2[a:b], w, y2[a:b], nonneg_w)
+                       for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+            ok = all(f.result() for f in futures)
+    if not ok:
+        _validate.finite_array("x", x2)  # raises, naming the first bad element
+        raise ParameterError("x", "array with very large values",  # pragma: no cover
+                             "must have a finite sum per row group")
+
+
 def convolve(
     x: Any,
     w: Any,
@@ -195,6 +276,9 @@ def convolve(
             probe = k.conv_causal_rows_serial(x2, wr, y2)
         if probe != 0.0:  # NaN: a non-finite output (raises for a non-finite x; else overflow)
             _validate.finite_array("x", x2)
+        return y
+    if method == "oa" and rows >= OLS_MIN_ROWS:
+        _ols_rows(x2, wk, y2)
         return y
     _finite_array("x", x2, ndim=2)
     res = _fft_causal(x2, wk, method)

@@ -23,6 +23,7 @@ from scipy import special
 
 from cmsim import _validate
 from cmsim.errors import ParameterError
+from cmsim.rtd._apply import RecursiveForm
 from cmsim.rtd._axial import AxialDispersion
 from cmsim.rtd._base import Kernel, RTDModel
 from cmsim.rtd._series import GammaSum, QuadConvolution
@@ -91,6 +92,9 @@ class CSTR(RTDModel):
             return -self.tau * np.log(target)
         return -self.tau * np.log1p(-target)
 
+    def _recursive_form(self) -> RecursiveForm:
+        return RecursiveForm(0.0, ((self.tau, 1),))
+
 
 class PFR(RTDModel):
     """Plug flow / pure dead time: ``F(t) = H(t - delay)`` with ``F(delay) = 1``.
@@ -152,6 +156,9 @@ class PFR(RTDModel):
     def _solve(self, target: np.ndarray, use_sf: bool) -> np.ndarray:
         return np.full(np.shape(target), self.delay)
 
+    def _recursive_form(self) -> RecursiveForm:
+        return RecursiveForm(self.delay, ())
+
 
 class TanksInSeries(RTDModel):
     """Tanks in series with real ``n > 0`` (gamma law), total mean residence time tau.
@@ -202,6 +209,11 @@ class TanksInSeries(RTDModel):
     def stage_scale(self) -> float:
         """Gamma scale tau/n [s] (mean residence time of one tank)."""
         return self.tau / self.n
+
+    def _recursive_form(self) -> RecursiveForm | None:
+        if self.n != math.floor(self.n):
+            return None  # a gamma shape has no finite recursion
+        return RecursiveForm(0.0, ((self.stage_scale, int(self.n)),))
 
     def _pdf(self, t: np.ndarray) -> np.ndarray:
         x = np.maximum(t, 0.0) / self.stage_scale
@@ -499,6 +511,15 @@ class Series(RTDModel):
         for m in self.stages:
             g = g * m._laplace(s)
         return g
+
+    def _recursive_form(self) -> RecursiveForm | None:
+        form = RecursiveForm(0.0, ())
+        for m in self.stages:
+            stage = m._recursive_form()
+            if stage is None:
+                return None
+            form = form.then(stage)
+        return RecursiveForm(self.shift, form.stages)  # the kernel's own total delay
 
     def _solve(self, target: np.ndarray, use_sf: bool) -> np.ndarray:
         if self._engine is None:
