@@ -255,6 +255,7 @@ def _kf_chunk(k0, inv_target, api, tot, pot, gen, nir_use, nir_j, nir_y, nir_t, 
     size = ring.shape[1]
     i = 0
     n_read = nir_use.size
+    last_k, last_epoch, last_f = -2, -1.0, 1.0
     for m in range(n):
         k = k0 + m
         g = gen[m]
@@ -322,8 +323,14 @@ def _kf_chunk(k0, inv_target, api, tot, pot, gen, nir_use, nir_j, nir_y, nir_t, 
             st[3] = p01 - k1 * hp1
             st[4] = p11 - k2 * hp1
             i += 1
-        d = max(k - st[5], 0.0) if st[9] > 0.0 else 0.0
-        f = phi ** d
+        # decay since the epoch, phi**(k - epoch), kept by multiplication between updates
+        if st[9] == 0.0 or k <= st[5]:
+            f = 1.0
+        elif last_k == k - 1 and last_epoch == st[5]:
+            f = last_f * phi
+        else:
+            f = phi ** (k - st[5])
+        last_k, last_epoch, last_f = k, st[5], f
         eps_out[m] = f * st[0]
         p00_out[m] = f * f * st[2] + q_ss * (1.0 - f * f)
         a_out[m] = st[1]
@@ -419,6 +426,10 @@ class LineStateEstimator:
         self._cmd = np.concatenate((self._cmd[:, -8:], lc_all), axis=1)
         if ch.lc_t.size == 0 or self._cmd_t.size == 0:
             return np.zeros((cmd.shape[0], ch.lc_t.size))
+        if t_cmd.size == ch.lc_t.size and np.array_equal(t_cmd, ch.lc_t):
+            dev = ch.lc_flow - lc_all  # the same clock and chunk: reading for reading
+            dev[~np.isfinite(dev)] = 0.0
+            return dev
         # the commanded flow through the load cells' own slope, at the readings' times
         at = np.minimum(np.searchsorted(self._cmd_t, ch.lc_t - 1e-9 * self.dt),
                         self._cmd_t.size - 1)

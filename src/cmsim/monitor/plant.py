@@ -47,7 +47,7 @@ import numpy as np
 from cmsim.errors import ParameterError
 from cmsim.monitor.sensors import LoadCellBank, NIRSensor
 
-__all__ = ["PlantRecorder", "SignalChunk", "nir_start_time", "signal_columns"]
+__all__ = ["PlantRecorder", "SignalChunk", "SignalsTable", "nir_start_time", "signal_columns"]
 
 
 @dataclass
@@ -197,25 +197,9 @@ class PlantRecorder:
         return ch
 
     @property
-    def table(self) -> dict[str, np.ndarray]:
-        """The signals table (columns of :func:`signal_columns`, one row per tick) of the
-        ticks recorded so far."""
-        n = self.chunks[-1].k1 if self.chunks else 0
-        tab = {c: np.full(n, np.nan) for c in signal_columns(self.feeders)}
-        tab["time_s"] = np.arange(n) * self.dt
-        for ch in self.chunks:
-            a, b = ch.k0, ch.k1
-            for i, f in enumerate(self.feeders):
-                tab[f"setpoint.{f}"][a:b] = ch.setpoint[i]
-                tab[f"running.{f}"][a:b] = ch.running[i]
-            tab["blender_speed"][a:b] = ch.blender_speed
-            tab["press_running"][a:b] = ch.press_running
-            tab["api_lot_gen"][a:b] = ch.api_lot_gen
-            tab["api_lot_share"][a:b] = ch.api_lot_share
-            _file(tab, self.dt, ch.lc_t, "lc_time_s",
-                  {f"lc_flow.{f}": ch.lc_flow[i] for i, f in enumerate(self.feeders)})
-            _file(tab, self.dt, ch.nir_t, "nir_time_s", {"nir": ch.nir})
-        return tab
+    def table(self) -> SignalsTable:
+        """The signals table of the ticks recorded so far (built when first read)."""
+        return SignalsTable(list(self.chunks), self.feeders, self.dt)
 
     def _lot_generations(self, rec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Newest API lot generation and its share of the API discharge per tick."""
@@ -234,6 +218,46 @@ class PlantRecorder:
         share = np.ones(n)
         np.divide(flows[newest, np.arange(n)], tot, out=share, where=tot > 0)
         return gen, share
+
+
+class SignalsTable(Mapping):
+    """The signals table (columns of :func:`signal_columns`, one row per tick) of a list of
+    chunks, built on first access (a run that is not written never pays for it)."""
+
+    def __init__(self, chunks: list[SignalChunk], feeders: Sequence[str], dt: float) -> None:
+        self._chunks, self._feeders, self._dt = chunks, list(feeders), float(dt)
+        self._tab: dict[str, np.ndarray] | None = None
+
+    def _build(self) -> dict[str, np.ndarray]:
+        if self._tab is not None:
+            return self._tab
+        chunks, feeders = self._chunks, self._feeders
+        n = chunks[-1].k1 if chunks else 0
+        tab = {c: np.full(n, np.nan) for c in signal_columns(feeders)}
+        tab["time_s"] = np.arange(n) * self._dt
+        for ch in chunks:
+            a, b = ch.k0, ch.k1
+            for i, f in enumerate(feeders):
+                tab[f"setpoint.{f}"][a:b] = ch.setpoint[i]
+                tab[f"running.{f}"][a:b] = ch.running[i]
+            tab["blender_speed"][a:b] = ch.blender_speed
+            tab["press_running"][a:b] = ch.press_running
+            tab["api_lot_gen"][a:b] = ch.api_lot_gen
+            tab["api_lot_share"][a:b] = ch.api_lot_share
+            _file(tab, self._dt, ch.lc_t, "lc_time_s",
+                  {f"lc_flow.{f}": ch.lc_flow[i] for i, f in enumerate(feeders)})
+            _file(tab, self._dt, ch.nir_t, "nir_time_s", {"nir": ch.nir})
+        self._tab = tab
+        return tab
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        return self._build()[key]
+
+    def __iter__(self):
+        return iter(signal_columns(self._feeders))
+
+    def __len__(self) -> int:
+        return len(signal_columns(self._feeders))
 
 
 def _file(tab: dict[str, np.ndarray], dt: float, t: np.ndarray, time_col: str,

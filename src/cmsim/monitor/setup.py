@@ -77,32 +77,49 @@ def _line_spec(scenario: Any, shift: int, n_api_lots: int) -> LineSpec:
         n_api_lots=int(n_api_lots))
 
 
+def _model_sd(probe_rtd: Any, dt: float, rsd: tuple[float, ...], corr: tuple[float, ...],
+              flows: tuple[float, ...], api: int, lc: tuple[float, float, float]) -> float:
+    """Model-error standard deviation at the probe [-] (cached per parameter set)."""
+    key = (type(probe_rtd).__name__, repr(probe_rtd.params), dt, rsd, corr, flows, api, lc)
+    hit = _MODEL_SD.get(key)
+    if hit is not None:
+        return hit
+    period, window, noise = lc
+    f = np.array(flows)
+    shares = f / f.sum()
+    kernel = np.asarray(probe_rtd.kernel(dt, tail=1e-9))
+    seen = load_cell_response(period, window, dt) if period > 0 else None
+    var = model_error_sd(np.array(rsd), shares, api, np.array(corr), kernel, dt, seen) ** 2
+    if period > 0 and noise > 0:
+        w = max(window, 2 * period)
+        n = int(round(w / period))
+        slope_sd = noise * math.sqrt(12.0 / (n * (n * n - 1.0))) / period
+        var += model_error_sd(slope_sd / f, shares, api, np.full(f.size, 0.5 * w), kernel,
+                              dt) ** 2
+    sd = max(math.sqrt(var), MODEL_SD_FLOOR)
+    if len(_MODEL_SD) < 256:
+        _MODEL_SD[key] = sd
+    return sd
+
+
+_MODEL_SD: dict[tuple, float] = {}
+
+
 def _estimator_settings(scenario: Any, mon: Any, spec: LineSpec,
                         gate_ticks: int) -> EstimatorSettings:
     pat, div = getattr(scenario, "pat", None), scenario.diversion
     feeders = list(scenario.feeders)
-    flows = np.array(spec.nominal_flows)
-    shares = flows / flows.sum()
     dt = spec.dt
     to_probe = [spec.blender_rtd] if spec.probe == "blender_outlet" else \
         [spec.blender_rtd, spec.transfer_rtd, spec.feed_frame_rtd]
     probe_rtd = to_probe[0] if len(to_probe) == 1 else Series(*to_probe)
-    kernel = np.asarray(probe_rtd.kernel(dt, tail=1e-9))
-    rsd = np.array([float(f.noise_rsd) for f in feeders])
-    corr = np.array([max(float(f.noise_correlation_time), dt) for f in feeders])
-    seen = None
-    if mon.load_cell_period > 0:
-        seen = load_cell_response(mon.load_cell_period, mon.load_cell_window, dt)
-    var = model_error_sd(rsd, shares, spec.api_feeder, corr, kernel, dt, seen) ** 2
-    if mon.load_cell_period > 0 and mon.load_cell_noise > 0:
-        window = max(mon.load_cell_window, 2 * mon.load_cell_period)
-        n = int(round(window / mon.load_cell_period))
-        slope_sd = mon.load_cell_noise * math.sqrt(12.0 / (n * (n * n - 1.0))) \
-            / mon.load_cell_period
-        var += model_error_sd(slope_sd / flows, shares, spec.api_feeder,
-                              np.full(len(feeders), 0.5 * window), kernel, dt) ** 2
-    model_sd = mon.model_sd if mon.model_sd is not None else \
-        max(math.sqrt(var), MODEL_SD_FLOOR)
+    model_sd = mon.model_sd
+    if model_sd is None:
+        model_sd = _model_sd(probe_rtd, dt, tuple(float(f.noise_rsd) for f in feeders),
+                             tuple(max(float(f.noise_correlation_time), dt) for f in feeders),
+                             spec.nominal_flows, spec.api_feeder,
+                             (float(mon.load_cell_period), float(mon.load_cell_window),
+                              float(mon.load_cell_noise)))
     nir_sd = NIR_SD_FLOOR
     if pat is not None:
         nir_sd = max(float(pat.noise_sd) / spec.target, NIR_SD_FLOOR)
