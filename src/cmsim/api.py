@@ -335,7 +335,7 @@ def run(scenario: Any, *, seed: int | np.random.SeedSequence | None = None,
         result.metadata["monitor"] = {
             "policy": sc.diversion.policy if sc.diversion is not None else None,
             "expected_escapes": mon.expected_escapes(result.tablets, line.diverted),
-            "state_changes": []}
+            "state_changes": [[t, b] for t, b in mon.state_changes()]}
         result.plant_signals = mon.plant.table if mon.plant is not None else None
         # what cmsim replay needs besides the table
         result.metadata["replay"] = {

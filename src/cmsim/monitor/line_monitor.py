@@ -48,13 +48,17 @@ class LineMonitor:
         The plant's instruments (when observing a simulated line).
     drive_gate : bool
         Write the plan into ``line.divert_plan`` (False: monitor only).
+    sample_period : float
+        NIR sample period [s] (how long a model-mismatch signal keeps the line out of
+        control: ``clear_readings`` periods).
     """
 
     name = "monitor"
 
     def __init__(self, estimator: LineStateEstimator, phases: PhaseRules, policy: Any,
                  n_ticks: int, limits: tuple[float, float], *,
-                 plant: PlantRecorder | None = None, drive_gate: bool = True) -> None:
+                 plant: PlantRecorder | None = None, drive_gate: bool = True,
+                 sample_period: float = 2.0) -> None:
         self.estimator = estimator
         self.phases = phases
         self.policy = policy
@@ -73,6 +77,7 @@ class LineMonitor:
         self.readings: dict[str, list[np.ndarray]] = {"t": [], "nir": []}
         self._z: dict[str, list[np.ndarray]] = {"t": [], "z": []}
         self._models_key: Any = None
+        self._sample_period = float(sample_period)
         self._models: tuple[Any, Any] | None = None
 
     # ------------------------------------------------------------------ observer
@@ -142,6 +147,52 @@ class LineMonitor:
         out["est_sd"] = self.sd
         out["risk"] = self.risk
         return out
+
+    def state_of_control(self) -> Any:
+        """State of control per tick (:func:`~cmsim.monitor.state.evaluate_state_of_control`,
+        the same start-up qualification and shut-down delay as the diversion):
+        in control when the gate accepts and no model-mismatch signal is recent (within
+        ``clear_readings`` sample periods of NIR)."""
+        from cmsim.monitor.state import evaluate_state_of_control  # noqa: PLC0415
+
+        ph = self.phases
+        n = self.plan.size
+        t = np.arange(n) * self.dt
+        quiet = np.ones(n, dtype=bool)
+        hold = max(ph.k, 1) * self._sample_period
+        for e in self.events:
+            if e["type"] == "alarm":
+                a = int(np.ceil(e["time_s"] / self.dt - 1e-9))
+                quiet[a:int(np.ceil((e["time_s"] + hold) / self.dt - 1e-9))] = False
+        stops: list[list[Any]] = []
+        cold = bool(ph.intervals[:1]) and ph.intervals[0][2] == "start_up" and \
+            ph.intervals[0][0] == 0
+        for e in ph.events:
+            if e["type"] == "feed_stop":
+                stops.append([e["time_s"], None])
+            elif e["type"] == "feed_restart" and stops:
+                stops[-1][1] = e["time_s"]
+        rt = np.concatenate(self.readings["t"]) if self.readings["t"] else np.empty(0)
+        ry = np.concatenate(self.readings["nir"]) if self.readings["nir"] else np.empty(0)
+        lo, hi = ph.limits
+        with np.errstate(invalid="ignore"):
+            ok = np.isfinite(ry) & (ry / ph.target >= lo) & (ry / ph.target <= hi)
+        starts = [0.0]
+        if not cold:  # a line started at steady state was qualified before the run
+            starts = [-ph.settle_s - (ph.k + 1) * self.dt]
+            rt = np.concatenate((-self.dt * np.arange(ph.k, 0, -1), rt))
+            ok = np.concatenate((np.ones(ph.k, bool), ok))
+        return evaluate_state_of_control(
+            t, {"no_diversion": ~self.plan, "no_model_mismatch": quiet},
+            pat_times=rt if ph.k else None, pat_in_limits=ok if ph.k else None,
+            k_consecutive=ph.k, settle_time=ph.settle_s, setpoint_changes=starts,
+            feed_stops=[tuple(x) for x in stops], shutdown_delay=ph.t_alpha)
+
+    def state_changes(self) -> list[tuple[float, bool]]:
+        """``(time [s], in control)`` at every change of the state of control."""
+        soc = self.state_of_control().in_control
+        change = np.flatnonzero(np.diff(soc.astype(np.int8))) + 1
+        return [(float(k * self.dt), bool(soc[k])) for k in change]
 
     def expected_escapes(self, tablets: np.ndarray, diverted: np.ndarray) -> float:
         """Sum of the risk over the accepted tablets [-]."""

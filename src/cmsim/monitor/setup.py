@@ -226,6 +226,7 @@ def build_line_monitor(scenario: Any, mon: Any, line: Any,
                           pat.location if pat is not None else "blender_outlet", stages, cells)
     monitor = LineMonitor(parts["estimator"], parts["phases"], parts["policy"],
                           int(scenario.n_ticks), parts["limits"], plant=plant,
-                          drive_gate=scenario.diversion is not None)
+                          drive_gate=scenario.diversion is not None,
+                          sample_period=float(pat.sample_period) if pat is not None else 2.0)
     line.observers.append(monitor)
     return monitor
