@@ -292,7 +292,8 @@ def test_json_schema_export_accepts_numbers_and_unit_strings():
     schema = Scenario.model_json_schema()
     assert set(schema["properties"]) >= {"simulation", "feeders", "blender", "press"}
     sim = schema["$defs"]["Simulation"]["properties"]["duration"]
-    assert {"type": "number"} in sim["anyOf"] and {"type": "string"} in sim["anyOf"]
+    assert {"type": "number", "exclusiveMinimum": 0} in sim["anyOf"]
+    assert {"type": "string"} in sim["anyOf"]
     assert schema["$defs"]["Feeder"]["additionalProperties"] is False
 
 

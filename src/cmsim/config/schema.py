@@ -37,6 +37,7 @@ from pydantic import (
 )
 from pydantic.json_schema import WithJsonSchema
 
+from cmsim.config.quantity import QuantitySpec
 from cmsim.units import SI_UNIT, parse_quantity
 
 __all__ = [
@@ -117,12 +118,12 @@ def Q(  # noqa: N802 - reads like a type in annotations
     le: float | None = None,
 ) -> Any:
     """Annotated float type for a quantity of dimension ``dim`` with optional bounds (in SI)."""
-    unit = SI_UNIT[dim]
-    desc = f"{dim} quantity: a number in {unit} or a string with a unit"
+    spec = QuantitySpec(dim, gt=gt, ge=ge, lt=lt, le=le)  # read by the reference and schema
     return Annotated[
         float,
         BeforeValidator(_quantity_checker(dim, gt, ge, lt, le)),
-        WithJsonSchema({"anyOf": [{"type": "number"}, {"type": "string"}], "description": desc}),
+        WithJsonSchema(spec.json_schema()),
+        spec,
     ]
 
 
@@ -190,6 +191,14 @@ def _read_tracer_csv(path: Path) -> tuple[tuple[float, ...], tuple[float, ...]]:
 
 
 class _RTDBase(_Strict):
+    """Common key of every RTD table.
+
+    Attributes
+    ----------
+    model : str
+        Kind of RTD model (selects the table).
+    """
+
     def build(self) -> Any:  # pragma: no cover - overridden
         """Return the :mod:`cmsim.rtd` model object."""
         raise NotImplementedError
@@ -205,7 +214,7 @@ class CSTRRTD(_RTDBase):
     Attributes
     ----------
     mean_residence_time : float
-        [s], > 0.
+        Mean residence time tau [s], > 0.
     """
 
     model: Literal["cstr"]
@@ -224,7 +233,7 @@ class PFRRTD(_RTDBase):
     Attributes
     ----------
     delay : float
-        [s], >= 0.
+        Delay (every particle stays exactly this long) [s], >= 0.
     """
 
     model: Literal["pfr"]
@@ -267,7 +276,8 @@ class AxialDispersionRTD(_RTDBase):
     Attributes
     ----------
     mean_residence_time : float
-        [s], > 0.
+        Space time tau = L/u [s], > 0: the mean residence time for ``boundary = "closed"``;
+        for ``"open"`` the mean is tau (1 + 2/Pe).
     peclet : float
         Peclet number [-], > 0.
     boundary : {"closed", "open"}
@@ -880,7 +890,7 @@ class FeederPIControl(_Strict):
     gain : float
         PI gain on the flow error relative to the feed factor [-] (default 0.3).
     integral_time : float
-        [s] (default 1 s).
+        PI integral time [s] (default 1 s).
     period : float or None
         Update period [s], a whole number of ticks (default: dt).
     window : float
@@ -1060,11 +1070,29 @@ def _control_problems(raw: dict[str, Any], names: list[str],
 
 
 class _Disturbance(_Strict):
+    """Common keys of every ``[[disturbances]]`` entry.
+
+    Attributes
+    ----------
+    type : str
+        Kind of disturbance (selects the table).
+    start : float
+        Time the disturbance begins [s], >= 0 and < simulation.duration.
+    """
+
     start: Q("time", ge=0)
 
 
 class FeederStop(_Disturbance):
-    """``type = "feeder_stop"``: the feeder delivers nothing for ``duration`` [s] from ``start``."""
+    """``type = "feeder_stop"``: the feeder delivers nothing for ``duration`` [s] from ``start``.
+
+    Attributes
+    ----------
+    feeder : str
+        Name of the feeder that stops.
+    duration : float
+        How long it delivers nothing [s], > 0.
+    """
 
     type: Literal["feeder_stop"]
     feeder: Name
@@ -1075,6 +1103,15 @@ class FeederStep(_Disturbance):
     """``type = "feeder_step"``: new set point ``mass_flow`` [kg/s] from ``start``.
 
     ``duration`` [s] is optional: absent means until the end of the run.
+
+    Attributes
+    ----------
+    feeder : str
+        Name of the feeder whose set point changes.
+    mass_flow : float
+        New set point [kg/s], >= 0.
+    duration : float, optional
+        Time after which the nominal set point returns [s]; absent: until the end of the run.
     """
 
     type: Literal["feeder_step"]
@@ -1084,7 +1121,17 @@ class FeederStep(_Disturbance):
 
 
 class FeederNoise(_Disturbance):
-    """``type = "feeder_noise"``: flow noise RSD [-] becomes ``noise_rsd`` from ``start``."""
+    """``type = "feeder_noise"``: flow noise RSD [-] becomes ``noise_rsd`` from ``start``.
+
+    Attributes
+    ----------
+    feeder : str
+        Name of the feeder.
+    noise_rsd : float
+        New relative 1-sigma of the flow noise [-], in [0, 1).
+    duration : float, optional
+        Time after which the nominal noise returns [s]; absent: until the end of the run.
+    """
 
     type: Literal["feeder_noise"]
     feeder: Name
@@ -1097,6 +1144,18 @@ class FeederDrift(_Disturbance):
 
     With ``volumetric = true`` the feeder is stuck in volumetric mode, so the drift reaches
     the flow; with ``false`` (default) the gravimetric controller compensates it.
+
+    Attributes
+    ----------
+    feeder : str
+        Name of the feeder.
+    rate_per_hour : float
+        Relative change of the feed factor per hour [1/h], in (-1, 1) (``"-2 %"`` = -2 %/h).
+    duration : float, optional
+        How long the drift lasts [s]; absent: until the end of the run.
+    volumetric : bool
+        The feeder is stuck in volumetric mode, so the drift reaches the flow (default false:
+        the gravimetric loop compensates it).
     """
 
     type: Literal["feeder_drift"]
@@ -1113,6 +1172,20 @@ class Refill(_Disturbance):
     the refill time (default 20 s). ``assay`` [-] is the relative potency of an API lot
     (default 1: as labelled): its API counts ``assay`` times in the true content and in what
     the NIR sees; the monitor does not know it.
+
+    Attributes
+    ----------
+    feeder : str
+        Name of the feeder whose hopper is refilled.
+    lot : str
+        Lot id of the powder charged.
+    mass : float, optional
+        Mass charged [kg], > 0; absent: up to the hopper's ``refill_high``.
+    duration : float
+        Time the refill takes [s], > 0 (default 20 s).
+    assay : float, optional
+        Relative potency of the lot's API [-], in (0, 2]; absent: 1 (as labelled). Counts in
+        the true content and in what the NIR sees; the monitor does not know it.
     """
 
     type: Literal["refill"]
@@ -1131,6 +1204,16 @@ class NIRFault(_Disturbance):
     ``value`` to one reading), ``"frozen"`` (repeat the last valid reading) or
     ``"dropout"`` (no readings). ``end`` [s] is optional (absent: until the end of the run).
     The material is not affected: this is a sensor fault.
+
+    Attributes
+    ----------
+    kind : {"bias", "drift", "spike", "frozen", "dropout"}
+        What goes wrong with the readings (see above).
+    end : float, optional
+        Time the fault ends [s]; absent: until the end of the run.
+    value : float
+        Size of a ``bias`` or ``spike`` (absolute mass fraction), or of a ``drift`` per hour
+        [-] (default 0; unused by ``frozen`` and ``dropout``).
     """
 
     type: Literal["nir_fault"]
@@ -1140,14 +1223,26 @@ class NIRFault(_Disturbance):
 
 
 class BlenderSpeed(_Disturbance):
-    """``type = "blender_speed"``: impeller speed becomes ``speed`` [rpm] at ``start``."""
+    """``type = "blender_speed"``: impeller speed becomes ``speed`` [rpm] at ``start``.
+
+    Attributes
+    ----------
+    speed : float
+        New impeller speed [rpm], > 0 (needs ``blender.speed``, the nominal speed).
+    """
 
     type: Literal["blender_speed"]
     speed: Q("speed", gt=0)
 
 
 class PressStop(_Disturbance):
-    """``type = "press_stop"``: the press stops for ``duration`` [s] from ``start``."""
+    """``type = "press_stop"``: the press stops for ``duration`` [s] from ``start``.
+
+    Attributes
+    ----------
+    duration : float
+        How long the press makes no tablets [s], > 0.
+    """
 
     type: Literal["press_stop"]
     duration: Q("time", gt=0)
@@ -1172,11 +1267,30 @@ class Scenario(_Strict):
 
     Attributes
     ----------
-    name, description : str
-        Identification.
-    simulation, feeders, blender, press, specification, pat, diversion, monitor, disturbances
-        The sections of the file; ``pat`` and ``diversion`` are None when absent (no PAT
-        monitor, no diversion); ``monitor`` None means the default rules.
+    name : str
+        Name of the scenario (shown in outputs).
+    description : str, optional
+        One line saying what the scenario is about (``cmsim list`` shows it).
+    simulation : table
+        Duration, time step, seed and initial state.
+    feeders : array of tables
+        One loss-in-weight feeder per component.
+    blender : table
+        The continuous blender and its RTD.
+    press : table
+        Transfer to the press, feed frame and tablets.
+    specification : table
+        API content limits (default 95-105 % of target).
+    pat : table, optional
+        In-line NIR measurement; absent: no PAT monitor.
+    diversion : table, optional
+        Lets the monitor drive the reject gate; absent: nothing is diverted.
+    monitor : table, optional
+        Monitoring rules; absent: the default rules.
+    control : table, optional
+        Control strategies; absent: none.
+    disturbances : array of tables
+        Scheduled disturbances (default none).
     """
 
     name: Annotated[str, Strict(), Field(min_length=1)]
