@@ -129,6 +129,10 @@ def build_parser() -> argparse.ArgumentParser:
     from cmsim.replay import add_replay_parser  # noqa: PLC0415
 
     add_replay_parser(sub, common, _add_set)
+
+    from cmsim.commands import register  # noqa: PLC0415 - schema, init, list
+
+    register(sub, common)
     return parser
 
 
