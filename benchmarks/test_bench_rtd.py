@@ -4,7 +4,7 @@ Every benchmark also runs as a plain test under ``--benchmark-disable`` (CI smok
 runs once, on reduced sizes where noted, and checks its result against an independent reference.
 Ratios are always measured *interleaved* with their baseline in the same process
 (``conftest.interleaved_rounds``), never across runs; the gates use the best of several rounds'
-ratios (the least disturbed round on a shared machine). Targets: ``docs/performance.md`` 10.3.
+ratios (the least disturbed round on a shared machine). Targets: ``docs/benchmarks.md``.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ GRID_N = (10**4, 10**5, 10**6)
 GRID_K = (50, 500, 5000)
 METHODS = ("direct", "oa", "fft")
 
-#: Headline targets (performance.md 10.3) and the 1.5x margin the perfgate keeps over them.
+#: Headline targets (docs/benchmarks.md) and the 1.5x margin the perfgate keeps over them.
 TARGET_TIS_STREAM_X_COPY = 2.0  # <= 2x np.copyto at N = 1e7, n = 5, preallocated output
 TARGET_DIRECT_SPEEDUP = 3.0  # direct K = 50 >= 3x faster than np.convolve
 TARGET_TIS_BATCH_X_COPY = 3.0  # TIS batch 1000 x 1e5 <= 3x copyto of the batch

@@ -275,8 +275,8 @@ duration = "20 s"
 '''
 
 
-def test_architecture_contract_minimal_example(tmp_path):
-    """The minimal complete file of architecture.md section 4 (copied verbatim) validates."""
+def test_contract_minimal_example(tmp_path):
+    """The minimal complete scenario file of the file contract (kept verbatim) validates."""
     path = tmp_path / "api-stop.toml"
     path.write_text(CONTRACT_EXAMPLE)
     s = load_scenario(path)

@@ -1,4 +1,4 @@
-"""Pydantic models of the scenario file (TOML, contract v1; architecture.md section 4).
+"""Pydantic models of the scenario file (TOML, contract v1; docs/scenario-reference.md).
 
 Every model mirrors the TOML exactly: field names are the TOML keys, unknown keys are errors
 (``extra="forbid"``), and quantities are converted to SI floats by :mod:`cmsim.units` (seconds
@@ -502,7 +502,7 @@ class ParameterSet(_Strict):
     Attributes
     ----------
     source : str
-        Where the numbers come from (literature, measurement, domain.md default ...).
+        Where the numbers come from (literature, measurement, a documented default ...).
     description : str, optional
         Free text.
     rtd : RTD table
@@ -564,7 +564,8 @@ class Simulation(_Strict):
 
 
 class Hopper(_Strict):
-    """``[feeders.hopper]``: the loss-in-weight hopper and its refill cycle (domain.md 4.6).
+    """``[feeders.hopper]``: the loss-in-weight hopper and its refill cycle (docs/process.md,
+    "Feeder model").
 
     Attributes
     ----------
@@ -586,7 +587,7 @@ class Hopper(_Strict):
     mixing : {"mixed", "fifo"}
         Hopper mixing for lot tracing (default ``"mixed"``).
     level_coefficient : float
-        kappa of domain.md 4.6: relative feed-factor change per unit fill fraction [-]
+        Level effect kappa: relative feed-factor change per unit fill fraction [-]
         (default 0).
     """
 
@@ -696,7 +697,7 @@ class Specification(_Strict):
 
 
 class PAT(_Strict):
-    """``[pat]``: the in-line NIR measurement (domain.md 8.1).
+    """``[pat]``: the in-line NIR measurement (docs/monitor.md, "NIR measurement model").
 
     Attributes
     ----------
@@ -729,7 +730,7 @@ class PAT(_Strict):
 
 
 class Diversion(_Strict):
-    """``[diversion]`` (domain.md 7.3).
+    """``[diversion]``: how triggers become diversion windows (docs/monitor.md).
 
     Attributes
     ----------
@@ -746,7 +747,7 @@ class Diversion(_Strict):
         control can be reached [-] (default 0.999).
     rtd_uncertainty : float
         Relative +- uncertainty of all residence times [-], in [0, 1) (default 0): windows
-        cover the envelope of the RTDs scaled by 1 - u and 1 + u (domain.md 7.3 margins);
+        cover the envelope of the RTDs scaled by 1 - u and 1 + u (margins for RTD uncertainty);
         the risk policy adds the timing error u x MRT x |dc/dt| to the content uncertainty.
     policy : {"risk", "quantile", "rules"}
         How gate ticks are chosen (default "risk"): "risk" diverts a tick when the probability
@@ -769,7 +770,7 @@ class Diversion(_Strict):
 
 
 class Monitor(_Strict):
-    """``[monitor]``: monitoring rules that can trigger a diversion (domain.md 7.2, 8.2, 8.3).
+    """``[monitor]``: monitoring rules that can trigger a diversion (docs/monitor.md).
 
     Attributes
     ----------
@@ -881,7 +882,7 @@ class Monitor(_Strict):
 
 
 class FeederPIControl(_Strict):
-    """``[control.feeder_pi]``: gravimetric PI loop of the feeders (domain.md 4.6).
+    """``[control.feeder_pi]``: gravimetric PI loop of the feeders (docs/control.md).
 
     Attributes
     ----------
@@ -972,7 +973,7 @@ ControlStrategy = Literal["feeder_pi", "ratio", "nir_feedback", "feedforward"]
 
 
 class Control(_Strict):
-    """``[control]``: control strategies of the line (domain.md 9), any combination.
+    """``[control]``: control strategies of the line (docs/control.md), any combination.
 
     Attributes
     ----------
@@ -1259,7 +1260,7 @@ Disturbance = Annotated[
 
 
 class Scenario(_Strict):
-    """A validated scenario (architecture.md section 4), all quantities in SI.
+    """A validated scenario, all quantities in SI (docs/scenario-reference.md).
 
     Build it with :func:`cmsim.config.load_scenario`. Validating a dict directly with
     ``Scenario.model_validate(d)`` also runs the cross-field rules but reports them as one
