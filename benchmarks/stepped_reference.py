@@ -1,7 +1,7 @@
 """Stepped SimPy reference of the line: one SimPy process per unit, advancing every tick.
 
 This is the textbook discrete-event formulation that the hybrid engine replaces
-(performance.md: 12-87x slower). It builds the *same* unit objects as :func:`cmsim.line.
+(docs/engine.md: 12-87x slower). It builds the *same* unit objects as :func:`cmsim.line.
 build_line` (same kernels and recursions, same seeds) and the same disturbance actions, but
 advances every unit one tick at a time from its own SimPy process: per tick, each feeder
 process writes a ``(n_channels, 1)`` chunk, the mixer sums, blender and press step one tick,

@@ -1,4 +1,4 @@
-"""cmsim.run, the output directory contract (architecture.md 5) and import cost."""
+"""cmsim.run, the output directory contract (docs/outputs.md) and import cost."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""PAT and control signals in the results (architecture.md 5: "plus PAT and control signals as
-extra columns"), NIR feedback on the PAT readings, and the diversion audit records."""
+"""PAT and control signals in the results (docs/outputs.md: pat.* and control.* columns), NIR
+feedback on the PAT readings, and the diversion audit records."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 On the KVM guests cmsim is developed on, glibc returns large FFT temporaries to the OS after each
 call and faults them in again on the next one; keeping them in the heap makes ``oaconvolve``
-1.25-3.1x faster (``docs/performance.md``). :func:`tune_allocator` raises glibc's mmap and trim
+1.25-3.1x faster (``docs/benchmarks.md``). :func:`tune_allocator` raises glibc's mmap and trim
 thresholds through ``mallopt``. It is a no-op (returning False) on other C libraries and
 platforms. The environment equivalent is
 ``GLIBC_TUNABLES=glibc.malloc.mmap_threshold=1073741824:glibc.malloc.trim_threshold=1073741824``.

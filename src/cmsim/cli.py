@@ -1,6 +1,6 @@
 """The ``cmsim`` command line (argparse; thin over the Python API).
 
-Subcommands (architecture.md section 6)::
+Subcommands (docs/outputs.md, "Command line")::
 
     cmsim run SCENARIO [--out DIR] [--set path=value ...] [--seed N] [--quiet]
     cmsim validate SCENARIO [--set path=value ...]
@@ -129,6 +129,10 @@ def build_parser() -> argparse.ArgumentParser:
     from cmsim.replay import add_replay_parser  # noqa: PLC0415
 
     add_replay_parser(sub, common, _add_set)
+
+    from cmsim.commands import register  # noqa: PLC0415 - schema, init, list
+
+    register(sub, common)
     return parser
 
 
@@ -576,7 +580,7 @@ def _num(v: Any) -> str:
 
 
 def _format_summary(s: dict[str, Any]) -> str:
-    """Human-readable text of a summary.json dict (architecture.md section 5)."""
+    """Human-readable text of a summary.json dict (docs/outputs.md)."""
     row = "{:<28}{}".format
     lines = []
     sha = s.get("scenario_sha256")

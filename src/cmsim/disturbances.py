@@ -6,7 +6,7 @@ operations (``LossInWeightFeeder.stop/start/set_mass_flow/set_noise/set_drift/re
 ``ContinuousBlender.set_speed``, ``TabletPress.stop/start``). The engine schedules them as SimPy
 processes and syncs the line to the event tick before each action.
 
-Types (architecture.md section 4; fields of :mod:`cmsim.config`):
+Types (docs/scenario-reference.md, "Disturbances"; fields of :mod:`cmsim.config`):
 
 =================  ===========================================  ==============================
 type               apply                                        revert (if ``duration``)

@@ -2,7 +2,7 @@
 
 This is the only module of cmsim that imports :mod:`simpy`.
 
-Design (architecture.md section 2): every scheduled disturbance is a SimPy process that waits
+Design (docs/engine.md): every scheduled disturbance is a SimPy process that waits
 for its start, applies its action, and (when it has an end) waits again and reverts it. Before
 any action at time ``t`` the engine **syncs**: it advances the whole line in one chunk from its
 current tick to ``round(t / dt)`` (:meth:`cmsim.line.Line.run_to`). The end of the run is a final

@@ -1,4 +1,4 @@
-"""Output directory of a run (architecture.md section 5), written atomically.
+"""Output directory of a run (docs/outputs.md), written atomically.
 
 Layout of ``DIR``::
 

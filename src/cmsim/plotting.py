@@ -429,7 +429,8 @@ def _branches(model: Any, d: np.ndarray, d_lo: float, d_hi: float,
     """Over- and underfeed boundaries (positive magnitudes [-]) at durations ``d``.
 
     ``cmsim.rtd.funnel_boundary`` of both half-widths from one evaluation of ``g(d)``:
-    ``delta / g`` (low-dose) or ``delta / [(1 - w0 (1 +- delta)) g]`` (domain.md 7.4).
+    ``delta / g`` (low-dose) or ``delta / [(1 - w0 (1 +- delta)) g]`` (docs/rtd.md, funnel
+    plots).
     """
     from cmsim import _validate  # noqa: PLC0415
     from cmsim.errors import ParameterError  # noqa: PLC0415

@@ -329,7 +329,7 @@ class SimulationResult:
     # ------------------------------------------------------------------ tables
     @property
     def timeseries(self):
-        """pandas DataFrame, one row per gate tick (architecture.md section 5 columns).
+        """pandas DataFrame, one row per gate tick (columns: docs/outputs.md).
 
         Columns: ``time_s`` [s], ``mass_flow_kg_s`` [kg/s], ``tablets`` (float per tick),
         ``fraction.<material>`` [-], ``api_content`` (fraction of target) [-],
@@ -394,7 +394,7 @@ class SimulationResult:
 
     # ------------------------------------------------------------------ summary
     def summary(self) -> dict[str, Any]:
-        """The ``summary.json`` dictionary (architecture.md section 5).
+        """The ``summary.json`` dictionary (docs/outputs.md).
 
         Returns
         -------

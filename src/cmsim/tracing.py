@@ -6,7 +6,7 @@ material :math:`i` at the gate is simply
 
 .. math:: \\phi_{i,L}(t) = \\frac{\\dot m_{i,L}(t)}{\\sum_{L'} \\dot m_{i,L'}(t)},
 
-which equals the RTD convolution formula of the domain brief (section 6.1) exactly, without a
+which equals the RTD convolution formula of docs/genealogy.md exactly, without a
 separate convolution of lot indicators. A tick (a collection of tablets) *contains* a lot when
 :math:`\\phi_{i,L} > \\varepsilon_{trace}` (default :math:`10^{-6}`, a recorded configuration
 value).
@@ -32,7 +32,7 @@ __all__ = [
     "lots_between",
 ]
 
-#: Default trace threshold :math:`\varepsilon_{trace}` [-] (domain brief, section 6.2).
+#: Default trace threshold :math:`\varepsilon_{trace}` [-] (docs/genealogy.md, trace threshold).
 DEFAULT_TRACE_EPSILON = 1e-6
 
 
@@ -210,8 +210,8 @@ def lot_window(model, t_start: float, t_end: float,
     Returns
     -------
     (float, float)
-        ``(t_start + t_eps, t_end + t_{1-eps})`` [s] with ``t_q = model.quantile(q)`` (domain
-        brief, section 6.2).
+        ``(t_start + t_eps, t_end + t_{1-eps})`` [s] with ``t_q = model.quantile(q)``
+        (docs/genealogy.md).
     """
     epsilon = _validate.probability("epsilon", epsilon)
     return (float(t_start + model.quantile(epsilon)),

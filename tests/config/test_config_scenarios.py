@@ -275,8 +275,8 @@ duration = "20 s"
 '''
 
 
-def test_architecture_contract_minimal_example(tmp_path):
-    """The minimal complete file of architecture.md section 4 (copied verbatim) validates."""
+def test_contract_minimal_example(tmp_path):
+    """The minimal complete scenario file of the file contract (kept verbatim) validates."""
     path = tmp_path / "api-stop.toml"
     path.write_text(CONTRACT_EXAMPLE)
     s = load_scenario(path)
@@ -292,7 +292,8 @@ def test_json_schema_export_accepts_numbers_and_unit_strings():
     schema = Scenario.model_json_schema()
     assert set(schema["properties"]) >= {"simulation", "feeders", "blender", "press"}
     sim = schema["$defs"]["Simulation"]["properties"]["duration"]
-    assert {"type": "number"} in sim["anyOf"] and {"type": "string"} in sim["anyOf"]
+    assert {"type": "number", "exclusiveMinimum": 0} in sim["anyOf"]
+    assert {"type": "string"} in sim["anyOf"]
     assert schema["$defs"]["Feeder"]["additionalProperties"] is False
 
 

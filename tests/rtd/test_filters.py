@@ -56,7 +56,7 @@ def test_impulse_response_matches_model_kernel(tau: float, n: int, dt: float) ->
 
 
 def test_exact_chain_moments_domain_row_13() -> None:
-    # domain.md 10.1 row 13: exact chain tau=60, n=5, dt=1: mean 60.000, variance 720.083
+    # docs/reference-values.md row 13: exact chain tau=60, n=5, dt=1: mean 60.000, variance 720.083
     # (times from the midpoint of the input tick to the end of the output tick)
     dt = 1.0
     y = impulse_response(TanksInSeriesFilter(60.0, 5, dt), 3000)

@@ -1,6 +1,7 @@
 """Edge cases of the streaming RTD filters: form switches, bad chunks, mass across switches.
 
-The reference for every output is an independent simulation of the tank chain (domain.md 2.5):
+The reference for every output is an independent simulation of the tank chain (docs/rtd.md,
+compartment model):
 the tank masses are advanced per tick with ``scipy.linalg.expm`` of the compartment matrix, the
 tick's input mass enters tank 0 at the start of the tick and the output is the mass that left the
 last tank during the tick divided by ``dt``. It shares no code with the filter (which uses the

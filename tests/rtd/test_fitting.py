@@ -1,7 +1,7 @@
 """Tests of cmsim.rtd.fitting: parameter recovery, honest standard errors, validation.
 
 Synthetic tracer data come from closed forms written here, independently of
-cmsim.rtd.models (domain.md section 2.3; closed-closed axial dispersion from its exact series).
+cmsim.rtd.models (docs/rtd.md, model library; closed-closed axial dispersion from its exact series).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Pydantic models of the scenario file (TOML, contract v1; architecture.md section 4).
+"""Pydantic models of the scenario file (TOML, contract v1; docs/scenario-reference.md).
 
 Every model mirrors the TOML exactly: field names are the TOML keys, unknown keys are errors
 (``extra="forbid"``), and quantities are converted to SI floats by :mod:`cmsim.units` (seconds
@@ -37,6 +37,7 @@ from pydantic import (
 )
 from pydantic.json_schema import WithJsonSchema
 
+from cmsim.config.quantity import QuantitySpec
 from cmsim.units import SI_UNIT, parse_quantity
 
 __all__ = [
@@ -117,12 +118,12 @@ def Q(  # noqa: N802 - reads like a type in annotations
     le: float | None = None,
 ) -> Any:
     """Annotated float type for a quantity of dimension ``dim`` with optional bounds (in SI)."""
-    unit = SI_UNIT[dim]
-    desc = f"{dim} quantity: a number in {unit} or a string with a unit"
+    spec = QuantitySpec(dim, gt=gt, ge=ge, lt=lt, le=le)  # read by the reference and schema
     return Annotated[
         float,
         BeforeValidator(_quantity_checker(dim, gt, ge, lt, le)),
-        WithJsonSchema({"anyOf": [{"type": "number"}, {"type": "string"}], "description": desc}),
+        WithJsonSchema(spec.json_schema()),
+        spec,
     ]
 
 
@@ -190,6 +191,14 @@ def _read_tracer_csv(path: Path) -> tuple[tuple[float, ...], tuple[float, ...]]:
 
 
 class _RTDBase(_Strict):
+    """Common key of every RTD table.
+
+    Attributes
+    ----------
+    model : str
+        Kind of RTD model (selects the table).
+    """
+
     def build(self) -> Any:  # pragma: no cover - overridden
         """Return the :mod:`cmsim.rtd` model object."""
         raise NotImplementedError
@@ -205,7 +214,7 @@ class CSTRRTD(_RTDBase):
     Attributes
     ----------
     mean_residence_time : float
-        [s], > 0.
+        Mean residence time tau [s], > 0.
     """
 
     model: Literal["cstr"]
@@ -224,7 +233,7 @@ class PFRRTD(_RTDBase):
     Attributes
     ----------
     delay : float
-        [s], >= 0.
+        Delay (every particle stays exactly this long) [s], >= 0.
     """
 
     model: Literal["pfr"]
@@ -267,7 +276,8 @@ class AxialDispersionRTD(_RTDBase):
     Attributes
     ----------
     mean_residence_time : float
-        [s], > 0.
+        Space time tau = L/u [s], > 0: the mean residence time for ``boundary = "closed"``;
+        for ``"open"`` the mean is tau (1 + 2/Pe).
     peclet : float
         Peclet number [-], > 0.
     boundary : {"closed", "open"}
@@ -492,7 +502,7 @@ class ParameterSet(_Strict):
     Attributes
     ----------
     source : str
-        Where the numbers come from (literature, measurement, domain.md default ...).
+        Where the numbers come from (literature, measurement, a documented default ...).
     description : str, optional
         Free text.
     rtd : RTD table
@@ -554,7 +564,8 @@ class Simulation(_Strict):
 
 
 class Hopper(_Strict):
-    """``[feeders.hopper]``: the loss-in-weight hopper and its refill cycle (domain.md 4.6).
+    """``[feeders.hopper]``: the loss-in-weight hopper and its refill cycle (docs/process.md,
+    "Feeder model").
 
     Attributes
     ----------
@@ -576,7 +587,7 @@ class Hopper(_Strict):
     mixing : {"mixed", "fifo"}
         Hopper mixing for lot tracing (default ``"mixed"``).
     level_coefficient : float
-        kappa of domain.md 4.6: relative feed-factor change per unit fill fraction [-]
+        Level effect kappa: relative feed-factor change per unit fill fraction [-]
         (default 0).
     """
 
@@ -686,7 +697,7 @@ class Specification(_Strict):
 
 
 class PAT(_Strict):
-    """``[pat]``: the in-line NIR measurement (domain.md 8.1).
+    """``[pat]``: the in-line NIR measurement (docs/monitor.md, "NIR measurement model").
 
     Attributes
     ----------
@@ -719,7 +730,7 @@ class PAT(_Strict):
 
 
 class Diversion(_Strict):
-    """``[diversion]`` (domain.md 7.3).
+    """``[diversion]``: how triggers become diversion windows (docs/monitor.md).
 
     Attributes
     ----------
@@ -736,7 +747,7 @@ class Diversion(_Strict):
         control can be reached [-] (default 0.999).
     rtd_uncertainty : float
         Relative +- uncertainty of all residence times [-], in [0, 1) (default 0): windows
-        cover the envelope of the RTDs scaled by 1 - u and 1 + u (domain.md 7.3 margins);
+        cover the envelope of the RTDs scaled by 1 - u and 1 + u (margins for RTD uncertainty);
         the risk policy adds the timing error u x MRT x |dc/dt| to the content uncertainty.
     policy : {"risk", "quantile", "rules"}
         How gate ticks are chosen (default "risk"): "risk" diverts a tick when the probability
@@ -759,7 +770,7 @@ class Diversion(_Strict):
 
 
 class Monitor(_Strict):
-    """``[monitor]``: monitoring rules that can trigger a diversion (domain.md 7.2, 8.2, 8.3).
+    """``[monitor]``: monitoring rules that can trigger a diversion (docs/monitor.md).
 
     Attributes
     ----------
@@ -871,7 +882,7 @@ class Monitor(_Strict):
 
 
 class FeederPIControl(_Strict):
-    """``[control.feeder_pi]``: gravimetric PI loop of the feeders (domain.md 4.6).
+    """``[control.feeder_pi]``: gravimetric PI loop of the feeders (docs/control.md).
 
     Attributes
     ----------
@@ -880,7 +891,7 @@ class FeederPIControl(_Strict):
     gain : float
         PI gain on the flow error relative to the feed factor [-] (default 0.3).
     integral_time : float
-        [s] (default 1 s).
+        PI integral time [s] (default 1 s).
     period : float or None
         Update period [s], a whole number of ticks (default: dt).
     window : float
@@ -962,7 +973,7 @@ ControlStrategy = Literal["feeder_pi", "ratio", "nir_feedback", "feedforward"]
 
 
 class Control(_Strict):
-    """``[control]``: control strategies of the line (domain.md 9), any combination.
+    """``[control]``: control strategies of the line (docs/control.md), any combination.
 
     Attributes
     ----------
@@ -1060,11 +1071,29 @@ def _control_problems(raw: dict[str, Any], names: list[str],
 
 
 class _Disturbance(_Strict):
+    """Common keys of every ``[[disturbances]]`` entry.
+
+    Attributes
+    ----------
+    type : str
+        Kind of disturbance (selects the table).
+    start : float
+        Time the disturbance begins [s], >= 0 and < simulation.duration.
+    """
+
     start: Q("time", ge=0)
 
 
 class FeederStop(_Disturbance):
-    """``type = "feeder_stop"``: the feeder delivers nothing for ``duration`` [s] from ``start``."""
+    """``type = "feeder_stop"``: the feeder delivers nothing for ``duration`` [s] from ``start``.
+
+    Attributes
+    ----------
+    feeder : str
+        Name of the feeder that stops.
+    duration : float
+        How long it delivers nothing [s], > 0.
+    """
 
     type: Literal["feeder_stop"]
     feeder: Name
@@ -1075,6 +1104,15 @@ class FeederStep(_Disturbance):
     """``type = "feeder_step"``: new set point ``mass_flow`` [kg/s] from ``start``.
 
     ``duration`` [s] is optional: absent means until the end of the run.
+
+    Attributes
+    ----------
+    feeder : str
+        Name of the feeder whose set point changes.
+    mass_flow : float
+        New set point [kg/s], >= 0.
+    duration : float, optional
+        Time after which the nominal set point returns [s]; absent: until the end of the run.
     """
 
     type: Literal["feeder_step"]
@@ -1084,7 +1122,17 @@ class FeederStep(_Disturbance):
 
 
 class FeederNoise(_Disturbance):
-    """``type = "feeder_noise"``: flow noise RSD [-] becomes ``noise_rsd`` from ``start``."""
+    """``type = "feeder_noise"``: flow noise RSD [-] becomes ``noise_rsd`` from ``start``.
+
+    Attributes
+    ----------
+    feeder : str
+        Name of the feeder.
+    noise_rsd : float
+        New relative 1-sigma of the flow noise [-], in [0, 1).
+    duration : float, optional
+        Time after which the nominal noise returns [s]; absent: until the end of the run.
+    """
 
     type: Literal["feeder_noise"]
     feeder: Name
@@ -1097,6 +1145,18 @@ class FeederDrift(_Disturbance):
 
     With ``volumetric = true`` the feeder is stuck in volumetric mode, so the drift reaches
     the flow; with ``false`` (default) the gravimetric controller compensates it.
+
+    Attributes
+    ----------
+    feeder : str
+        Name of the feeder.
+    rate_per_hour : float
+        Relative change of the feed factor per hour [1/h], in (-1, 1) (``"-2 %"`` = -2 %/h).
+    duration : float, optional
+        How long the drift lasts [s]; absent: until the end of the run.
+    volumetric : bool
+        The feeder is stuck in volumetric mode, so the drift reaches the flow (default false:
+        the gravimetric loop compensates it).
     """
 
     type: Literal["feeder_drift"]
@@ -1113,6 +1173,20 @@ class Refill(_Disturbance):
     the refill time (default 20 s). ``assay`` [-] is the relative potency of an API lot
     (default 1: as labelled): its API counts ``assay`` times in the true content and in what
     the NIR sees; the monitor does not know it.
+
+    Attributes
+    ----------
+    feeder : str
+        Name of the feeder whose hopper is refilled.
+    lot : str
+        Lot id of the powder charged.
+    mass : float, optional
+        Mass charged [kg], > 0; absent: up to the hopper's ``refill_high``.
+    duration : float
+        Time the refill takes [s], > 0 (default 20 s).
+    assay : float, optional
+        Relative potency of the lot's API [-], in (0, 2]; absent: 1 (as labelled). Counts in
+        the true content and in what the NIR sees; the monitor does not know it.
     """
 
     type: Literal["refill"]
@@ -1131,6 +1205,16 @@ class NIRFault(_Disturbance):
     ``value`` to one reading), ``"frozen"`` (repeat the last valid reading) or
     ``"dropout"`` (no readings). ``end`` [s] is optional (absent: until the end of the run).
     The material is not affected: this is a sensor fault.
+
+    Attributes
+    ----------
+    kind : {"bias", "drift", "spike", "frozen", "dropout"}
+        What goes wrong with the readings (see above).
+    end : float, optional
+        Time the fault ends [s]; absent: until the end of the run.
+    value : float
+        Size of a ``bias`` or ``spike`` (absolute mass fraction), or of a ``drift`` per hour
+        [-] (default 0; unused by ``frozen`` and ``dropout``).
     """
 
     type: Literal["nir_fault"]
@@ -1140,14 +1224,26 @@ class NIRFault(_Disturbance):
 
 
 class BlenderSpeed(_Disturbance):
-    """``type = "blender_speed"``: impeller speed becomes ``speed`` [rpm] at ``start``."""
+    """``type = "blender_speed"``: impeller speed becomes ``speed`` [rpm] at ``start``.
+
+    Attributes
+    ----------
+    speed : float
+        New impeller speed [rpm], > 0 (needs ``blender.speed``, the nominal speed).
+    """
 
     type: Literal["blender_speed"]
     speed: Q("speed", gt=0)
 
 
 class PressStop(_Disturbance):
-    """``type = "press_stop"``: the press stops for ``duration`` [s] from ``start``."""
+    """``type = "press_stop"``: the press stops for ``duration`` [s] from ``start``.
+
+    Attributes
+    ----------
+    duration : float
+        How long the press makes no tablets [s], > 0.
+    """
 
     type: Literal["press_stop"]
     duration: Q("time", gt=0)
@@ -1164,7 +1260,7 @@ Disturbance = Annotated[
 
 
 class Scenario(_Strict):
-    """A validated scenario (architecture.md section 4), all quantities in SI.
+    """A validated scenario, all quantities in SI (docs/scenario-reference.md).
 
     Build it with :func:`cmsim.config.load_scenario`. Validating a dict directly with
     ``Scenario.model_validate(d)`` also runs the cross-field rules but reports them as one
@@ -1172,11 +1268,30 @@ class Scenario(_Strict):
 
     Attributes
     ----------
-    name, description : str
-        Identification.
-    simulation, feeders, blender, press, specification, pat, diversion, monitor, disturbances
-        The sections of the file; ``pat`` and ``diversion`` are None when absent (no PAT
-        monitor, no diversion); ``monitor`` None means the default rules.
+    name : str
+        Name of the scenario (shown in outputs).
+    description : str, optional
+        One line saying what the scenario is about (``cmsim list`` shows it).
+    simulation : table
+        Duration, time step, seed and initial state.
+    feeders : array of tables
+        One loss-in-weight feeder per component.
+    blender : table
+        The continuous blender and its RTD.
+    press : table
+        Transfer to the press, feed frame and tablets.
+    specification : table
+        API content limits (default 95-105 % of target).
+    pat : table, optional
+        In-line NIR measurement; absent: no PAT monitor.
+    diversion : table, optional
+        Lets the monitor drive the reject gate; absent: nothing is diverted.
+    monitor : table, optional
+        Monitoring rules; absent: the default rules.
+    control : table, optional
+        Control strategies; absent: none.
+    disturbances : array of tables
+        Scheduled disturbances (default none).
     """
 
     name: Annotated[str, Strict(), Field(min_length=1)]

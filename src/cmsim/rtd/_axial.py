@@ -35,7 +35,7 @@ class AxialDispersion(RTDModel):
     ----------
     mean_residence_time : float
         Space time tau = L/u [s], > 0. For ``boundary="closed"`` it is the mean residence time;
-        for ``"open"`` the mean is ``tau (1 + 2/Pe)`` (domain.md 2.3, "convention trap").
+        for ``"open"`` the mean is ``tau (1 + 2/Pe)`` (docs/rtd.md, "convention trap").
     peclet : float
         Pe = u L / D_ax [-], > 0.
     boundary : {"closed", "open"}
@@ -53,18 +53,19 @@ class AxialDispersion(RTDModel):
     * ``"closed"``: mean tau, variance tau^2 (2/Pe - 2 (1 - exp(-Pe))/Pe^2),
       G(s) = 4 q exp(Pe/2) / ((1+q)^2 exp(Pe q/2) - (1-q)^2 exp(-Pe q/2)). Evaluated by
 
-      1. the residue (eigenvalue) series of domain.md 2.3, with eigenvalues alpha_k bracketed
-         one per ((k-1) pi, k pi) and solved by bisection to rounding, using as many terms as
-         needed to drop below 1e-18, wherever the rounding error of its alternating terms
-         (eps * sum |term|) is below 2e-15 -- that is everywhere except the leading edge at
-         large Pe;
+      1. the residue (eigenvalue) series of docs/rtd.md (model library), with eigenvalues
+         alpha_k bracketed one per ((k-1) pi, k pi) and solved by bisection to rounding, using
+         as many terms as needed to drop below 1e-18, wherever the rounding error of its
+         alternating terms (eps * sum |term|) is below 2e-15 -- that is everywhere except the
+         leading edge at large Pe;
       2. on the leading edge, exact Fourier-series inversion of G on the imaginary axis for the
          periodised density (period T beyond the point where 1 - F < 1e-17, so aliasing is
          below 1e-17; series cut where |G(i omega)| < 1e-18).
 
       Accuracy: |error| < 1e-13 in F and 1 - F (relative ~1e-13 in the tail, where the series
-      is used) and < 1e-12 tau^-1 in E; this is checked in the tests against domain.md 10.1
-      rows 1-4 and by comparing both evaluation routes where they overlap. Below 1e-300
+      is used) and < 1e-12 tau^-1 in E; this is checked in the tests against
+      docs/reference-values.md rows 1-4 and by comparing both evaluation routes where they
+      overlap. Below 1e-300
       (Pe (1-theta)^2 / (4 theta) > 800 on the leading edge) E and F are returned as 0.
     """
 

@@ -4,7 +4,7 @@
 bin kernel ``w[j] = F((j+1) dt) - F(j dt)`` and ``x`` a mass flow held over each tick, ``y[k]`` is
 the outlet flow of tick ``k`` (see ``docs/design.md``).
 
-Method choice (``method="auto"``, measured in ``docs/performance.md``, crossover re-measured on
+Method choice (``method="auto"``, measured as in ``docs/benchmarks.md``, crossover re-measured on
 the development machine):
 
 * ``"direct"``: register-blocked numba loop (8 outputs per pass over the kernel), exact zeros and

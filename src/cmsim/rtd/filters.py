@@ -159,7 +159,7 @@ class _Streaming:
 class TanksInSeriesFilter(_Streaming):
     """Streaming exact zero-order-hold model of a chain of ``n_tanks`` equal ideal tanks.
 
-    The chain is the compartment (mass-state) model of domain.md 2.5 with ``n_tanks``
+    The chain is the compartment (mass-state) model of docs/rtd.md with ``n_tanks``
     compartments of residence time ``tau_i = mean_residence_time / n_tanks``: tank ``i`` holds
     mass ``M_i`` [kg] and discharges ``M_i / tau_i`` [kg/s] into tank ``i+1``. Per tick the mass
     fed during the tick, ``dt * u[k]``, enters tank 0 at the start of the tick, the chain evolves
@@ -167,7 +167,8 @@ class TanksInSeriesFilter(_Streaming):
     ``Phi_ij = exp(-r) r^(i-j) / (i-j)!``, ``r = dt / tau_i``) and ``y[k]`` is the mass that left
     the last tank during the tick divided by ``dt``. This gives exactly the bin-integrated gamma
     kernel ``w[j] = F((j+1) dt) - F(j dt)`` (``F`` = regularised lower incomplete gamma), the same
-    sequence as the ZOH input / instantaneous output reading of domain.md 3.3 scheme (a); its
+    sequence as the ZOH input / instantaneous output reading of docs/rtd.md (streaming filters,
+    scheme (a)); its
     impulse response starts at ``y[0] = F(dt)``. Mass is conserved per tick by construction.
 
     Parameters
@@ -393,7 +394,8 @@ class TanksInSeriesFilter(_Streaming):
     def set_mean_residence_time(self, mean_residence_time: float) -> None:
         """Change the mean residence time mid-stream, keeping the tank masses.
 
-        Mass-state semantics (domain.md 2.5): after the change tank ``i`` discharges
+        Mass-state semantics (docs/rtd.md, compartment model): after the change tank ``i``
+        discharges
         ``M_i / tau_i_new``, so a faster blender (smaller ``tau``) empties part of its hold-up
         over the next ticks. Total mass is conserved exactly across the change.
 

@@ -2,7 +2,7 @@
 
 For a rectangular disturbance of relative height A and duration d entering an RTD, the outlet
 deviation is ``A [F(t) - F(t - d)]``; its peak is ``A g(d)`` with ``g(d) = max_t [F(t) - F(t-d)]``
-(domain.md 2.4 and 7.4, García-Muñoz et al. 2018, rtdpy ``funnelplot``). The funnel boundary is
+(docs/rtd.md, funnel plots; García-Muñoz et al. 2018; rtdpy ``funnelplot``). The funnel boundary is
 ``A*(d) = delta / g(d)`` (low-dose limit).
 """
 
@@ -144,7 +144,7 @@ def funnel_boundary(model: RTDModel, delta: float, durations: Any, *,
         With ``api_fraction=None``: ``delta / g(d)`` [-] (``inf`` where ``d == 0``). Otherwise
         a :class:`FunnelBranches` of positive magnitudes
         ``overfeed = delta / [(1 - w0 (1 + delta)) g(d)]`` and
-        ``underfeed = delta / [(1 - w0 (1 - delta)) g(d)]`` (domain.md 7.4; exact for a
+        ``underfeed = delta / [(1 - w0 (1 - delta)) g(d)]`` (docs/rtd.md, funnel plots; exact for a
         rectangular pulse of one component while the others stay nominal).
     """
     delta = _delta(delta)
@@ -204,7 +204,7 @@ def excursion_duration(model: RTDModel, duration: float, multiple: float) -> flo
     """Time the outlet stays beyond the limit for a pulse ``multiple`` times the boundary [s].
 
     A pulse of height ``A = multiple * delta / g(d)`` and duration ``d`` keeps
-    ``A [F(t) - F(t-d)] > delta`` for a time D (domain.md 7.4, "sensor frequency"); the PAT
+    ``A [F(t) - F(t-d)] > delta`` for a time D (docs/rtd.md, "sensor frequency"); the PAT
     period must be well below D to catch it. For a CSTR,
     ``D = d + tau ln m + tau ln(1 - (1 - exp(-d/tau))/m)``.
 

@@ -3,7 +3,7 @@
 Every model is a small immutable value object with vectorised ``pdf`` (E [1/s]), ``cdf`` (F),
 ``sf`` (1 - F, accurate in the tail), exact ``mean`` [s] and ``variance`` [s^2], ``quantile``,
 ``kernel`` (bin-integrated, built from differences of F), ``frequency_response`` and ``params``.
-Formulas: docs/domain.md sections 2.3 and 3.1.
+Formulas: docs/rtd.md (model library, kernels from F).
 
 Examples
 --------

@@ -6,7 +6,7 @@ name the slots of the state arrays.
 
 Optional parts (off unless configured): a load cell (weight reading per tick with noise, flow
 estimate = minus the slope of a least-squares line through the last ``window`` readings) and
-the gravimetric PI loop on the screw speed (velocity form with feed-forward, domain brief 4.6).
+the gravimetric PI loop on the screw speed (velocity form with feed-forward, docs/control.md).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Continuous blender: an RTD stage with an impeller-speed law.
 
 With a CSTR or integer tanks-in-series RTD (optionally in series with plug-flow delays) the
-blender is the compartment (mass-state) model of domain.md 2.5: ``set_speed(rpm)`` sets the
+blender is the compartment (mass-state) model of docs/rtd.md: ``set_speed(rpm)`` sets the
 tanks' mean residence time ``tau = tau_ref (rpm / rpm_ref)^(-beta)`` while keeping the tank
 masses, so the hold-up relaxes towards ``tau x flow`` (a transient outflow surge when speeding up,
 a deficit when slowing down). Plug-flow delays are left unchanged. Other RTDs (non-integer n,

@@ -1,6 +1,6 @@
 """Loss-in-weight (LIW) feeder: a source of (material, lot) channel flows.
 
-Model (domain brief 4.2, 4.6), per tick ``k`` covering ``[k dt, (k+1) dt)``:
+Model (docs/process.md, "Feeder model"), per tick ``k`` covering ``[k dt, (k+1) dt)``:
 
 * **Gravimetric mode** (normal): the gravimetric loop holds the mean, the delivered flow is
   ``set_point * (1 + xi_k)`` with coloured noise ``xi_k = rsd * e_k``, ``e_k`` a unit-variance

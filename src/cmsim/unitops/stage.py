@@ -151,7 +151,7 @@ class RTDStage:
         Rows of the chunks (channels of the stream).
     tail : float, optional
         Truncation level ``1 - F`` of FIR kernels [-] (default 1e-12, below the lot-genealogy
-        threshold 1e-6 of domain.md 6.2).
+        threshold 1e-6 of docs/genealogy.md).
 
     Attributes
     ----------
@@ -300,7 +300,8 @@ class RTDStage:
     def set_mean_residence_time(self, mean_residence_time: float) -> None:
         """Change the tanks-in-series element's mean residence time, keeping its tank masses.
 
-        Mass-state semantics (domain.md 2.5): the hold-up then relaxes towards ``tau_new x
+        Mass-state semantics (docs/rtd.md, compartment model): the hold-up then relaxes towards
+        ``tau_new x
         flow`` (a transient outflow surge or deficit). Only stages with exactly one CSTR /
         integer tanks-in-series element support this.
 

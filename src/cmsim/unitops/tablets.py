@@ -1,4 +1,4 @@
-"""Tablet and content model (domain brief 4.7), kept small.
+"""Tablet and content model (docs/process.md), kept small.
 
 * Mean API content of the tablets made in a tick, as a fraction of the target (label claim):
   ``api_content = w_api / w_target`` with ``w_api`` the API mass fraction of the flow at the dies.

@@ -1,8 +1,8 @@
-"""Reference values of docs/domain.md (section 10.1 rows 1-16, tables of 3.1, 3.2, 3.4, 7.3, 7.4).
+"""Reference values of docs/reference-values.md (rows 1-16 and the tables of that page).
 
-Every expected number below is copied from the domain brief (values tagged [V] there: checked
-by the brief's author against Laplace inversion, quadrature or closed forms). Tolerances are
-half a unit of the last digit given, unless stated.
+Every expected number below is copied from docs/reference-values.md and the pages it links
+(values tagged [V] there: checked against Laplace inversion, quadrature or closed forms when the
+table was compiled). Tolerances are half a unit of the last digit given, unless stated.
 """
 
 from __future__ import annotations
@@ -131,7 +131,7 @@ def test_row11_chain_of_cstrs(k):
     np.testing.assert_allclose(s.cdf(t), special.gammainc(k, t / 10.0), atol=1e-14)
 
 
-# -------------------------------------------------------------------- row 12 and table of 3.1
+# ----------------------------------------------- row 12 and the point-sampled kernel-mass table
 @pytest.mark.parametrize(("tau", "expected"),
                          [(60.0, "1.00836"), (30.0, "1.016759"), (10.0, "1.05083")])
 def test_row12_point_sampled_kernel_is_biased_bin_kernel_is_not(tau, expected):
@@ -140,7 +140,7 @@ def test_row12_point_sampled_kernel_is_biased_bin_kernel_is_not(tau, expected):
     j = np.arange(0, int(60 * tau))
     point_sampled = float(np.sum(m.pdf(j * dt) * dt))
     check(point_sampled, expected)
-    check((dt / tau) / -math.expm1(-dt / tau), expected)  # the brief's closed form
+    check((dt / tau) / -math.expm1(-dt / tau), expected)  # the closed form of docs/rtd.md
     w = m.kernel(dt, tail=1e-12)
     assert w.sum() + w.truncated_mass == pytest.approx(1.0, abs=1e-14)
 
@@ -223,7 +223,7 @@ def test_row15d_variance_reduction_ratio(model, expected):
     check(1.0 / (1.0 * numeric), expected)   # VRR = 1 / (dt int E^2), dt = 1 s
 
 
-# -------------------------------------------------------------- row 16 / section 7.3 worked line
+# ------------------------------------------------------------ row 16 / the worked line quantiles
 LINE_QUANTILES = [(0.001, "25.602"), (0.005, "31.732"), (0.025, "41.305"), (0.5, "93.418"),
                   (0.975, "196.601"), (0.995, "245.444"), (0.999, "293.834")]
 
@@ -234,16 +234,16 @@ def line():
 
 
 @pytest.mark.parametrize(("q", "expected"), LINE_QUANTILES)
-def test_section73_line_quantiles(line, q, expected):
+def test_worked_line_line_quantiles(line, q, expected):
     check(line.quantile(q), expected)
 
 
-def test_section73_line_moments(line):
+def test_worked_line_line_moments(line):
     assert line.mean == pytest.approx(100.0, rel=1e-15)
     assert line.variance == pytest.approx(720.0 + 900.0, rel=1e-15)
 
 
-def test_section73_line_quantiles_by_independent_quadrature(line):
+def test_worked_line_line_quantiles_by_independent_quadrature(line):
     """F of the line by direct quadrature of the convolution integral (no gamma mixture)."""
     tis, cstr = TanksInSeries(60.0, 5), CSTR(30.0)
     for q, expected in LINE_QUANTILES[::3]:
@@ -254,7 +254,7 @@ def test_section73_line_quantiles_by_independent_quadrature(line):
         assert line.cdf(t) == pytest.approx(f, abs=1e-13)
 
 
-def test_section73_cstr_feed_frame_lead_time():
+def test_worked_line_cstr_feed_frame_lead_time():
     m = CSTR(30.0)
     check(m.quantile(0.001), "0.03")
     check(m.quantile(0.005), "0.15")
@@ -290,8 +290,8 @@ def test_row16_method_a_windows(line, height, d, window, t_min, c_min):
     check(end, window[1])
 
 
-# ----------------------------------------------------------------- tables of 3.2, 3.4 and 7.4
-def test_section32_kernel_length_examples():
+# ------------------------------------------ kernel lengths, exact gamma quantiles, funnel table
+def test_kernel_length_examples():
     check(TanksInSeries(60.0, 5).quantile(0.999), "177.5")
     check(CSTR(60.0).quantile(0.999), "414.5")
 
@@ -299,7 +299,7 @@ def test_section32_kernel_length_examples():
 @pytest.mark.parametrize(("n", "t05", "t995"),
                          [(1.5, "1.4", "256.8"), (2.5, "4.9", "201.0"), (3.7, "9.1", "169.9"),
                           (5.5, "14.2", "145.9"), (8.3, "19.8", "127.0")])
-def test_section34_exact_gamma_quantiles(n, t05, t995):
+def test_exact_gamma_quantiles(n, t05, t995):
     m = TanksInSeries(60.0, n)
     check(m.quantile(0.005), t05)
     check(m.quantile(0.995), t995)
@@ -318,13 +318,13 @@ FUNNEL_TABLE = [
 
 
 @pytest.mark.parametrize(("model", "row"), FUNNEL_TABLE)
-def test_section74_funnel_table(model, row):
+def test_funnel_funnel_table(model, row):
     got = funnel_boundary(model, 0.05, FUNNEL_D)
     for value, expected in zip(got, row, strict=True):
         check(value, expected)
 
 
-def test_section74_cstr_closed_form():
+def test_funnel_cstr_closed_form():
     d = np.array(FUNNEL_D)
     np.testing.assert_allclose(funnel_boundary(CSTR(60.0), 0.05, d),
                                0.05 / -np.expm1(-d / 60.0), rtol=1e-13)
