@@ -1,4 +1,5 @@
-"""Control strategies of the line (domain brief 4.6 and 9): pure numpy, plugged in as observers.
+"""Control strategies of the line (docs/control.md#feeder-gravimetric-pi-loop): pure numpy,
+plugged in as observers.
 
 Strategies (any combination, selected by the scenario's ``[control]`` table):
 
@@ -37,7 +38,7 @@ holds the previous reading; before the first reading the PI holds its output). O
 ``[pat]`` table does the loop use its own measurement model: reading at ``t`` = mean of the true
 API fraction of the probe stream (``line.records``, ``"blender.out"`` or ``"press.out"`` for the
 feed frame) over the ticks in ``[t - latency - integration_time, t - latency)``, plus Gaussian
-noise (absolute mass fraction), the model of domain brief 8.1.
+noise (absolute mass fraction), the model of docs/monitor.md#nir-measurement-model.
 
 :class:`SetPointRecorder` records every feeder's set point and true discharge per tick (for the
 ``setpoint.<feeder>`` / ``flow.<feeder>`` columns of the time series).
@@ -200,7 +201,7 @@ class PIController:
 
 @dataclass(frozen=True)
 class NIRSettings:
-    """Measurement model of the NIR feedback loop (domain brief 8.1).
+    """Measurement model of the NIR feedback loop (docs/monitor.md#nir-measurement-model).
 
     Attributes
     ----------

@@ -395,7 +395,8 @@ def test_monitor_config_new_fields_are_validated():
 
 def test_nominal_reference_still_flags_a_set_point_step(monkeypatch):
     """feeder_reference = "nominal" (the old behaviour) treats the half-rate set-point step as
-    a feeder deviation: method B window of domain 7.3 (331.73-565.44 s, on ticks)."""
+    a feeder deviation: method B window of docs/monitor.md#diversion-windows (331.73-565.44 s, on
+    ticks)."""
     _patch_config(monkeypatch, feeder_reference="nominal")
     d = load_scenario("scenarios/api_feeder_half.toml").to_dict()
     d.pop("pat", None)
@@ -427,7 +428,8 @@ def test_readings_grow_with_the_chunks_and_equal_the_signals():
         np.testing.assert_array_equal(np.concatenate(mon.readings[key]), sig[key])
 
 
-# ------------------------------------------------------------- shut-down (domain 7.5)
+# ------------------------------------------------------------- shut-down
+# (docs/monitor.md#start-up-and-shut-down)
 from cmsim.monitor.pat import line_models  # noqa: E402
 from cmsim.monitor.state import SHUTDOWN, evaluate_state_of_control  # noqa: E402
 

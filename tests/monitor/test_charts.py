@@ -35,7 +35,8 @@ def _run_lengths(chart, shift: float, rows: int, chunk: int, seed: int) -> np.nd
 SHEWHART_ARL0 = 1.0 / (2.0 * norm.sf(3.0))  # 370.40
 SHEWHART_ARL1 = 1.0 / (norm.sf(2.0) + norm.cdf(-4.0))  # 43.89
 
-# (name, factory, shift [sigma], reference ARL, rows, chunk); references: domain.md 8.2 / 10.1
+# (name, factory, shift [sigma], reference ARL, rows, chunk); references:
+# docs/monitor.md#control-charts / docs/reference-values.md
 ARL_CASES = [
     ("shewhart-0", lambda b: ShewhartChart(0.0, 1.0, batch=b), 0.0, SHEWHART_ARL0, 4000, 1000),
     ("shewhart-1", lambda b: ShewhartChart(0.0, 1.0, batch=b), 1.0, SHEWHART_ARL1, 4000, 100),

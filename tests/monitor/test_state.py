@@ -17,7 +17,7 @@ from cmsim.monitor.state import (
 )
 
 LINE = rtd.Series(rtd.PFR(10.0), rtd.TanksInSeries(60.0, 5), rtd.CSTR(30.0))
-T999 = 293.834  # domain.md 7.3 [V]: t_99.9% of the example line
+T999 = 293.834  # docs/monitor.md#diversion-windows: t_99.9% of the example line
 T005 = 31.732   # t_0.5%
 t = np.arange(0.0, 2000.0, 1.0)
 PAT_T = np.arange(0.0, 2000.0, 2.0)

@@ -1,4 +1,5 @@
-"""Diversion windows: the worked example of domain.md 7.3 (row 16 of 10.1) and the union."""
+"""Diversion windows: the worked example of docs/monitor.md#diversion-windows (row 16 of
+docs/reference-values.md) and the union."""
 
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ def line_cdf(t):
 
 
 def test_independent_line_cdf_reproduces_published_quantiles():
-    # domain.md 7.3 [V]: t_0.5% = 31.732 s, t_50% = 93.418 s, t_99.5% = 245.444 s
+    # docs/monitor.md#diversion-windows: t_0.5% = 31.732 s, t_50% = 93.418 s, t_99.5% = 245.444 s
     for t, q in [(31.732, 0.005), (93.418, 0.5), (245.444, 0.995), (25.602, 0.001)]:
         root = optimize.brentq(lambda x, q=q: line_cdf(x) - q, 10.0, 1000.0, xtol=1e-10)
         assert root == pytest.approx(t, abs=6e-4)

@@ -1,4 +1,5 @@
-"""Domain brief 7.3 worked example and the API-stop example (10.1 row 16) through the engine.
+"""docs/monitor.md#diversion-windows worked example and the API-stop example
+(docs/reference-values.md, row 16) through the engine.
 
 Continuous-time reference windows [V]: method A 358.65-440.89 s, method B (alpha 0.5 %)
 331.73-565.44 s for the API feeder at 50 % for 20 s at 300 s; API stop for 10 s at 300 s:
@@ -24,7 +25,8 @@ def _run(name, monitor, pat=False, fault=False):
     if not pat:
         d.pop("pat", None)
     if fault:
-        # method B is for faults (domain 7.3): the same 20 s at 300 s as a feeder stop, not a
+        # method B is for faults (docs/monitor.md#diversion-windows): the same 20 s at 300 s as a
+        # feeder stop, not a
         # set-point step (a set-point change is judged by its effect on content, method A)
         (dist,) = d["disturbances"]
         dist.pop("mass_flow", None)

@@ -1,4 +1,4 @@
-"""Univariate control charts for PAT readings (domain brief section 8.2).
+"""Univariate control charts for PAT readings (docs/monitor.md#control-charts).
 
 Every chart is a small streaming object:
 

@@ -1,4 +1,5 @@
-"""Diversion manager: turns diversion windows into per-tick gate positions (domain brief 7.3).
+"""Diversion manager: turns diversion windows into per-tick gate positions
+(docs/monitor.md#diversion-windows).
 
 The manager owns a boolean *plan* (one entry per gate tick, True = divert) and a list of
 committed windows. A window is a :class:`~cmsim.monitor.windows.DiversionWindow` in continuous

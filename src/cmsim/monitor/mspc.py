@@ -1,6 +1,6 @@
 """Multivariate statistical process control: PCA with Hotelling T^2 and Q (SPE) statistics.
 
-Domain brief section 8.3. A :class:`PCAMonitor` is fitted on in-control observations of
+docs/monitor.md#multivariate-spc. A :class:`PCAMonitor` is fitted on in-control observations of
 process variables (or spectra), then scores new observations:
 
 * Hotelling :math:`T^2=\\sum_{a\\le A} t_a^2/\\lambda_a` flags unusual *amounts* of the known

@@ -2,10 +2,11 @@
 
 :class:`PATMonitor` is a line observer (``line.observers``, ``on_chunk(line, k0, k1)``). After
 every chunk it reads what the line produced (recorded internal streams and feeder outflows),
-turns it into sensor readings and evaluates the monitoring rules (domain brief 7.2, 7.5, 7.6, 8):
+turns it into sensor readings and evaluates the monitoring rules (docs/monitor.md#triggers):
 
 =====================  ==========================================  ====================
-rule                   signal                                      window (domain 7.3)
+rule                   signal                                      window
+(docs/monitor.md#diversion-windows)
 =====================  ==========================================  ====================
 ``pat_oos``            NIR reading outside the specification for   PAT: probe-to-gate RTD
                        ``persistence`` consecutive readings
@@ -35,13 +36,15 @@ into ``line.divert_plan``.
 
 SPC charts are warnings, specification violations divert
 -------------------------------------------------------
-Chart limits (domain 8.2) are set from ``chart_sigma`` (default: the NIR noise), i.e. for
+Chart limits (docs/monitor.md#control-charts) are set from ``chart_sigma`` (default: the NIR
+noise), i.e. for
 independent readings. Real NIR readings behind a blender also carry the RTD-filtered feeder
 variability, which is strongly autocorrelated, so the charts' in-control run length is much
 shorter than the textbook ARL0 (8 h of the noisy baseline: ~420 chart signals, 83 % of the
 tablets diverted as conforming waste when each signal diverted). As a process engineer would
 run it, a chart signal is therefore logged (``spc_signal``) and takes the line out of the state
-of control (domain 7.6: "no active SPC alarm"), but does not divert; diversion follows the
+of control docs/monitor.md#state-of-control: "no active SPC alarm"), but does not divert;
+diversion follows the
 specification rule, the soft sensor, the equipment triggers and MSPC. ``chart_action =
 "divert"`` restores chart-driven diversion (set ``chart_sigma`` from in-control data then).
 
@@ -115,7 +118,8 @@ __all__ = ["MonitorConfig", "PATMonitor", "RunTracker", "line_models"]
 
 @dataclass
 class MonitorConfig:
-    """Settings of the PAT monitor and the diversion (SI units; defaults of domain 4.5, 7.3).
+    """Settings of the PAT monitor and the diversion (SI units; defaults:
+    docs/process.md#pat-and-specifications).
 
     Attributes
     ----------
@@ -709,7 +713,8 @@ class PATMonitor:
                     self.rules.append(_Rule(f"feeder:{n}", RunTracker(k_on, 1), "feeder",
                                             info={"feeder": n, "nominal": f, "unit": unit}))
         # --- start-up, shut-down and state of control
-        #: phase of operation: ``"start_up"``, ``"run"`` or ``"shut_down"`` (domain 7.5)
+        #: phase of operation: ``"start_up"``, ``"run"`` or ``"shut_down"``
+        #: (docs/monitor.md#start-up-and-shut-down)
         self.phase = "start_up" if c.start_up else "run"
         self._startup_time = max(cached_quantile(m, c.start_up_quantile) for m in self._feed_env)
         # start-up qualifiers by start-up generation (0: the start of the run; one per restart)
@@ -1109,7 +1114,7 @@ class PATMonitor:
                     np.abs(cq) if q[i] / self._mspc_limits[1] > t2[i] / self._mspc_limits[0]
                     else np.abs(ct2)))]}
 
-    # -- feed stops (domain 7.5: shut-down, pause and restart)
+    # -- feed stops docs/monitor.md#start-up-and-shut-down: shut-down, pause and restart)
     def _feed_stops(self, k0: int, k1: int) -> None:
         """Detect ticks with every feeder stopped (total set point 0, or total feed at most
         ``1e-9`` of the nominal total: stops, steps to 0, starvation); a run of such ticks is a
@@ -1212,7 +1217,7 @@ class PATMonitor:
         if was:
             self.state_changes.append((t, False))
 
-    # -- state of control (domain 7.5, 7.6)
+    # -- state of control (docs/monitor.md#start-up-and-shut-down)
     def _state(self, k0: int, k1: int, ts: np.ndarray | None, y: np.ndarray | None) -> None:
         """State of control from the alarm openings/clearings and the feed stops/restarts in
         time order (chunk invariant).

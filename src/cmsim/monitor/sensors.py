@@ -1,4 +1,5 @@
-"""Measurement models: NIR (PAT) probe, feeder load cell, tablet weight (domain brief 8.1).
+"""Measurement models: NIR (PAT) probe, feeder load cell, tablet weight
+(docs/monitor.md#nir-measurement-model).
 
 Each sensor turns a true signal given on the simulation grid into sampled, noisy readings.
 They are streaming objects: call ``measure`` with consecutive chunks of the true signal and
@@ -424,7 +425,7 @@ class NIRSensor(_Sampler):
 
     def add_fault(self, kind: str, start: float, end: float | None = None,
                   value: float = 0.0) -> None:
-        """Schedule a sensor fault by reading time (domain brief 8.1).
+        """Schedule a sensor fault by reading time (docs/monitor.md#nir-measurement-model).
 
         Parameters
         ----------

@@ -1,6 +1,6 @@
 """RTD soft sensor: predicted composition at the diverter from feeder flow data.
 
-Domain brief 7.2 (trigger 2) and 7.3 (method A): each component's feeder mass flow is passed
+docs/monitor.md#triggers (trigger 2, method A): each component's feeder mass flow is passed
 through the feeder-to-diverter RTD kernel (all components see the same RTD), and the
 predicted API mass fraction is the ratio of the filtered flows. Streaming with
 :class:`cmsim.rtd.Convolver`, so any chunking gives the one-shot result; several credible

@@ -1,4 +1,4 @@
-"""State of control as simulator logic (domain brief 7.5 and 7.6).
+"""State of control as simulator logic (docs/monitor.md#start-up-and-shut-down).
 
 :func:`evaluate_state_of_control` is a pure function over condition series on the tick grid.
 Each tick is in one of four states:
@@ -162,7 +162,8 @@ class StartupQualifier:
     """Streaming start-up qualification: when does a start-up (or transition) complete?
 
     Complete at the first PAT reading, taken at or after ``settled_s``, that ends a run of
-    ``k`` consecutive in-limit readings all taken at or after ``settled_s`` (domain 7.5);
+    ``k`` consecutive in-limit readings all taken at or after ``settled_s``
+    (docs/monitor.md#start-up-and-shut-down);
     with ``k = 0`` (no PAT qualification) complete at ``settled_s``. Feed readings in chunks
     of any size: the result depends only on the readings (chunk invariant).
 

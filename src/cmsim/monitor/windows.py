@@ -1,4 +1,4 @@
-"""Diversion windows at the diverter (domain brief section 7.3).
+"""Diversion windows at the diverter (docs/monitor.md#diversion-windows).
 
 Three ways to compute the output-time window that must be diverted, and their union:
 
@@ -227,7 +227,8 @@ def scale_residence_times(model: RTDModel, factor: float) -> RTDModel:
 
 
 def rtd_envelope(model: RTDModel, uncertainty: float) -> tuple[RTDModel, ...]:
-    """Credible models for a relative residence-time uncertainty (domain brief 7.3 margins).
+    """Credible models for a relative residence-time uncertainty
+    docs/monitor.md#diversion-windows margins).
 
     Parameters
     ----------
@@ -252,7 +253,8 @@ def rtd_envelope(model: RTDModel, uncertainty: float) -> tuple[RTDModel, ...]:
 
 
 def default_margin(dt: float, line_mean_residence_time: float, gate_delay: float = 0.0) -> float:
-    """Default diversion margin ``max(2 dt, 0.05 MRT) + gate delay`` [s] (domain brief 7.3).
+    """Default diversion margin ``max(2 dt, 0.05 MRT) + gate delay`` [s]
+    (docs/monitor.md#diversion-windows).
 
     Parameters
     ----------
@@ -499,7 +501,7 @@ def pat_window(t_first_oos: float, t_clear: float, sample_period: float,
     The gate can only act on material that has not yet passed it when the alarm is known
     (at ``decision_s``): any part of the window before that time has escaped. The
     window reports that shortfall in ``details["escaped_s"]`` so the lead time can be checked
-    (domain brief 7.3: lead time must exceed latency + sampling interval).
+    docs/monitor.md#diversion-windows: lead time must exceed latency + sampling interval).
     """
     models = _models(probe_to_diverter, "probe_to_diverter")
     a = _alpha(alpha)
