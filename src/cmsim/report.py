@@ -34,8 +34,8 @@ import numpy as np
 
 from cmsim._fs import publish_mode
 
-__all__ = ["EVENTS_SHOWN", "gate_rtd", "render_figures", "render_html", "rtd_from_params",
-           "write_report"]
+__all__ = ["EVENTS_SHOWN", "figure_names", "gate_rtd", "render_figure", "render_figures",
+           "render_html", "rtd_from_params", "write_report"]
 
 #: Largest number of event-log records listed in the report (the full log is events.jsonl).
 EVENTS_SHOWN = 500
@@ -164,6 +164,72 @@ def _delta(result: Any) -> tuple[float, float]:
     return (1.0 - float(lo), float(hi) - 1.0)
 
 
+def figure_names(result: Any, *, model: Any = None) -> list[str]:
+    """Names of the report figures this run gets, in report order.
+
+    ``api_trace``, ``funnel`` (only with a feeder-to-gate RTD and limits that admit a funnel),
+    ``lots_gantt``, ``mass_flow``.
+    """
+    names = ["api_trace"]
+    if _funnel_inputs(result, model) is not None:
+        names.append("funnel")
+    return names + ["lots_gantt", "mass_flow"]
+
+
+def _funnel_inputs(result: Any, model: Any) -> tuple[Any, tuple[float, float], float] | None:
+    model = gate_rtd(result) if model is None else model
+    if model is None:
+        return None
+    lo, hi = _delta(result)
+    w0 = float(result.target_api_fraction)
+    if not (0.0 < lo < 1.0 and 0.0 < hi < 1.0 and 0.0 < w0 < 1.0 / (1.0 + hi)):
+        return None  # else no overfeed can exceed the upper limit
+    return model, (lo, hi), w0
+
+
+def render_figure(result: Any, name: str, *, model: Any = None) -> bytes:
+    """Render one figure of a run to PNG bytes (a matplotlib Figure, no pyplot).
+
+    Parameters
+    ----------
+    result : cmsim.results.SimulationResult
+        The run.
+    name : str
+        One of :func:`figure_names`, or ``"api_content"`` / ``"lots"`` (the simple figures of
+        the output directory).
+    model : cmsim.rtd.RTDModel, optional
+        RTD from the API feeder to the gate for the funnel plot; default :func:`gate_rtd`.
+
+    Returns
+    -------
+    bytes
+    """
+    from matplotlib.figure import Figure  # noqa: PLC0415
+
+    from cmsim import plotting  # noqa: PLC0415
+
+    if name == "funnel":
+        inputs = _funnel_inputs(result, model)
+        if inputs is None:
+            raise ValueError("this run has no funnel plot (no feeder-to-gate RTD or limits)")
+        rtd_model, delta, w0 = inputs
+        feeder = (result.metadata or {}).get("api_feeder")
+        events = plotting.disturbance_points(result, [feeder]) if feeder else None
+        fig = Figure(figsize=(10, 4.6), layout="constrained")
+        plotting.funnel(rtd_model, delta, ax=fig.add_subplot(), api_fraction=w0, events=events)
+        return _png(fig)
+    sizes = {"api_trace": (10, 4.6), "lots_gantt": (10, 1.6 + 0.45 * len(result.channels)),
+             "mass_flow": (10, 2.8), "api_content": (8, 4), "lots": (8, 4)}
+    draw = {"api_trace": plotting.api_trace, "lots_gantt": plotting.lot_gantt,
+            "mass_flow": plotting.mass_flow, "api_content": plotting.api_content,
+            "lots": plotting.lot_shares}
+    if name not in draw:
+        raise ValueError(f"unknown figure {name!r}")
+    fig = Figure(figsize=sizes[name], layout="constrained")
+    draw[name](result, ax=fig.add_subplot())
+    return _png(fig)
+
+
 def render_figures(result: Any, *, model: Any = None) -> dict[str, bytes]:
     """Render the report figures to PNG bytes (matplotlib Figure objects, no pyplot).
 
@@ -179,34 +245,8 @@ def render_figures(result: Any, *, model: Any = None) -> dict[str, bytes]:
     dict
         ``{"api_trace", "funnel" (only with an RTD), "lots_gantt", "mass_flow"}`` -> PNG bytes.
     """
-    from matplotlib.figure import Figure  # noqa: PLC0415
-
-    from cmsim import plotting  # noqa: PLC0415
-
-    out: dict[str, bytes] = {}
-    fig = Figure(figsize=(10, 4.6), layout="constrained")
-    plotting.api_trace(result, ax=fig.add_subplot())
-    out["api_trace"] = _png(fig)
-    model = gate_rtd(result) if model is None else model
-    if model is not None:
-        lo, hi = _delta(result)
-        if 0.0 < lo < 1.0 and 0.0 < hi < 1.0:
-            feeder = (result.metadata or {}).get("api_feeder")
-            events = plotting.disturbance_points(result, [feeder]) if feeder else None
-            w0 = float(result.target_api_fraction)
-            if 0.0 < w0 < 1.0 / (1.0 + hi):  # else no overfeed can exceed the upper limit
-                fig = Figure(figsize=(10, 4.6), layout="constrained")
-                plotting.funnel(model, (lo, hi), ax=fig.add_subplot(), api_fraction=w0,
-                                events=events)
-                out["funnel"] = _png(fig)
-    n_rows = len(result.channels)
-    fig = Figure(figsize=(10, 1.6 + 0.45 * n_rows), layout="constrained")
-    plotting.lot_gantt(result, ax=fig.add_subplot())
-    out["lots_gantt"] = _png(fig)
-    fig = Figure(figsize=(10, 2.8), layout="constrained")
-    plotting.mass_flow(result, ax=fig.add_subplot())
-    out["mass_flow"] = _png(fig)
-    return out
+    return {name: render_figure(result, name, model=model)
+            for name in figure_names(result, model=model)}
 
 
 # --------------------------------------------------------------------------------- sections

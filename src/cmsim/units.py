@@ -87,9 +87,12 @@ class UnitError(ValueError):
     """
 
     def __init__(self, value: Any, rule: str) -> None:
+        super().__init__(value, rule)  # args rebuild the error (pickle, type(e)(*e.args))
         self.value = value
         self.rule = rule
-        super().__init__(rule)
+
+    def __str__(self) -> str:
+        return self.rule
 
 
 def _accepted(dimension: str) -> str:
