@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import math
 import os
@@ -26,6 +27,7 @@ import shutil
 import sys
 import tempfile
 import traceback
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -173,7 +175,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
-        return handler(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = functools.partial(_show_warning, args)
+            return handler(args)
     except InputError as exc:
         _fail(args, f"cmsim {args.command}: invalid input: {exc}")
         return EXIT_INPUT
@@ -192,6 +196,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         _fail(args, f"cmsim {args.command}: error: {type(exc).__name__}: {exc}"
               + ("" if args.debug else "\n(run with --debug for a traceback)"))
         return EXIT_RUNTIME
+
+
+def _show_warning(args: argparse.Namespace, message: Warning | str, *_: Any,
+                  **__: Any) -> None:
+    print(f"cmsim {args.command}: warning: {message}", file=sys.stderr)
 
 
 def _fail(args: argparse.Namespace, message: str) -> None:

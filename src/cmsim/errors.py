@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["CmsimError", "InputError", "ParameterError", "ScenarioError", "SimulationError"]
+__all__ = ["CmsimError", "InputError", "ParameterError", "ScenarioError", "ScenarioWarning",
+           "SimulationError"]
 
 
 class CmsimError(Exception):
@@ -67,6 +68,10 @@ class ScenarioError(InputError):
         for path, value, rule in self.problems:
             lines.append(f"  {path or '<root>'} = {_short_repr(value)}: {rule}")
         return "\n".join(lines)
+
+
+class ScenarioWarning(UserWarning):
+    """A valid but implausible scenario setting (the run goes ahead; the CLI prints it)."""
 
 
 class SimulationError(CmsimError, RuntimeError):

@@ -14,6 +14,7 @@ import os
 import re
 import tomllib
 import types
+import warnings
 from collections.abc import Iterable, Mapping
 from importlib import resources
 from pathlib import Path
@@ -21,8 +22,9 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
+from cmsim.config.plausibility import plausibility_notes
 from cmsim.config.schema import Scenario, cross_field_problems
-from cmsim.errors import ParameterError, ScenarioError
+from cmsim.errors import ParameterError, ScenarioError, ScenarioWarning
 
 __all__ = [
     "MISSING",
@@ -205,6 +207,9 @@ def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
         ) from None
     try:
         return tomllib.loads(text)
+    except RecursionError:
+        raise ScenarioError(str(p), [("", "arrays or tables nested thousands deep",
+                                      "nested too deeply to be a scenario")]) from None
     except tomllib.TOMLDecodeError as exc:
         msg = str(exc)
         m = re.search(r"\(at line (\d+), column (\d+)\)", msg)
@@ -226,7 +231,7 @@ def _parse_override_value(text: str) -> Any:
     text = text.strip()
     try:
         return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
+    except (tomllib.TOMLDecodeError, RecursionError):
         return text
 
 
@@ -531,9 +536,14 @@ def validate_dict(raw: Any, *, source: str | None = None) -> Scenario:
         scenario = Scenario.model_validate(
             raw, context={"base_dir": base_dir, "skip_cross_field": True}
         )
+        cross = cross_field_problems(raw)
     except ValidationError as exc:
         found.extend(_problems_from_validation_error(exc, raw))
-    for path, value, rule in cross_field_problems(raw):
+        cross = cross_field_problems(raw)
+    except RecursionError:
+        raise ScenarioError(label, [("", "data nested thousands deep",
+                                     "nested too deeply to be a scenario")]) from None
+    for path, value, rule in cross:
         found.append((_split_problem_path(path), value, rule))
     if found:
         seen: set[tuple[str, str]] = set()
@@ -548,6 +558,8 @@ def validate_dict(raw: Any, *, source: str | None = None) -> Scenario:
         raise ScenarioError(label, problems)
     assert scenario is not None
     scenario._source = str(Path(source).resolve()) if source else None
+    for path, value, note in plausibility_notes(scenario):
+        warnings.warn(ScenarioWarning(f"{label}: {path} = {value}: {note}"), stacklevel=3)
     return scenario
 
 
@@ -590,7 +602,12 @@ def load_scenario(
         raw: Any = path_or_dict.to_dict()
         src = src or path_or_dict._source
     elif isinstance(path_or_dict, Mapping):
-        raw = copy.deepcopy(dict(path_or_dict))
+        try:
+            raw = copy.deepcopy(dict(path_or_dict))
+        except RecursionError:
+            raise ScenarioError(src or _IN_MEMORY, [("", "data nested thousands deep",
+                                                     "nested too deeply to be a scenario")]
+                                ) from None
     elif isinstance(path_or_dict, str | os.PathLike):
         path = resolve_scenario_path(path_or_dict)
         raw = read_toml(path)
