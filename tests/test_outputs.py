@@ -282,3 +282,23 @@ def test_compile_notice_only_when_numba_compiles():
     with compile_notice(buf):
         assert twice(5) == 10  # compiled already: silent
     assert buf.getvalue() == ""
+
+
+def test_report_has_inputs_legend_and_a_readable_event_table(run_dir):
+    from cmsim import report
+
+    result, out = run_dir
+    html = (out / "report.html").read_text()
+    inputs = html[html.index("<h2>Inputs</h2>"):html.index("<h2>Provenance</h2>")]
+    for text in ("Feeders", "api", "mcc", "Residence time distributions", "tanks_in_series",
+                 "Disturbances", "feeder_stop", "refill", "scenario.toml"):
+        assert text in inputs, text
+    assert ">2<" in inputs and ">18<" in inputs  # set points in kg/h
+    summary = json.loads((out / "summary.json").read_text())
+    for d in summary["diversion_events"]:
+        for trig in d["trigger"].split("+"):
+            assert f"<code>{trig}</code>" in html
+    events = html[html.index("<h2>Event log"):]
+    assert '{"' not in events  # no raw JSON
+    assert "feeder_stop" in events and "duration s = 8" in events
+    assert set(report.TRIGGERS) >= {"pat_oos", "soft_sensor", "feeder", "mspc", "start_up"}
