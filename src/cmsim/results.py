@@ -461,8 +461,11 @@ class SimulationResult:
             ``material``, ``lot``, ``tablets_accepted``, ``tablets_diverted`` [-],
             ``first_at_gate_s``, ``last_at_gate_s`` [s] (None if the lot never reached the
             gate), ``initial_holdup_kg``, ``fed_kg``, ``accepted_kg``, ``diverted_kg``,
-            ``holdup_kg`` [kg].
+            ``holdup_kg`` [kg]. Empty for a result without per-channel masses.
         """
+        needed = ("fed", "initial_holdup", "holdup")
+        if not all(k in (self.channel_mass or {}) for k in needed):
+            return []  # a result built by hand without per-channel masses
         if "lot_table" not in self._cache:
             rows = []
             for material, lot in self.channels:
