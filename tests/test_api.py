@@ -57,7 +57,14 @@ def test_output_directory_files_and_summary(written):
     assert set(summary["tablets"]) == {"produced", "accepted", "diverted",
                                        "nonconforming_produced", "nonconforming_accepted",
                                        "conforming_diverted"}
-    assert set(summary["mass_kg"]) == {"fed", "accepted", "diverted", "holdup"}
+    assert list(summary["mass_kg"]) == ["initial_holdup", "fed", "accepted", "diverted",
+                                        "holdup"]
+    # the table adds up: initial hold-up + fed = accepted + diverted + final hold-up
+    for material in ("API", "MCC"):
+        m = {k: v[material] for k, v in summary["mass_kg"].items()}
+        assert m["initial_holdup"] + m["fed"] == pytest.approx(
+            m["accepted"] + m["diverted"] + m["holdup"], rel=1e-12)
+        assert m["initial_holdup"] > 0.0  # the scenario starts at steady state
     assert summary["seed"] == 4 and summary["duration_s"] == 360.0
     assert summary["scenario_sha256"] == cmsim.config.load_scenario(scenario()).sha256()
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".run1.tmp")]

@@ -2,6 +2,7 @@ import pickle
 
 import pytest
 
+from cmsim import errors
 from cmsim.errors import InputError, ParameterError, ScenarioError
 
 
@@ -25,3 +26,30 @@ def test_scenario_error_lists_every_problem_and_pickles():
     assert type(back) is ScenarioError and back.problems == err.problems and str(back) == text
     with pytest.raises(ValueError):
         raise back
+
+
+def _every_cmsim_error():
+    from cmsim.eventlog import LogVerificationError, VerifyResult
+    from cmsim.units import UnitError
+
+    verify = VerifyResult(ok=False, n_records=3, first_bad_seq=2, message="hash mismatch")
+    return [
+        errors.CmsimError("plain"),
+        errors.InputError("bad input"),
+        errors.ParameterError("mass_flow", 1e308, "must be <= 1e4 kg/h"),
+        errors.ScenarioError("line.toml", [("feeders[0].mass_flow", "1e300 kg/h", "too big"),
+                                           ("", {"a": 1}, "unknown key")]),
+        errors.SimulationError("mass balance broken"),
+        LogVerificationError("events.jsonl", verify),
+        UnitError("3 parsecs", "must be a mass flow (kg/h, kg/s, g/min)"),
+    ]
+
+
+@pytest.mark.parametrize("exc", _every_cmsim_error(), ids=lambda e: type(e).__name__)
+def test_errors_survive_pickling_and_rebuilding_from_args(exc):
+    # SimPy re-raises a process's exception as type(e)(*e.args); sweeps pickle them
+    for again in (type(exc)(*exc.args), pickle.loads(pickle.dumps(exc))):
+        assert type(again) is type(exc)
+        assert str(again) == str(exc)
+        assert again.args == exc.args
+        assert vars(again) == vars(exc)

@@ -214,6 +214,8 @@ def test_lot_intervals_and_gantt_bars_follow_the_trace_epsilon():
     (charge,) = _by_gid(ax, "charge")
     assert list(charge.get_xdata()) == [2.0]
     pos = {t.get_text(): y for t, y in zip(ax.get_yticklabels(), ax.get_yticks(), strict=True)}
+    # the refill marker sits on its lot's row, not between two rows
+    assert list(charge.get_ydata()) == [pos["API / B"]]
     assert pos["API / A"] > pos["API / B"] > pos["MCC / M"]  # first channel on top
     assert "tablet time [s]" in ax.get_xlabel()
 
@@ -270,3 +272,16 @@ def test_existing_helpers_and_overview_still_draw():
     assert len(ax.get_lines()) == 3
     fig = plotting.overview(r, fig=Figure())
     assert len(fig.axes) == 3
+
+
+def test_constant_flow_has_no_offset_notation_and_a_readable_range():
+    r = make_result()
+    r.gate_flow[:] = 20.0 / 3600.0 / r.gate_flow.shape[0]  # exactly constant 20 kg/h
+    r._cache.clear()
+    ax = plotting.mass_flow(r, ax=_ax())
+    ax.figure.canvas.draw()
+    assert ax.yaxis.get_major_formatter().get_offset() == ""
+    lo, hi = ax.get_ylim()
+    assert lo <= 19.0 and hi >= 21.0  # +-5 % of the level, not +-1e-12
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert all("e" not in s for s in labels), labels

@@ -149,7 +149,12 @@ def test_diversions_readings_and_escaping(run_dir, tmp_path):
     assert "95.50" in text and "1,234.5" in text and f"{1234.5 * 250e-6:.4f}" in text
     assert "feeder_fault:api" in text and "0.0025" in text
     tables = [i for i, (t, _) in enumerate(p.tags) if t == "table"]
-    assert len(tables) == 6  # provenance, tablets, mass, diversions, genealogy, events
+    # provenance, tablets, mass, diversions, genealogy, events + the inputs section's tables
+    # (feeders, RTDs, disturbances and one per scenario section present)
+    sc = r.metadata["scenario_data"]
+    sections = [k for k in ("specification", "pat", "diversion", "monitor", "control")
+                if sc.get(k)]
+    assert len(tables) == 6 + 3 + len(sections)
     assert "2" in text.split("diversion windows")[0]  # the KPI count precedes its label
 
 

@@ -35,6 +35,12 @@ FACTORS = {
     ("mass_flow", "g/h"): 0.001 / 3600,
     ("fraction", "%"): 0.01,
     ("fraction", "ppm"): 1e-6,
+    ("relative", "%"): 0.01,
+    ("relative", "% of target"): 0.01,
+    ("relative", "ppm"): 1e-6,
+    ("mass_fraction", "%"): 0.01,
+    ("mass_fraction", "% w/w"): 0.01,
+    ("mass_fraction", "ppm"): 1e-6,
     ("speed", "rpm"): 1.0,
     ("speed", "1/min"): 1.0,
 }

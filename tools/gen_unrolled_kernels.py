@@ -5,8 +5,16 @@ equal first-order sections and an ``n``-tap FIR per block. Numba keeps a loop-ca
 register only when it is a scalar local, so the fast kernels need one explicit branch per ``n``
 (a state held in an array costs about 3x). Those branches are mechanical; this script writes
 them for ``n = 1 ..`` :data:`MAX_UNROLLED` (with a generic loop for larger ``n``) so that nobody
-maintains them by hand. ``tests/rtd/test_generated_kernels.py`` checks that the committed module
-is exactly what this script writes.
+maintains them by hand.
+
+It also writes the cascade *drivers* (the split into two lanes and the row loops) once per
+kernel family: one family runs the generic kernels (any ``n``), one family per entry of
+:data:`FUSED` runs that ``n``'s fused kernels. Numba compiles a function together with every
+kernel it may call, so a driver that chose the family at run time (``if n == 5``) would compile
+both families; with one driver per family, the caller picks the family in Python and a run
+compiles only the kernels of the tank counts it uses (the generic family alone costs about
+10 s of compilation on a 2-core machine). ``tests/rtd/test_generated_kernels.py`` checks that
+the committed module is exactly what this script writes.
 
 Usage: ``python tools/gen_unrolled_kernels.py [--output PATH]`` (default: the module in the
 source tree).
@@ -23,7 +31,8 @@ MAX_UNROLLED = 8
 #: Tank counts with fully fused cascade kernels (sections and FIR of a whole chunk in one
 #: function, state in registers across blocks): about 10% faster than the generic
 #: ``tisc_run`` with the unrolled branches below, measured for n = 5 (the default blender).
-FUSED = (5,)
+#: n = 1 is the CSTR (the default feed frame). A run compiles only the families it uses.
+FUSED = (1, 5)
 
 #: Samples per block of the cascade kernels (the block of the last stage stays in L1).
 CASCADE_BLOCK = 512
@@ -45,10 +54,14 @@ a state held in an array costs about 3x) and a generic loop for larger ``n``.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 #: Samples per block of the cascade kernels (the block of the last stage stays in L1).
 CASCADE_BLOCK = {block}
+
+#: Free-response states below this magnitude are dropped (they are far below the round-off of
+#: any signal above 1e-270; keeps the correction out of subnormal arithmetic).
+FREE_RESPONSE_FLOOR = 1e-290
 '''
 
 _DECORATOR = '@njit(cache=True, fastmath={"contract"})'
@@ -136,7 +149,7 @@ def _fused_run(n: int) -> list[str]:
     u = [f"u{i}" for i in range(n)]
     q = [f"q{i}" for i in range(n)]
     body = [
-        f'""":func:`cmsim.rtd._kernels.tisc_run` for exactly {n} tanks: state in registers,'
+        f'""":func:`tisc_run` for exactly {n} tanks: state in registers,'
         " FIR unrolled.",
         "",
         f"``s`` holds ``[u_0 .. u_{h}]`` at the last tick followed by ``u_{h}`` at ticks"
@@ -149,7 +162,8 @@ def _fused_run(n: int) -> list[str]:
     ]
     body += [f"{u[i]} = s[{i}]" for i in range(n)]
     body += [f"buf[{h - 1 - d}] = s[{n + d - 1}]" for d in range(h - 1, 0, -1)]
-    body.append(f"buf[{h - 1}] = {u[h]}")
+    if h > 0:
+        body.append(f"buf[{h - 1}] = {u[h]}")
     body += [f"{q[i]} = q[{i}]" for i in range(n)]
     fir = " + ".join(f"{q[h - j]} * {_index('bb', j)}" for j in range(n))
     body += [
@@ -196,7 +210,8 @@ def _fused_two_lanes(n: int) -> list[str]:
         body += [f"u{lane}{i} = s{lane}[{i}]" for i in range(n)]
     for lane in "ab":
         body += [f"buf{lane}[{h - 1 - d}] = s{lane}[{n + d - 1}]" for d in range(h - 1, 0, -1)]
-        body.append(f"buf{lane}[{h - 1}] = u{lane}{h}")
+        if h > 0:
+            body.append(f"buf{lane}[{h - 1}] = u{lane}{h}")
     body += [f"{q[i]} = q[{i}]" for i in range(n)]
     sections = ["ua0 = xsa[k] + a * ua0", "ub0 = xsb[k] + a * ub0"]
     for i in range(1, n):
@@ -233,6 +248,147 @@ def _fused_two_lanes(n: int) -> list[str]:
     return ["", "", _DECORATOR,
             f"def tisc{n}_two_lanes(xa, ya, sa, xb, yb, sb, a, q):{_NO_COVER}",
             *_indent(body, 1)]
+
+#: The generic cascade (any ``n``): sections and FIR through the unrolled block kernels.
+_GENERIC_DRIVERS = """
+
+@njit(cache=True, fastmath={"contract"})
+def tisc_run(x, y, s, a, q):  # pragma: no cover - compiled
+    \"\"\"Tanks-in-series chain in cascade form over a 1-D chunk (any ``n = q.size``).
+
+    ``W(z) = Q(z^-1) / (1 - a z^-1)^n``: the input runs through ``n`` equal first-order sections
+    ``u_i[k] = u_{i-1}[k] + a u_i[k-1]`` (one fused multiply-add of loop-carried latency per
+    section) and the output is the ``n``-tap FIR ``y[k] = sum_m q[m] u_{n-1}[k-m]``, evaluated
+    per block of :data:`CASCADE_BLOCK` samples as a vectorised loop. ``s`` holds
+    ``[u_0 .. u_{n-1}]`` at the last tick followed by ``u_{n-1}`` at ticks ``-2 .. -(n-1)``.
+    \"\"\"
+    n = q.size
+    nx = x.size
+    if nx == 0:
+        return
+    h = n - 1
+    buf = np.empty(CASCADE_BLOCK + h)
+    u = s[:n].copy()
+    if h > 0:
+        buf[h - 1] = u[n - 1]
+        for d in range(1, h):
+            buf[h - 1 - d] = s[n + d - 1]
+    pos = 0
+    while pos < nx:
+        m_len = min(CASCADE_BLOCK, nx - pos)
+        xs = x[pos : pos + m_len]
+        bs = buf[h : h + m_len]
+        sections1(xs, bs, u, a)
+        fir_block(buf[0 : m_len + h], y[pos : pos + m_len], q)
+        for i in range(h):
+            buf[i] = buf[m_len + i]
+        pos += m_len
+    s[:n] = u
+    for d in range(1, h):
+        s[n + d - 1] = buf[h - 1 - d]
+
+
+@njit(cache=True, fastmath={"contract"})
+def _tisc_two_lanes(xa, ya, sa, xb, yb, sb, a, q):  # pragma: no cover - compiled
+    \"\"\":func:`tisc_run` (any ``n``) on two independent series of equal length, interleaved.\"\"\"
+    n = q.size
+    nx = xa.size
+    if nx == 0:
+        return
+    h = n - 1
+    bufa = np.empty(CASCADE_BLOCK + h)
+    bufb = np.empty(CASCADE_BLOCK + h)
+    ua = sa[:n].copy()
+    ub = sb[:n].copy()
+    if h > 0:
+        bufa[h - 1] = ua[n - 1]
+        bufb[h - 1] = ub[n - 1]
+        for d in range(1, h):
+            bufa[h - 1 - d] = sa[n + d - 1]
+            bufb[h - 1 - d] = sb[n + d - 1]
+    pos = 0
+    while pos < nx:
+        m_len = min(CASCADE_BLOCK, nx - pos)
+        xsa = xa[pos : pos + m_len]
+        xsb = xb[pos : pos + m_len]
+        bsa = bufa[h : h + m_len]
+        bsb = bufb[h : h + m_len]
+        sections2(xsa, bsa, ua, xsb, bsb, ub, a)
+        fir_block(bufa[0 : m_len + h], ya[pos : pos + m_len], q)
+        fir_block(bufb[0 : m_len + h], yb[pos : pos + m_len], q)
+        for i in range(h):
+            bufa[i] = bufa[m_len + i]
+            bufb[i] = bufb[m_len + i]
+        pos += m_len
+    sa[:n] = ua
+    sb[:n] = ub
+    for d in range(1, h):
+        sa[n + d - 1] = bufa[h - 1 - d]
+        sb[n + d - 1] = bufb[h - 1 - d]
+"""
+
+#: One driver family: ``{name}_run_split``, ``{name}_rows_serial``, ``{name}_rows_parallel``
+#: over the kernels ``{run}`` and ``{two}``.
+_FAMILY = """
+
+@njit(cache=True, fastmath={{"contract"}})
+def {name}_run_split(x, y, s, a, q, min_split):  # pragma: no cover - compiled
+    \"\"\":func:`{run}` ({what}) with the chunk split in two halves run as two lanes.
+
+    By linearity the output of the second half is its zero-state response (lane B, run at the
+    same time as the first half, lane A) plus the free response of the true state at the split,
+    which decays like ``a^k k^(n-1)``: it is added over the samples where it is not below
+    :data:`FREE_RESPONSE_FLOOR`, and the final state is the sum of both lanes' states. Every term
+    is non-negative for non-negative data. Chunks shorter than ``min_split`` (chosen by the
+    caller from the decay rate) run in one lane.
+    \"\"\"
+    n = x.size
+    if n < min_split or n < 2:
+        {run}(x, y, s, a, q)
+        return
+    h = n // 2
+    sb = np.zeros(s.size)
+    {two}(x[:h], y[:h], s, x[h : 2 * h], y[h : 2 * h], sb, a, q)
+    if n > 2 * h:
+        {run}(x[2 * h :], y[2 * h :], sb, a, q)
+    # free response of the state at the split over the second half, until it has died out
+    zeros = np.zeros(CASCADE_BLOCK)
+    tmp = np.empty(CASCADE_BLOCK)
+    pos = h
+    while pos < n:
+        m_len = min(CASCADE_BLOCK, n - pos)
+        {run}(zeros[:m_len], tmp[:m_len], s, a, q)
+        ys = y[pos : pos + m_len]
+        for k in range(m_len):
+            ys[k] += tmp[k]
+        pos += m_len
+        big = 0.0
+        for i in range(s.size):
+            big = max(big, abs(s[i]))
+        if big < FREE_RESPONSE_FLOOR:
+            s[:] = 0.0
+            break
+    for i in range(s.size):
+        s[i] += sb[i]
+
+
+@njit(cache=True, fastmath={{"contract"}})
+def {name}_rows_serial(x, y, s, a, q, min_split):  # pragma: no cover - compiled
+    \"\"\"Row-wise :func:`{name}_run_split` over (batch, time); ``s`` is (batch, state).\"\"\"
+    for b in range(x.shape[0]):
+        {name}_run_split(x[b], y[b], s[b], a, q, min_split)
+
+
+@njit(cache=True, fastmath={{"contract"}}, parallel=True)
+def {name}_rows_parallel(x, y, s, a, q, min_split):  # pragma: no cover - compiled
+    \"\"\"Row-wise :func:`{name}_run_split` with ``prange`` over the batch rows.\"\"\"
+    for b in prange(x.shape[0]):
+        {name}_run_split(x[b], y[b], s[b], a, q, min_split)
+"""
+
+
+def _family(name: str, run: str, two: str, what: str) -> str:
+    return _FAMILY.format(name=name, run=run, two=two, what=what)
 
 
 def render() -> str:
@@ -315,6 +471,11 @@ def render() -> str:
     for n in FUSED:
         out += _fused_run(n)
         out += _fused_two_lanes(n)
+    out.append(_GENERIC_DRIVERS.rstrip("\n"))
+    out.append(_family("tisc", "tisc_run", "_tisc_two_lanes", "any ``n``").rstrip("\n"))
+    for n in FUSED:
+        out.append(_family(f"tisc{n}", f"tisc_run{n}", f"tisc{n}_two_lanes",
+                           f"exactly {n} tanks").rstrip("\n"))
     return "\n".join(out) + "\n"
 
 

@@ -12,13 +12,14 @@ be repeated. No global random state is touched.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import os
 import platform
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -171,25 +172,51 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _progress_callback(progress: bool | Callable[[int, int], None], total: int):
-    if callable(progress):
-        return progress, None
-    if not progress:
-        return None, None
-    from tqdm.auto import tqdm  # noqa: PLC0415
+class _RunProgress:
+    """One progress bar for a whole run: the simulated ticks, then the output files.
 
-    bar = tqdm(total=total, unit="tick", desc="cmsim", disable=None, leave=False)
+    ``progress=True`` draws a tqdm bar (tqdm decides whether the stream is a terminal); a
+    callable receives ``(done_ticks, total_ticks)`` of the simulation only.
+    """
 
-    def update(done: int, _total: int) -> None:
-        bar.update(done - bar.n)
+    def __init__(self, progress: bool | Callable[[int, int], None], total_ticks: int) -> None:
+        self.bar: Any = None
+        self.callback: Callable[[int, int], None] | None = None
+        if callable(progress):
+            self.callback = progress
+        elif progress:
+            from tqdm.auto import tqdm  # noqa: PLC0415
 
-    return update, bar
+            self.bar = tqdm(total=total_ticks, unit="tick", desc="simulating", disable=None,
+                            leave=False)
+            self.callback = self._ticks
+
+    def _ticks(self, done: int, _total: int) -> None:
+        self.bar.update(done - self.bar.n)
+
+    def files(self, label: str, done: int, total: int) -> None:
+        """Progress of :func:`cmsim.io.write_output_dir` (``label`` is the file being written)."""
+        if self.bar is None:
+            return
+        if self.bar.unit != "file":
+            self.bar.reset(total=total)
+            self.bar.unit = "file"
+            self.bar.set_description("writing outputs")
+        self.bar.set_postfix_str(label, refresh=False)
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
 
 def run(scenario: Any, *, seed: int | np.random.SeedSequence | None = None,
-        out: str | os.PathLike | None = None, overrides: Iterable[str] | None = None,
+        out: str | os.PathLike | None = None,
+        overrides: Mapping[str, Any] | Iterable[str] | None = None,
         progress: bool | Callable[[int, int], None] = False,
-        extra_sync_s: Iterable[float] = (), monitor: bool = True) -> SimulationResult:
+        extra_sync_s: Iterable[float] = (), monitor: bool = True, figures: bool = True,
+        report: bool = True, overwrite: bool = False) -> SimulationResult:
     """Simulate one scenario.
 
     Parameters
@@ -199,17 +226,28 @@ def run(scenario: Any, *, seed: int | np.random.SeedSequence | None = None,
     seed : int, SeedSequence or None
         Root seed; None uses ``simulation.seed`` (fresh entropy if that is absent).
     out : path-like, optional
-        Write the output directory there (atomically; must not exist or be empty).
-    overrides : iterable of str, optional
-        ``path=value`` overrides (``simulation.duration=10 min``) applied before validation.
+        Write the output directory there (atomically; must not exist or be empty). The
+        directory is checked and claimed before simulating, so a refused or taken directory
+        costs no simulation.
+    overrides : mapping or list of str, optional
+        ``{path: value}`` (``{"simulation.duration": "10 min"}``, values as they are) or
+        ``["path=value", ...]`` (values read like ``--set``), applied before validation. A
+        plain string is refused.
     progress : bool or callable
-        True shows a tqdm bar on a terminal (quiet elsewhere); a callable receives
-        ``(done_ticks, total_ticks)``.
+        True shows a tqdm bar on a terminal (quiet elsewhere) for the simulation and then for
+        the output files; a callable receives ``(done_ticks, total_ticks)`` of the simulation.
     extra_sync_s : iterable of float
         Extra engine sync times [s] (no effect on results; for tests of chunk invariance).
     monitor : bool
         Attach the PAT monitor when the scenario has a ``[pat]`` or ``[diversion]`` section
         (default); False runs the bare line (the gate never diverts).
+    figures : bool
+        With ``out``: write the PNG figures (default). False skips them (and the report then
+        has tables only), which saves most of the writing time.
+    report : bool
+        With ``out``: write ``report.html`` (default).
+    overwrite : bool
+        With ``out``: replace an existing cmsim output directory (default False: refuse).
 
     Returns
     -------
@@ -229,15 +267,28 @@ def run(scenario: Any, *, seed: int | np.random.SeedSequence | None = None,
     >>> r.summary()["mass_balance_max_rel_error"] < 1e-9                   # doctest: +SKIP
     True
     """
-    from cmsim import disturbances as dist  # noqa: PLC0415
     from cmsim import io  # noqa: PLC0415
     from cmsim.config import load_scenario  # noqa: PLC0415
+
+    sc = load_scenario(scenario, overrides=overrides)
+    with contextlib.ExitStack() as stack:
+        if out is not None:
+            stack.enter_context(io.claim_output_dir(out, overwrite=overwrite))
+        result, bar = _simulate(sc, seed, progress, extra_sync_s, monitor)
+        stack.callback(bar.close)
+        if out is not None:
+            io.write_output_dir(result, out, figures=figures, report=report,
+                                overwrite=overwrite, progress=bar.files)
+    return result
+
+
+def _simulate(sc: Any, seed: Any, progress: bool | Callable[[int, int], None],
+              extra_sync_s: Iterable[float], monitor: bool) -> tuple[SimulationResult, Any]:
+    """Simulate a validated scenario; return the result and the run's progress bar."""
+    from cmsim import disturbances as dist  # noqa: PLC0415
     from cmsim.engine import Engine  # noqa: PLC0415
     from cmsim.line import build_line, rng_source_names  # noqa: PLC0415
 
-    sc = load_scenario(scenario, overrides=list(overrides) if overrides else None)
-    if out is not None:
-        io.check_output_dir(out)
     t_start = time.perf_counter()
     root_seed = seed if seed is not None else sc.simulation.seed
     use_monitor = bool(monitor) and (sc.pat is not None or sc.diversion is not None)
@@ -253,7 +304,8 @@ def run(scenario: Any, *, seed: int | np.random.SeedSequence | None = None,
     supervisor = attach_control(line, sc, gens.get("control.nir"),
                                 monitor=mon if mon is not None and sc.pat is not None else None)
     plan = dist.from_scenario(sc.disturbances, sc.feeders)
-    callback, bar = _progress_callback(progress, line.n_ticks)
+    bar = _RunProgress(progress, line.n_ticks)
+    callback = bar.callback
     try:
         engine = Engine(line, plan, progress=callback,
                         sync_every_s=(line.n_ticks * line.dt / 100.0) if callback else None,
@@ -267,9 +319,9 @@ def run(scenario: Any, *, seed: int | np.random.SeedSequence | None = None,
                 mon.events.append({"time_s": ev["start_s"], "type": "diversion",
                                    "source": "diversion", "data": {"event": i, **ev}})
         events = engine.event_log()
-    finally:
-        if bar is not None:
-            bar.close()
+    except BaseException:
+        bar.close()
+        raise
     err = line.check_mass_balance()
     wall = time.perf_counter() - t_start
     comp = line.component_masses()
@@ -277,7 +329,9 @@ def run(scenario: Any, *, seed: int | np.random.SeedSequence | None = None,
     metadata: dict[str, Any] = {
         "scenario": sc.name,
         "scenario_sha256": sc.sha256(),
-        "scenario_source": str(sc.source) if sc.source else None,
+        # the file name only: outputs carry no absolute path of the user's machine
+        "scenario_source": sc.source.name if sc.source else None,
+        "scenario_data": sc.to_dict(),
         "seed": seed_info["entropy"],
         "entropy": seed_info["entropy"],
         "spawn_keys": seed_info["spawn_keys"],
@@ -345,6 +399,4 @@ def run(scenario: Any, *, seed: int | np.random.SeedSequence | None = None,
         result.metadata["monitor"] = {"state_changes": [[t, b] for t, b in mon.state_changes],
                                       "policy": "rules"}
         result._cache["monitor_signals"] = result.pat_signals  # (older name, not pickled)
-    if out is not None:
-        result.write(out)
-    return result
+    return result, bar

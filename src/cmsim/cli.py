@@ -3,6 +3,7 @@
 Subcommands (docs/outputs.md, "Command line")::
 
     cmsim run SCENARIO [--out DIR] [--set path=value ...] [--seed N] [--quiet]
+              [--no-figures] [--no-report] [--overwrite]
     cmsim validate SCENARIO [--set path=value ...]
     cmsim sweep SCENARIO --replicates N [--grid path=v1,v2 ...] [--workers K | --dask ADDR]
                 --out DIR
@@ -17,6 +18,8 @@ traceback), 1 runtime failure. ``--debug`` prints tracebacks.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import json
 import math
 import os
@@ -24,6 +27,7 @@ import shutil
 import sys
 import tempfile
 import traceback
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -76,6 +80,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_set(p)
     p.add_argument("--seed", type=int, default=None,
                    help="root seed (overrides simulation.seed)")
+    p.add_argument("--no-figures", action="store_true",
+                   help="skip the PNG figures (most of the writing time); the report keeps "
+                   "its tables")
+    p.add_argument("--no-report", action="store_true", help="skip report.html")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing cmsim output directory at --out (never the "
+                   "default)")
     p.set_defaults(handler=_cmd_run)
 
     p = sub.add_parser("validate", parents=[common], help="check a scenario file",
@@ -168,7 +179,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
-        return handler(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = functools.partial(_show_warning, args)
+            return handler(args)
     except InputError as exc:
         _fail(args, f"cmsim {args.command}: invalid input: {exc}")
         return EXIT_INPUT
@@ -189,6 +202,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_RUNTIME
 
 
+def _show_warning(args: argparse.Namespace, message: Warning | str, *_: Any,
+                  **__: Any) -> None:
+    print(f"cmsim {args.command}: warning: {message}", file=sys.stderr)
+
+
 def _fail(args: argparse.Namespace, message: str) -> None:
     if getattr(args, "debug", False):
         traceback.print_exc(file=sys.stderr)
@@ -203,19 +221,17 @@ def _progress_wanted(args: argparse.Namespace) -> bool:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from cmsim._jit import compile_notice
+    from cmsim.api import run as api_run
     from cmsim.config import load_scenario
 
     scenario = load_scenario(args.scenario, overrides=args.set)
     _check_rtds(scenario)
-    try:
-        from cmsim.api import run as api_run
-    except ModuleNotFoundError as exc:
-        if exc.name != "cmsim.api":
-            raise
-        print("cmsim run: the simulation engine (cmsim.api) is not available in this "
-              "installation", file=sys.stderr)
-        return EXIT_RUNTIME
-    result = api_run(scenario, seed=args.seed, out=args.out, progress=_progress_wanted(args))
+    notice = contextlib.nullcontext() if args.quiet else compile_notice(sys.stderr)
+    with notice:
+        result = api_run(scenario, seed=args.seed, out=args.out,
+                         progress=_progress_wanted(args), figures=not args.no_figures,
+                         report=not args.no_report, overwrite=args.overwrite)
     if not args.quiet:
         summary = result.summary()
         print(_format_summary(summary))
@@ -601,16 +617,7 @@ def _format_summary(s: dict[str, Any]) -> str:
             lines.append(row("  " + k.replace("_", " "), _num(v)))
     mass = s.get("mass_kg")
     if isinstance(mass, dict) and mass:
-        comps: list[str] = []
-        for part in mass.values():
-            if isinstance(part, dict):
-                comps.extend(c for c in part if c not in comps)
-        lines.append("mass [kg]".ljust(28) + "".join(f"{c:>14}" for c in comps))
-        for k, part in mass.items():
-            if isinstance(part, dict):
-                cells = "".join(f"{part[c]:>14.6g}" if isinstance(part.get(c), int | float)
-                                else f"{'-':>14}" for c in comps)
-                lines.append("  " + k.ljust(26) + cells)
+        lines.extend(_mass_lines(mass))
     if "mass_balance_max_rel_error" in s:
         lines.append(row("mass balance max rel error", _num(s["mass_balance_max_rel_error"])))
     events = s.get("diversion_events")
@@ -620,13 +627,49 @@ def _format_summary(s: dict[str, Any]) -> str:
             if isinstance(e, dict):
                 lines.append(f"  {_num(e.get('start_s')):>10} - {_num(e.get('end_s')):<10} s  "
                              f"{_num(e.get('tablets'))} tablets  trigger: {e.get('trigger')}")
+    lots = s.get("lots")
+    if isinstance(lots, list) and lots:
+        lines.extend(_lot_lines(lots))
     known = {"scenario", "scenario_sha256", "seed", "cmsim_version", "duration_s",
              "wall_time_s", "tablets", "mass_kg", "mass_balance_max_rel_error",
-             "diversion_events"}
+             "diversion_events", "lots"}
     for k, v in s.items():
         if k not in known and not isinstance(v, dict | list):
             lines.append(row(k, _num(v)))
     return "\n".join(lines)
+
+
+_MASS_LABELS = {"initial_holdup": "initial hold-up", "fed": "+ fed", "accepted": "= accepted",
+                "diverted": "+ diverted", "holdup": "+ final hold-up"}
+
+
+def _mass_lines(mass: dict[str, Any]) -> list[str]:
+    """The mass table: initial hold-up + fed = accepted + diverted + final hold-up."""
+    comps: list[str] = []
+    for part in mass.values():
+        if isinstance(part, dict):
+            comps.extend(c for c in part if c not in comps)
+    lines = ["mass [kg]".ljust(28) + "".join(f"{c:>14}" for c in comps)]
+    for k, part in mass.items():
+        if isinstance(part, dict):
+            cells = "".join(f"{part[c]:>14.6g}" if isinstance(part.get(c), int | float)
+                            else f"{'-':>14}" for c in comps)
+            lines.append("  " + _MASS_LABELS.get(k, k).ljust(26) + cells)
+    return lines
+
+
+def _lot_lines(lots: list[Any]) -> list[str]:
+    """Per-lot tablets and time at the gate (a tablet with two lots counts under both)."""
+    lines = ["lots at the gate          tablets accepted  diverted   first [s]    last [s]"]
+    for r in lots:
+        if not isinstance(r, dict):
+            continue
+        name = f"{r.get('material')} {r.get('lot')}"
+        lines.append(f"  {name:<24}{_num(r.get('tablets_accepted')):>16}"
+                     f"{_num(r.get('tablets_diverted')):>10}"
+                     f"{_num(r.get('first_at_gate_s')):>12}{_num(r.get('last_at_gate_s')):>12}")
+    lines.append("  (a tablet that contains two lots of a material counts under both lots)")
+    return lines
 
 
 def _cmd_show(args: argparse.Namespace) -> int:

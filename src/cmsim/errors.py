@@ -2,13 +2,18 @@
 
 Every error a user can cause names *where* (file and field path), *what* (the value) and *why*
 (the rule). They subclass the built-in exception a generic handler expects.
+
+Every exception keeps its constructor arguments in ``args``, so ``type(e)(*e.args)`` rebuilds
+an equal exception (SimPy re-raises an exception from a process that way) and pickling (worker
+processes of a sweep) keeps the type, the fields and the message.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["CmsimError", "InputError", "ParameterError", "ScenarioError", "SimulationError"]
+__all__ = ["CmsimError", "InputError", "ParameterError", "ScenarioError", "ScenarioWarning",
+           "SimulationError"]
 
 
 class CmsimError(Exception):
@@ -33,13 +38,13 @@ class ParameterError(InputError):
     """
 
     def __init__(self, name: str, value: Any, rule: str) -> None:
+        super().__init__(name, value, rule)
         self.name = name
         self.value = value
         self.rule = rule
-        super().__init__(f"{name}={_short_repr(value)}: {rule}")
 
-    def __reduce__(self):  # picklable across worker processes
-        return (type(self), (self.name, self.value, self.rule))
+    def __str__(self) -> str:
+        return f"{self.name}={_short_repr(self.value)}: {self.rule}"
 
 
 class ScenarioError(InputError):
@@ -54,15 +59,19 @@ class ScenarioError(InputError):
     """
 
     def __init__(self, source: str, problems: list[tuple[str, Any, str]]) -> None:
+        super().__init__(source, problems)
         self.source = str(source)
-        self.problems = list(problems)
+        self.problems = [tuple(p) for p in problems]
+
+    def __str__(self) -> str:
         lines = [f"{self.source}: {len(self.problems)} problem(s)"]
         for path, value, rule in self.problems:
             lines.append(f"  {path or '<root>'} = {_short_repr(value)}: {rule}")
-        super().__init__("\n".join(lines))
+        return "\n".join(lines)
 
-    def __reduce__(self):  # picklable across worker processes
-        return (type(self), (self.source, self.problems))
+
+class ScenarioWarning(UserWarning):
+    """A valid but implausible scenario setting (the run goes ahead; the CLI prints it)."""
 
 
 class SimulationError(CmsimError, RuntimeError):

@@ -86,9 +86,12 @@ class LogVerificationError(CmsimError, ValueError):
     """
 
     def __init__(self, path: str, result: VerifyResult) -> None:
+        super().__init__(path, result)  # args rebuild the error (pickle, type(e)(*e.args))
         self.path = str(path)
         self.result = result
-        super().__init__(f"{self.path}: {result.message}")
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.result.message}"
 
 
 # ---------------------------------------------------------------------------------------------

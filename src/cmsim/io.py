@@ -31,10 +31,11 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from cmsim import _outdir
 from cmsim._fs import publish_mode
 from cmsim.errors import InputError, SimulationError
 from cmsim.eventlog import EventLog
@@ -42,7 +43,9 @@ from cmsim.eventlog import EventLog
 __all__ = [
     "canonical_json",
     "check_output_dir",
+    "claim_output_dir",
     "event_chain",
+    "output_steps",
     "write_events_jsonl",
     "write_json",
     "write_output_dir",
@@ -184,25 +187,71 @@ def read_signals_parquet(path: str | os.PathLike) -> tuple[dict[str, Any], dict[
     return cols, meta
 
 
-def check_output_dir(out_dir: str | os.PathLike) -> Path:
-    """Check that ``out_dir`` can receive a run (absent or an empty directory).
+def check_output_dir(out_dir: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Check that ``out_dir`` can receive a run (absent, empty, or replaceable).
+
+    Parameters
+    ----------
+    out_dir : path-like
+        The output directory.
+    overwrite : bool
+        Accept an existing cmsim output directory (it will be replaced).
 
     Raises
     ------
     cmsim.errors.InputError
-        If it exists and is a file or a non-empty directory.
+        If it exists and is a file or a non-empty directory (with ``overwrite``: a non-empty
+        directory that is not a cmsim output directory).
     """
     out = Path(out_dir)
-    if out.exists():
-        if not out.is_dir():
-            raise InputError(f"out={str(out)!r}: exists and is not a directory")
-        if any(out.iterdir()):
-            raise InputError(f"out={str(out)!r}: directory exists and is not empty "
-                             "(cmsim never overwrites results; choose a new directory)")
+    _outdir.check_target(out, overwrite=overwrite)
     return out
 
 
-def write_output_dir(result, out_dir: str | os.PathLike, *, figures: bool = True) -> Path:
+def claim_output_dir(out_dir: str | os.PathLike, *, overwrite: bool = False) -> _outdir.Claim:
+    """Claim ``out_dir`` for one run, before simulating (a context manager).
+
+    Removes stale temporaries of killed runs next to it, takes the lock ``.DIR.lock`` (a second
+    run for the same directory fails at once) and checks the target (:func:`check_output_dir`).
+
+    Raises
+    ------
+    cmsim.errors.InputError
+        (on entry) If the directory is taken or refused.
+    """
+    return _outdir.Claim(out_dir, overwrite=overwrite)
+
+
+#: Callback of :func:`write_output_dir`: ``progress(label, done, total)`` before each step.
+Progress = Callable[[str, int, int], None]
+
+
+def output_steps(result, *, figures: bool = True, report: bool = True) -> list[str]:
+    """Labels of the files :func:`write_output_dir` writes, in order (the progress steps)."""
+    steps = ["summary.json", "scenario.toml", "timeseries.parquet", "events.jsonl"]
+    if getattr(result, "plant_signals", None) is not None:
+        steps.append("signals.parquet")
+    if figures:
+        from cmsim import report as _report  # noqa: PLC0415
+
+        steps += [f"{name}.png" for name in _report.figure_names(result)]
+        steps += ["api_content.png"] + (["lots.png"] if _several_lots(result) else [])
+    if report:
+        steps.append("report.html")
+    if not (result.metadata or {}).get("scenario_data"):
+        steps.remove("scenario.toml")
+    return steps
+
+
+def _several_lots(result) -> bool:
+    """True when some material has more than one lot (else lots.png shows nothing)."""
+    materials = [m for m, _ in result.channels]
+    return len(materials) != len(set(materials))
+
+
+def write_output_dir(result, out_dir: str | os.PathLike, *, figures: bool = True,
+                     report: bool = True, overwrite: bool = False,
+                     progress: Progress | None = None) -> Path:
     """Write the output directory of a run atomically.
 
     Parameters
@@ -210,9 +259,17 @@ def write_output_dir(result, out_dir: str | os.PathLike, *, figures: bool = True
     result : cmsim.results.SimulationResult
         The run.
     out_dir : path-like
-        Target directory; must not exist or be empty.
+        Target directory; must not exist or be empty (or, with ``overwrite``, be an earlier
+        cmsim output directory, which is replaced as a whole).
     figures : bool
-        Also write the PNG figures and ``report.html``.
+        Write the PNG figures (and embed them in the report).
+    report : bool
+        Write ``report.html``.
+    overwrite : bool
+        Replace an existing cmsim output directory.
+    progress : callable, optional
+        ``progress(label, done, total)`` is called before each file is written (and once with
+        ``done == total`` at the end).
 
     Returns
     -------
@@ -222,52 +279,82 @@ def write_output_dir(result, out_dir: str | os.PathLike, *, figures: bool = True
     Raises
     ------
     cmsim.errors.InputError
-        If ``out_dir`` exists and is not an empty directory.
+        If ``out_dir`` is refused (see :func:`check_output_dir`) or claimed by another run.
     cmsim.errors.SimulationError
         If writing fails (nothing is left behind).
     """
-    out = check_output_dir(out_dir).absolute()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
-        write_json(tmp / "summary.json", result.summary())
-        write_timeseries_parquet(tmp / "timeseries.parquet", result.timeseries,
-                                 result.provenance())
-        # the same chain whose anchors summary.json records
-        write_events_jsonl(tmp / "events.jsonl", result.event_chain())
-        if result.plant_signals is not None:
-            write_signals_parquet(tmp / "signals.parquet", result.plant_signals,
-                                  {**result.provenance(), **result.metadata.get("replay", {})})
-        if figures:
-            _write_figures(result, tmp)
-        publish_mode(tmp, directory=True)
-        check_output_dir(out)
-        if out.exists():
-            out.rmdir()
-        os.replace(tmp, out)
-    except BaseException as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(exc, (InputError, SimulationError)) or not isinstance(exc, Exception):
-            raise
-        raise SimulationError(f"writing the output directory {str(out)!r} failed: "
-                              f"{type(exc).__name__}: {exc}") from exc
+    out = Path(out_dir).absolute()
+    steps = output_steps(result, figures=figures, report=report)
+    done = 0
+
+    def step(label: str) -> None:
+        nonlocal done
+        if progress is not None:
+            progress(label, done, len(steps))
+        done += 1
+
+    with claim_output_dir(out, overwrite=overwrite):
+        tmp = Path(tempfile.mkdtemp(prefix=_outdir.temp_prefix(out), dir=out.parent))
+        try:
+            step("summary.json")
+            write_json(tmp / "summary.json", result.summary())
+            resolved = (result.metadata or {}).get("scenario_data")
+            if resolved:
+                from cmsim._toml_out import dumps as toml_dumps  # noqa: PLC0415
+
+                step("scenario.toml")
+                (tmp / "scenario.toml").write_text(
+                    _SCENARIO_HEADER + toml_dumps(resolved), encoding="utf-8")
+            step("timeseries.parquet")
+            write_timeseries_parquet(tmp / "timeseries.parquet", result.timeseries,
+                                     result.provenance())
+            # the same chain whose anchors summary.json records
+            step("events.jsonl")
+            write_events_jsonl(tmp / "events.jsonl", result.event_chain())
+            if getattr(result, "plant_signals", None) is not None:
+                step("signals.parquet")
+                write_signals_parquet(tmp / "signals.parquet", result.plant_signals,
+                                      {**result.provenance(), **result.metadata.get("replay", {})})
+            _write_figures(result, tmp, figures=figures, report=report, step=step)
+            if progress is not None:
+                progress("done", len(steps), len(steps))
+            publish_mode(tmp, directory=True)
+            _outdir.publish(tmp, out, overwrite=overwrite)
+        except BaseException as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if isinstance(exc, (InputError, SimulationError)) or not isinstance(exc, Exception):
+                raise
+            raise SimulationError(f"writing the output directory {str(out)!r} failed: "
+                                  f"{type(exc).__name__}: {exc}") from exc
     return out
 
 
-def _write_figures(result, directory: Path) -> None:
-    from matplotlib.figure import Figure  # noqa: PLC0415
+_SCENARIO_HEADER = """\
+# The scenario of this run as cmsim validated it: SI units ([s], [kg], [kg/s], fractions),
+# defaults filled in, --set overrides applied. Named RTD parameter sets and tracer files are
+# referenced by name, as in the original. `cmsim run scenario.toml --seed <seed of
+# summary.json>` repeats the run; the scenario's SHA-256 is summary.json's scenario_sha256.
 
-    from cmsim import plotting, report  # noqa: PLC0415
+"""
 
-    figs = report.render_figures(result)
-    for name in ("api_trace", "funnel", "lots_gantt"):
-        if name in figs:
+
+def _write_figures(result, directory: Path, *, figures: bool, report: bool,
+                   step: Callable[[str], None]) -> None:
+    if not (figures or report):
+        return
+    from cmsim import report as _report  # noqa: PLC0415
+
+    figs: dict[str, bytes] = {}
+    if figures:
+        for name in _report.figure_names(result):
+            step(f"{name}.png")
+            figs[name] = _report.render_figure(result, name)
             (directory / f"{name}.png").write_bytes(figs[name])
-    report.write_report(result, directory / "report.html", figures=figs)
-
-    fig = Figure(figsize=(8, 4), layout="constrained")
-    plotting.api_content(result, ax=fig.add_subplot())
-    fig.savefig(directory / "api_content.png", dpi=100)
-    fig = Figure(figsize=(8, 4), layout="constrained")
-    plotting.lot_shares(result, ax=fig.add_subplot())
-    fig.savefig(directory / "lots.png", dpi=100)
+        step("api_content.png")
+        (directory / "api_content.png").write_bytes(_report.render_figure(result, "api_content"))
+        if _several_lots(result):
+            step("lots.png")
+            (directory / "lots.png").write_bytes(_report.render_figure(result, "lots"))
+    if report:
+        step("report.html")
+        _report.write_report(result, directory / "report.html", figures=figs)

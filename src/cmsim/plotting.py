@@ -58,6 +58,30 @@ def _axes(ax: Any) -> Any:
 
 def _style(ax: Any) -> None:
     ax.grid(True, which="major", alpha=0.3, lw=0.6)
+    _plain_numbers(ax)
+
+
+def _plain_numbers(ax: Any) -> None:
+    """No offset notation (``1e-11+2e1``) on linear axes: engineers read plain values."""
+    from matplotlib.ticker import ScalarFormatter  # noqa: PLC0415
+
+    for axis in (ax.xaxis, ax.yaxis):
+        fmt = axis.get_major_formatter()
+        if isinstance(fmt, ScalarFormatter):
+            fmt.set_useOffset(False)
+
+
+def _at_least_span(ax: Any, values: np.ndarray, rel: float = 0.05) -> None:
+    """Give a (nearly) constant curve a y-range of +-``rel`` of its level, not +-1e-12."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return
+    lo, hi = float(v.min()), float(v.max())
+    level = max(abs(lo), abs(hi), 1e-300)
+    if hi - lo < rel * level:
+        mid = 0.5 * (lo + hi)
+        ax.set_ylim(mid - rel * level, mid + rel * level)
 
 
 def _time_scale(t_end: float) -> tuple[float, str]:
@@ -223,7 +247,9 @@ def mass_flow(result: Any, ax: Any = None) -> Any:
     """
     ax = _axes(ax)
     t, label = _time_axis(result)
-    ax.plot(t, result.mass_flow * 3600.0, lw=1.0, color=_C_OK)
+    flow = result.mass_flow * 3600.0
+    ax.plot(t, flow, lw=1.0, color=_C_OK)
+    _at_least_span(ax, flow)
     ax.set_xlabel(label)
     ax.set_ylabel("mass flow [kg/h]")
     ax.set_title("Mass flow at the press gate")
@@ -337,13 +363,13 @@ def lot_gantt(result: Any, ax: Any = None) -> Any:
                        gid=f"lot:{key[0]}/{key[1]}")
     charges = [(t, m, lot) for t, m, lot in _charges(result) if (m, lot) in y_of]
     if charges:
-        ax.plot([t / scale for t, _, _ in charges], [y_of[(m, lot)] + 0.42 for _, m, lot in
-                                                     charges],
-                ls="none", marker="v", ms=7, color="black", gid="charge",
-                label="charged into hopper (feeder time)")
+        # on the lot's own row (its centre line), above the bars
+        ax.plot([t / scale for t, _, _ in charges], [y_of[(m, lot)] for _, m, lot in charges],
+                ls="none", marker="v", ms=7, color="black", markeredgecolor="white",
+                zorder=3, gid="charge", label="charged into hopper (feeder time)")
         ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.set_yticks([y_of[k] for k in rows], [f"{m} / {lot}" for m, lot in rows])
-    ax.set_ylim(-0.7, len(rows) - 0.3 + (0.3 if charges else 0.0))
+    ax.set_ylim(-0.7, len(rows) - 0.3)
     ax.set_xlim(0.0, result.n_ticks * result.dt / scale)
     ax.set_xlabel(f"tablet {label}")
     ax.set_ylabel("material / lot")

@@ -22,7 +22,6 @@ import base64
 import datetime as _dt
 import html
 import io as _io
-import json
 import math
 import os
 import tempfile
@@ -34,8 +33,8 @@ import numpy as np
 
 from cmsim._fs import publish_mode
 
-__all__ = ["EVENTS_SHOWN", "gate_rtd", "render_figures", "render_html", "rtd_from_params",
-           "write_report"]
+__all__ = ["EVENTS_SHOWN", "METHODS", "TRIGGERS", "figure_names", "gate_rtd", "render_figure",
+           "render_figures", "render_html", "rtd_from_params", "write_report"]
 
 #: Largest number of event-log records listed in the report (the full log is events.jsonl).
 EVENTS_SHOWN = 500
@@ -60,6 +59,9 @@ figcaption{font-size:0.85em;color:#45505b}
 code,.mono{font-family:"DejaVu Sans Mono",Consolas,monospace;font-size:0.85em}
 td.data{max-width:620px;word-break:break-word}
 footer{margin-top:30px;font-size:0.8em;color:#6b7680}
+h3{font-size:1.0em;margin:16px 0 4px}
+dl.legend{font-size:0.85em;display:grid;grid-template-columns:max-content auto;gap:2px 12px}
+dl.legend dd{margin:0}
 """
 
 
@@ -164,6 +166,72 @@ def _delta(result: Any) -> tuple[float, float]:
     return (1.0 - float(lo), float(hi) - 1.0)
 
 
+def figure_names(result: Any, *, model: Any = None) -> list[str]:
+    """Names of the report figures this run gets, in report order.
+
+    ``api_trace``, ``funnel`` (only with a feeder-to-gate RTD and limits that admit a funnel),
+    ``lots_gantt``, ``mass_flow``.
+    """
+    names = ["api_trace"]
+    if _funnel_inputs(result, model) is not None:
+        names.append("funnel")
+    return names + ["lots_gantt", "mass_flow"]
+
+
+def _funnel_inputs(result: Any, model: Any) -> tuple[Any, tuple[float, float], float] | None:
+    model = gate_rtd(result) if model is None else model
+    if model is None:
+        return None
+    lo, hi = _delta(result)
+    w0 = float(result.target_api_fraction)
+    if not (0.0 < lo < 1.0 and 0.0 < hi < 1.0 and 0.0 < w0 < 1.0 / (1.0 + hi)):
+        return None  # else no overfeed can exceed the upper limit
+    return model, (lo, hi), w0
+
+
+def render_figure(result: Any, name: str, *, model: Any = None) -> bytes:
+    """Render one figure of a run to PNG bytes (a matplotlib Figure, no pyplot).
+
+    Parameters
+    ----------
+    result : cmsim.results.SimulationResult
+        The run.
+    name : str
+        One of :func:`figure_names`, or ``"api_content"`` / ``"lots"`` (the simple figures of
+        the output directory).
+    model : cmsim.rtd.RTDModel, optional
+        RTD from the API feeder to the gate for the funnel plot; default :func:`gate_rtd`.
+
+    Returns
+    -------
+    bytes
+    """
+    from matplotlib.figure import Figure  # noqa: PLC0415
+
+    from cmsim import plotting  # noqa: PLC0415
+
+    if name == "funnel":
+        inputs = _funnel_inputs(result, model)
+        if inputs is None:
+            raise ValueError("this run has no funnel plot (no feeder-to-gate RTD or limits)")
+        rtd_model, delta, w0 = inputs
+        feeder = (result.metadata or {}).get("api_feeder")
+        events = plotting.disturbance_points(result, [feeder]) if feeder else None
+        fig = Figure(figsize=(10, 4.6), layout="constrained")
+        plotting.funnel(rtd_model, delta, ax=fig.add_subplot(), api_fraction=w0, events=events)
+        return _png(fig)
+    sizes = {"api_trace": (10, 4.6), "lots_gantt": (10, 1.6 + 0.45 * len(result.channels)),
+             "mass_flow": (10, 2.8), "api_content": (8, 4), "lots": (8, 4)}
+    draw = {"api_trace": plotting.api_trace, "lots_gantt": plotting.lot_gantt,
+            "mass_flow": plotting.mass_flow, "api_content": plotting.api_content,
+            "lots": plotting.lot_shares}
+    if name not in draw:
+        raise ValueError(f"unknown figure {name!r}")
+    fig = Figure(figsize=sizes[name], layout="constrained")
+    draw[name](result, ax=fig.add_subplot())
+    return _png(fig)
+
+
 def render_figures(result: Any, *, model: Any = None) -> dict[str, bytes]:
     """Render the report figures to PNG bytes (matplotlib Figure objects, no pyplot).
 
@@ -179,34 +247,8 @@ def render_figures(result: Any, *, model: Any = None) -> dict[str, bytes]:
     dict
         ``{"api_trace", "funnel" (only with an RTD), "lots_gantt", "mass_flow"}`` -> PNG bytes.
     """
-    from matplotlib.figure import Figure  # noqa: PLC0415
-
-    from cmsim import plotting  # noqa: PLC0415
-
-    out: dict[str, bytes] = {}
-    fig = Figure(figsize=(10, 4.6), layout="constrained")
-    plotting.api_trace(result, ax=fig.add_subplot())
-    out["api_trace"] = _png(fig)
-    model = gate_rtd(result) if model is None else model
-    if model is not None:
-        lo, hi = _delta(result)
-        if 0.0 < lo < 1.0 and 0.0 < hi < 1.0:
-            feeder = (result.metadata or {}).get("api_feeder")
-            events = plotting.disturbance_points(result, [feeder]) if feeder else None
-            w0 = float(result.target_api_fraction)
-            if 0.0 < w0 < 1.0 / (1.0 + hi):  # else no overfeed can exceed the upper limit
-                fig = Figure(figsize=(10, 4.6), layout="constrained")
-                plotting.funnel(model, (lo, hi), ax=fig.add_subplot(), api_fraction=w0,
-                                events=events)
-                out["funnel"] = _png(fig)
-    n_rows = len(result.channels)
-    fig = Figure(figsize=(10, 1.6 + 0.45 * n_rows), layout="constrained")
-    plotting.lot_gantt(result, ax=fig.add_subplot())
-    out["lots_gantt"] = _png(fig)
-    fig = Figure(figsize=(10, 2.8), layout="constrained")
-    plotting.mass_flow(result, ax=fig.add_subplot())
-    out["mass_flow"] = _png(fig)
-    return out
+    return {name: render_figure(result, name, model=model)
+            for name in figure_names(result, model=model)}
 
 
 # --------------------------------------------------------------------------------- sections
@@ -233,7 +275,8 @@ def _provenance(s: Mapping[str, Any], result: Any) -> str:
     versions = md.get("versions") or {}
     rows = [
         ("scenario", _e(s.get("scenario"))),
-        ("scenario file", _e(md.get("scenario_source"))),
+        ("scenario file", _e(Path(str(md["scenario_source"])).name
+                              if md.get("scenario_source") else None)),
         ("scenario SHA-256", f'<span class="mono">{_e(s.get("scenario_sha256"))}</span>'),
         ("seed (root entropy)", f'<span class="mono">{_e(s.get("seed"))}</span>'),
         ("cmsim version", _e(s.get("cmsim_version"))),
@@ -315,21 +358,138 @@ def _genealogy(result: Any) -> str:
                    "tablets diverted [-]", "first at gate [s]", "last at gate [s]"], rows)
 
 
+def _plain(value: Any) -> str:
+    """A data value as short readable text (numbers to 6 significant digits)."""
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{k}: {_plain(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        shown = ", ".join(_plain(v) for v in value[:6])
+        return f"[{shown}{', ...' if len(value) > 6 else ''}]"
+    return str(value)
+
+
+def _event_details(data: Mapping[str, Any]) -> str:
+    """``key = value`` lines of an event's data (the source has its own column)."""
+    items = [(k, v) for k, v in data.items() if k != "source"]
+    return "<br>".join(f"{_e(k.replace('_', ' '))} = {_e(_plain(v))}" for k, v in items)
+
+
 def _events(result: Any) -> str:
     log = list(getattr(result, "event_log", None) or [])
     if not log:
         return "<p>The event log is empty.</p>"
     rows = []
     for ev in log[:EVENTS_SHOWN]:
-        data = json.dumps(ev.get("data") or {}, sort_keys=True, default=str)
-        rows.append([(_num(ev.get("time_s"), ",.2f"), True), (_e(ev.get("type")), False),
-                     (_e(ev.get("source")), False), (f'<span class="mono">{_e(data)}</span>',
-                                                     False)])
+        rows.append([(_num(ev.get("time_s"), ",.2f"), True),
+                     (_e(ev.get("type")), False),
+                     (_e(ev.get("source")), False),
+                     (_event_details(ev.get("data") or {}), False)])
     note = ""
     if len(log) > EVENTS_SHOWN:
         note = (f'<p class="note">First {EVENTS_SHOWN} of {len(log)} events; the complete, '
                 "hash-chained log is events.jsonl.</p>")
-    return note + _table(["time [s]", "type", "source", "data"], rows, cls="data")
+    return note + _table(["time [s]", "event", "source", "details"], rows, cls="data")
+
+
+#: What the diversion triggers mean (``feeder:<name>`` is matched by its prefix).
+TRIGGERS = {
+    "pat_oos": "NIR readings outside the specification for the required number of readings",
+    "pat_unavailable": "no valid NIR reading for longer than the grace period",
+    "soft_sensor": "feeder data through the feeder-to-gate RTD predict content out of limits",
+    "mspc": "Hotelling T\u00b2 or Q statistic of (NIR, load-cell flows) above its limit",
+    "shewhart": "Shewhart chart signal on the NIR readings",
+    "ewma": "EWMA chart signal on the NIR readings",
+    "cusum": "CUSUM chart signal on the NIR readings",
+    "feeder": "a feeder's flow off its set point by more than the allowed deviation",
+    "start_up": "the line started empty: divert until the state of control is reached",
+    "shut_down": "every feeder stopped: divert until the end or the restart's start-up",
+    "disturbance": "a known feeder disturbance (scheduled in the scenario)",
+    "model_predicted_oos": "the RTD model predicts content out of limits",
+    "manual": "a diversion requested without a monitoring rule",
+}
+
+#: How a diversion window is computed.
+METHODS = {
+    "A": "method A: the predicted content at the gate (feeder data through the RTD) is out of "
+         "limits, plus margins",
+    "B": "method B: from the disturbance's start and end through the RTD quantiles (the "
+         "material that can be affected), plus margins",
+    "PAT": "PAT: from the out-of-specification readings through the probe-to-gate RTD",
+}
+
+
+def _legend(s: Mapping[str, Any]) -> str:
+    """Meaning of the triggers and methods that appear in this run's diversion windows."""
+    triggers: list[str] = []
+    methods: list[str] = []
+    for d in s.get("diversion_events") or []:
+        triggers += [x for x in str(d.get("trigger") or "").split("+") if x]
+        methods += [x for x in str(d.get("method") or "").split("+") if x]
+    items = []
+    for trig in dict.fromkeys(triggers):
+        key = "feeder" if trig.startswith("feeder:") else trig
+        items.append((trig, TRIGGERS.get(key, "(no description)")))
+    for m in dict.fromkeys(methods):
+        items.append((f"method {m}", METHODS.get(m, "(no description)")))
+    if not items:
+        return ""
+    body = "".join(f"<dt><code>{_e(k)}</code></dt><dd>{_e(v)}</dd>" for k, v in items)
+    return f'<dl class="legend">{body}</dl>'
+
+
+def _kv_rows(data: Mapping[str, Any]) -> list[list[tuple[str, bool]]]:
+    return [[(_e(k), False), (_e(_plain(v)), False)] for k, v in data.items()
+            if v is not None]
+
+
+def _inputs(result: Any) -> str:
+    """The scenario as the run used it: feeders, RTDs, disturbances, monitor (SI units)."""
+    sc = (result.metadata or {}).get("scenario_data")
+    if not isinstance(sc, Mapping):
+        return "<p>The scenario of this run was not recorded.</p>"
+    parts = ['<p>Values in SI units: [s], [kg], [kg/s], fractions [-]; the complete '
+             "scenario is <code>scenario.toml</code> next to this report.</p>"]
+    feeders = sc.get("feeders") or []
+    if feeders:
+        cols = ["name", "material", "role", "mass_flow", "lot", "noise_rsd"]
+        rows = []
+        for f in feeders:
+            cells = [(_e(f.get(c)), False) for c in cols[:3]]
+            cells.append((_num(3600.0 * float(f.get("mass_flow") or 0.0), ".4g"), True))
+            cells.append((_e(f.get("lot")), False))
+            cells.append((_num(100.0 * float(f.get("noise_rsd") or 0.0), "g"), True))
+            cells.append((_e(_plain(f.get("hopper"))), False))
+            rows.append(cells)
+        parts += ["<h3>Feeders</h3>", _table(["name", "material", "role", "set point [kg/h]",
+                                              "lot", "noise [% of set point]", "hopper"],
+                                             rows)]
+    rtds = {"blender": (sc.get("blender") or {}).get("rtd"),
+            "transfer to the press": (sc.get("press") or {}).get("transfer_rtd"),
+            "feed frame": (sc.get("press") or {}).get("feed_frame_rtd")}
+    parts += ["<h3>Residence time distributions</h3>",
+              _table(["unit", "model"], [[(_e(k), False), (_e(_plain(v)), False)]
+                                         for k, v in rtds.items() if v is not None])]
+    dist = sc.get("disturbances") or []
+    parts.append("<h3>Disturbances</h3>")
+    if dist:
+        rows = [[(_num(d.get("start"), ",.1f"), True), (_e(d.get("type")), False),
+                 (_e(_plain({k: v for k, v in d.items()
+                             if k not in ("type", "start") and v is not None})), False)]
+                for d in dist]
+        parts.append(_table(["start [s]", "type", "parameters"], rows))
+    else:
+        parts.append("<p>None.</p>")
+    for key, title in (("specification", "Specification"), ("pat", "PAT (NIR probe)"),
+                       ("diversion", "Diversion"), ("monitor", "Monitor rules"),
+                       ("control", "Control")):
+        section = sc.get(key)
+        if isinstance(section, Mapping) and section:
+            parts += [f"<h3>{_e(title)}</h3>", _table(["field", "value"], _kv_rows(section))]
+    return "\n".join(parts)
 
 
 _CAPTIONS = {
@@ -375,6 +535,7 @@ def render_html(result: Any, *, model: Any = None,
     s = result.summary()
     md = result.metadata or {}
     figs = dict(figures) if figures is not None else render_figures(result, model=model)
+    no_figures = figures is not None and not figs
     title = f"cmsim report: {s.get('scenario') or 'unnamed scenario'}"
     desc = md.get("description")
     parts = [
@@ -386,7 +547,7 @@ def render_html(result: Any, *, model: Any = None,
         _kpis(s, result),
         "<h2>API content</h2>",
         _figure("api_trace", figs["api_trace"]) if "api_trace" in figs else "",
-        "<h2>Diversion</h2>", _diversions(s, result),
+        "<h2>Diversion</h2>", _diversions(s, result), _legend(s),
         "<h2>Tablets</h2>", _tablets(s),
         "<h2>Mass balance</h2>",
         f"<p>Largest per-component relative error of initial hold-up + fed = accepted + "
@@ -395,10 +556,13 @@ def render_html(result: Any, *, model: Any = None,
         _figure("mass_flow", figs["mass_flow"]) if "mass_flow" in figs else "",
         "<h2>Funnel plot (API feeder to gate)</h2>",
         _figure("funnel", figs["funnel"]) if "funnel" in figs else
+        '<p class="note">Figures were not rendered for this run (--no-figures).</p>'
+        if no_figures else
         '<p class="note">No feeder-to-gate RTD was recorded with this run (or the limits and API '
         "fraction admit no funnel), so the funnel plot is not drawn.</p>",
         "<h2>Lot genealogy</h2>", _genealogy(result),
         _figure("lots_gantt", figs["lots_gantt"]) if "lots_gantt" in figs else "",
+        "<h2>Inputs</h2>", _inputs(result),
         "<h2>Provenance</h2>", _provenance(s, result),
         f"<h2>Event log ({len(result.event_log or [])} events)</h2>", _events(result),
         f"<footer>Written {_e(_dt.datetime.now(_dt.UTC).strftime('%Y-%m-%d %H:%M:%S UTC'))} "

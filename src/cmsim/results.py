@@ -20,7 +20,11 @@ import numpy as np
 from cmsim import tracing
 from cmsim.errors import ParameterError
 
-__all__ = ["SimulationResult"]
+__all__ = ["MASS_KEYS", "SimulationResult"]
+
+#: Keys of ``summary()["mass_kg"]``, in the order of the balance
+#: ``initial_holdup + fed = accepted + diverted + holdup`` (holdup: at the end of the run).
+MASS_KEYS = ("initial_holdup", "fed", "accepted", "diverted", "holdup")
 
 
 @dataclass(eq=False)
@@ -425,11 +429,12 @@ class SimulationResult:
                 "nonconforming_accepted": float(tablets[nonconf & ~div].sum()),
                 "conforming_diverted": float(tablets[~nonconf & div].sum()),
             },
-            "mass_kg": {key: dict(self.mass[key])
-                        for key in ("fed", "accepted", "diverted", "holdup")},
+            # initial hold-up + fed = accepted + diverted + (final) hold-up, per material
+            "mass_kg": {key: dict(self.mass[key]) for key in MASS_KEYS if key in self.mass},
             "mass_balance_max_rel_error": float(self.mass_balance_max_rel_error),
             "diversion": self._diversion_summary(tablets, div, nonconf),
             "diversion_events": [dict(d) for d in self.diversion_events],
+            "lots": self.lot_table(),
             "event_log": {"records": len(chain), "head_hash": chain.head},
         }
 
@@ -442,6 +447,40 @@ class SimulationResult:
                 "expected_escapes": mon.get("expected_escapes"),
                 "true_escapes": float(tablets[nonconf & ~div].sum()),
                 "waste": float(tablets[~nonconf & div].sum())}
+
+    def lot_table(self) -> list[dict[str, Any]]:
+        """Per (material, lot): tablets accepted and diverted, time span at the gate, masses.
+
+        A tablet made while two lots of a material were at the gate contains both, so it counts
+        under both lots: per-lot tablet counts can add up to more than the tablets produced.
+        Masses [kg] add up exactly.
+
+        Returns
+        -------
+        list of dict
+            ``material``, ``lot``, ``tablets_accepted``, ``tablets_diverted`` [-],
+            ``first_at_gate_s``, ``last_at_gate_s`` [s] (None if the lot never reached the
+            gate), ``initial_holdup_kg``, ``fed_kg``, ``accepted_kg``, ``diverted_kg``,
+            ``holdup_kg`` [kg]. Empty for a result without per-channel masses.
+        """
+        needed = ("fed", "initial_holdup", "holdup")
+        if not all(k in (self.channel_mass or {}) for k in needed):
+            return []  # a result built by hand without per-channel masses
+        if "lot_table" not in self._cache:
+            rows = []
+            for material, lot in self.channels:
+                f = self.lot_forward(material, lot)
+                rows.append({
+                    "material": material, "lot": lot,
+                    "tablets_accepted": f["accepted_tablets"],
+                    "tablets_diverted": f["diverted_tablets"],
+                    "first_at_gate_s": f["first_time_s"], "last_at_gate_s": f["last_time_s"],
+                    "initial_holdup_kg": f["initial_holdup_kg"], "fed_kg": f["fed_kg"],
+                    "accepted_kg": f["accepted_kg"], "diverted_kg": f["diverted_kg"],
+                    "holdup_kg": f["holdup_kg"],
+                })
+            self._cache["lot_table"] = rows
+        return [dict(r) for r in self._cache["lot_table"]]
 
     def provenance(self) -> dict[str, Any]:
         """Provenance stored with every output file (seed, entropy, sha256, versions)."""
@@ -504,8 +543,21 @@ class SimulationResult:
 
         return plotting.overview(self, fig=fig)
 
-    def write(self, out_dir: str | os.PathLike) -> str:
+    def write(self, out_dir: str | os.PathLike, *, figures: bool = True, report: bool = True,
+              overwrite: bool = False) -> str:
         """Write the output directory (atomically; see :mod:`cmsim.io`).
+
+        Parameters
+        ----------
+        out_dir : path-like
+            Target directory (absent or empty; with ``overwrite`` also an earlier cmsim output
+            directory, replaced as a whole).
+        figures : bool
+            Write the PNG figures (default True).
+        report : bool
+            Write ``report.html`` (default True).
+        overwrite : bool
+            Replace an existing cmsim output directory (default False).
 
         Returns
         -------
@@ -514,7 +566,8 @@ class SimulationResult:
         """
         from cmsim import io  # noqa: PLC0415
 
-        return str(io.write_output_dir(self, out_dir))
+        return str(io.write_output_dir(self, out_dir, figures=figures, report=report,
+                                       overwrite=overwrite))
 
     def __repr__(self) -> str:
         s = self.summary()

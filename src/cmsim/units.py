@@ -22,6 +22,10 @@ time            s           s, ms, min, h, d
 mass            kg          kg, g, mg, t
 mass_flow       kg/s        kg/s, kg/min, kg/h, g/s, g/min, g/h
 fraction        1           %, ppm (a plain number is the fraction itself)
+relative        1           %, % of target, ppm: relative to a set point or
+                            target (feeder noise ``0.02`` = ``"2 % of target"``)
+mass_fraction   1           %, % w/w, ppm: an absolute mass fraction of the blend
+                            (NIR noise ``0.002`` = ``"0.2 % w/w"``)
 speed           rpm         rpm, 1/min
 dimensionless   1           (plain numbers only)
 ==============  ==========  ==================================================
@@ -55,6 +59,8 @@ DIMENSIONS: dict[str, dict[str, float]] = {
         "g/h": 1e-3 / 3600.0,
     },
     "fraction": {"%": 1e-2, "ppm": 1e-6},
+    "relative": {"%": 1e-2, "% of target": 1e-2, "ppm": 1e-6},
+    "mass_fraction": {"%": 1e-2, "% w/w": 1e-2, "ppm": 1e-6},
     "speed": {"rpm": 1.0, "1/min": 1.0},
     "dimensionless": {},
 }
@@ -65,6 +71,8 @@ SI_UNIT: dict[str, str] = {
     "mass": "kg",
     "mass_flow": "kg/s",
     "fraction": "1",
+    "relative": "1",
+    "mass_fraction": "1",
     "speed": "rpm",
     "dimensionless": "1",
 }
@@ -87,9 +95,21 @@ class UnitError(ValueError):
     """
 
     def __init__(self, value: Any, rule: str) -> None:
+        super().__init__(value, rule)  # args rebuild the error (pickle, type(e)(*e.args))
         self.value = value
         self.rule = rule
-        super().__init__(rule)
+
+    def __str__(self) -> str:
+        return self.rule
+
+
+#: How messages name a dimension (when "a <name with spaces>" is unclear).
+_DIM_TEXT = {"relative": "a fraction relative to the target (% of target)",
+             "mass_fraction": "an absolute mass fraction (% w/w)"}
+
+
+def _dim_text(dimension: str) -> str:
+    return _DIM_TEXT.get(dimension, "a " + dimension.replace("_", " "))
 
 
 def _accepted(dimension: str) -> str:
@@ -102,7 +122,7 @@ def _accepted(dimension: str) -> str:
 def _normalise_unit(unit: str) -> str:
     # "kg / h" -> "kg/h"; "KG/H" is not accepted on purpose (mg vs Mg), but "Min"/"RPM" are
     # unambiguous enough to forgive.
-    unit = re.sub(r"\s*/\s*", "/", unit.strip())
+    unit = re.sub(r"\s+", " ", re.sub(r"\s*/\s*", "/", unit.strip()))
     lowered = unit.lower()
     if lowered in ("rpm", "min", "1/min"):
         return lowered
@@ -126,8 +146,11 @@ def parse_quantity(value: Any, dimension: str) -> float:
         fraction [-], revolutions per minute [rpm]), or a string ``"<number> <unit>"`` such as
         ``"20 kg/h"``, ``"250 mg"``, ``"2 min"``, ``"5 %"``. A string without a unit is accepted
         only for the dimensionless, fraction and speed dimensions.
-    dimension : {"time", "mass", "mass_flow", "fraction", "speed", "dimensionless"}
-        The expected dimension.
+    dimension : {"time", "mass", "mass_flow", "fraction", "relative", "mass_fraction", \
+"speed", "dimensionless"}
+        The expected dimension. ``"relative"`` (relative to a set point or target; accepts
+        ``"% of target"``) and ``"mass_fraction"`` (absolute mass fraction of the blend;
+        accepts ``"% w/w"``) are fractions whose ``%`` means different things.
 
     Returns
     -------
@@ -150,6 +173,10 @@ def parse_quantity(value: Any, dimension: str) -> float:
     120.0
     >>> parse_quantity("5 %", "fraction")
     0.05
+    >>> parse_quantity("2 % of target", "relative")
+    0.02
+    >>> parse_quantity("0.2 % w/w", "mass_fraction")
+    0.002
     """
     if dimension not in DIMENSIONS:
         raise KeyError(f"unknown dimension {dimension!r}; expected one of {sorted(DIMENSIONS)}")
@@ -171,7 +198,7 @@ def parse_quantity(value: Any, dimension: str) -> float:
         raise UnitError(value, f"must be finite ({accepted})")
     unit = _normalise_unit(match.group("unit"))
     if unit == "":
-        if dimension in ("dimensionless", "fraction", "speed"):
+        if dimension in ("dimensionless", "fraction", "relative", "mass_fraction", "speed"):
             return number
         raise UnitError(value, f"a string needs a unit; expected {accepted}")
     table = DIMENSIONS[dimension]
@@ -180,8 +207,8 @@ def parse_quantity(value: Any, dimension: str) -> float:
     other = _find_dimension(unit)
     if other is not None:
         raise UnitError(
-            value, f"unit {unit!r} is a {other.replace('_', ' ')}, expected a "
-            f"{dimension.replace('_', ' ')}: {accepted}"
+            value, f"unit {unit!r} is {_dim_text(other)}, expected {_dim_text(dimension)}: "
+            f"{accepted}"
         )
     raise UnitError(value, f"unknown unit {unit!r}; expected {accepted}")
 

@@ -14,6 +14,7 @@ import os
 import re
 import tomllib
 import types
+import warnings
 from collections.abc import Iterable, Mapping
 from importlib import resources
 from pathlib import Path
@@ -21,8 +22,9 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
+from cmsim.config.plausibility import plausibility_notes
 from cmsim.config.schema import Scenario, cross_field_problems
-from cmsim.errors import ScenarioError
+from cmsim.errors import ParameterError, ScenarioError, ScenarioWarning
 
 __all__ = [
     "MISSING",
@@ -205,6 +207,9 @@ def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
         ) from None
     try:
         return tomllib.loads(text)
+    except RecursionError:
+        raise ScenarioError(str(p), [("", "arrays or tables nested thousands deep",
+                                      "nested too deeply to be a scenario")]) from None
     except tomllib.TOMLDecodeError as exc:
         msg = str(exc)
         m = re.search(r"\(at line (\d+), column (\d+)\)", msg)
@@ -226,12 +231,63 @@ def _parse_override_value(text: str) -> Any:
     text = text.strip()
     try:
         return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
+    except (tomllib.TOMLDecodeError, RecursionError):
         return text
 
 
+#: Accepted forms of scenario overrides (see :func:`normalize_overrides`).
+Overrides = Mapping[str, Any] | Iterable[str] | None
+
+_OVERRIDES_RULE = (
+    "must be a mapping {path: value} (e.g. {'simulation.duration': '2 h'}) or a list of "
+    "'path=value' strings (e.g. ['simulation.duration=2 h'])"
+)
+
+
+def normalize_overrides(overrides: Overrides) -> list[str | tuple[str, Any]]:
+    """Overrides as a list of ``"path=value"`` strings and ``(path, value)`` pairs.
+
+    Parameters
+    ----------
+    overrides : mapping, iterable of str, or None
+        ``{path: value}`` (values taken as they are, like ``sweep(grid=...)``) or
+        ``["path=value", ...]`` (values read as TOML literals, like ``--set``).
+
+    Returns
+    -------
+    list
+
+    Raises
+    ------
+    cmsim.errors.ParameterError
+        For a single string (it would be read character by character), bytes, a mapping with
+        a non-string key, or anything else that is not one of the two forms.
+    """
+    if overrides is None:
+        return []
+    if isinstance(overrides, str | bytes):
+        raise ParameterError("overrides", overrides,
+                             _OVERRIDES_RULE + "; a single string must be wrapped in a list")
+    if isinstance(overrides, Mapping):
+        bad = [k for k in overrides if not isinstance(k, str)]
+        if bad:
+            raise ParameterError("overrides", overrides,
+                                 f"{_OVERRIDES_RULE}; key {bad[0]!r} is not a string")
+        return [(k, v) for k, v in overrides.items()]
+    try:
+        items = list(overrides)
+    except TypeError:
+        raise ParameterError("overrides", overrides, _OVERRIDES_RULE) from None
+    bad_items = [x for x in items if not isinstance(x, str)]
+    if bad_items:
+        raise ParameterError("overrides", overrides,
+                             f"{_OVERRIDES_RULE}; element {bad_items[0]!r} is not a string")
+    return list(items)
+
+
 def apply_overrides(
-    raw: Mapping[str, Any], overrides: Iterable[str], *, source: str = "--set"
+    raw: Mapping[str, Any], overrides: Iterable[str | tuple[str, Any]], *,
+    source: str = "--set"
 ) -> dict[str, Any]:
     """Return a copy of ``raw`` with ``path=value`` overrides applied (the CLI's ``--set``).
 
@@ -239,12 +295,13 @@ def apply_overrides(
     ----------
     raw : mapping
         Scenario data as read from TOML.
-    overrides : iterable of str
+    overrides : iterable of str or (str, value) pairs
         Items like ``"simulation.duration=2 h"``, ``"feeders[0].mass_flow=3 kg/h"`` or
         ``"feeders[api].noise_rsd=0.05"`` (select an array element by its ``name``). The value
         is read as a TOML literal if it is one (``3``, ``true``, ``[0.9, 1.1]``,
-        ``"text"``), otherwise taken as a string (``2 h``). Missing tables are created;
-        unknown keys are then reported by validation.
+        ``"text"``), otherwise taken as a string (``2 h``). A ``(path, value)`` pair sets the
+        value as it is. Missing tables are created; unknown keys are then reported by
+        validation.
     source : str, optional
         Name used in error messages (default ``"--set"``).
 
@@ -261,18 +318,23 @@ def apply_overrides(
     data: dict[str, Any] = copy.deepcopy(dict(raw))
     problems: list[tuple[str, Any, str]] = []
     for item in overrides:
-        if "=" not in item:
+        if isinstance(item, tuple):
+            path_text, value = item
+            shown: Any = value
+        elif "=" not in item:
             problems.append((f"--set {item}", item, "must be path=value"))
             continue
-        path_text, value_text = item.split("=", 1)
+        else:
+            path_text, value_text = item.split("=", 1)
+            value, shown = _parse_override_value(value_text), value_text.strip()
         try:
             parts = parse_field_path(path_text)
         except ValueError as exc:
-            problems.append((f"--set {path_text.strip()}", value_text.strip(), str(exc)))
+            problems.append((f"--set {path_text.strip()}", shown, str(exc)))
             continue
-        err = _set_path(data, parts, _parse_override_value(value_text))
+        err = _set_path(data, parts, copy.deepcopy(value))
         if err:
-            problems.append((f"--set {path_text.strip()}", value_text.strip(), err))
+            problems.append((f"--set {path_text.strip()}", shown, err))
     if problems:
         raise ScenarioError(source, problems)
     return data
@@ -474,9 +536,14 @@ def validate_dict(raw: Any, *, source: str | None = None) -> Scenario:
         scenario = Scenario.model_validate(
             raw, context={"base_dir": base_dir, "skip_cross_field": True}
         )
+        cross = cross_field_problems(raw)
     except ValidationError as exc:
         found.extend(_problems_from_validation_error(exc, raw))
-    for path, value, rule in cross_field_problems(raw):
+        cross = cross_field_problems(raw)
+    except RecursionError:
+        raise ScenarioError(label, [("", "data nested thousands deep",
+                                     "nested too deeply to be a scenario")]) from None
+    for path, value, rule in cross:
         found.append((_split_problem_path(path), value, rule))
     if found:
         seen: set[tuple[str, str]] = set()
@@ -491,13 +558,15 @@ def validate_dict(raw: Any, *, source: str | None = None) -> Scenario:
         raise ScenarioError(label, problems)
     assert scenario is not None
     scenario._source = str(Path(source).resolve()) if source else None
+    for path, value, note in plausibility_notes(scenario):
+        warnings.warn(ScenarioWarning(f"{label}: {path} = {value}: {note}"), stacklevel=3)
     return scenario
 
 
 def load_scenario(
     path_or_dict: str | os.PathLike[str] | Mapping[str, Any] | Scenario,
     *,
-    overrides: Iterable[str] | None = None,
+    overrides: Overrides = None,
     source: str | os.PathLike[str] | None = None,
 ) -> Scenario:
     """Load and validate a scenario.
@@ -507,8 +576,9 @@ def load_scenario(
     path_or_dict : str, path, dict or Scenario
         A TOML file, the name of a shipped scenario (``"baseline"``), scenario data, or an
         already validated Scenario (returned as is unless there are overrides).
-    overrides : iterable of str, optional
-        ``path=value`` items applied before validation (see :func:`apply_overrides`).
+    overrides : mapping or iterable of str, optional
+        ``{path: value}`` or ``["path=value", ...]`` applied before validation (see
+        :func:`normalize_overrides` and :func:`apply_overrides`).
     source : str or path, optional
         For dict input: the file it came from (relative paths resolve against its directory;
         messages name it).
@@ -524,7 +594,7 @@ def load_scenario(
         (a :class:`cmsim.errors.InputError`) naming file, field path, value and rule of every
         problem found.
     """
-    overrides = list(overrides or [])
+    overrides = normalize_overrides(overrides)
     src: str | None = str(source) if source is not None else None
     if isinstance(path_or_dict, Scenario):
         if not overrides:
@@ -532,7 +602,12 @@ def load_scenario(
         raw: Any = path_or_dict.to_dict()
         src = src or path_or_dict._source
     elif isinstance(path_or_dict, Mapping):
-        raw = copy.deepcopy(dict(path_or_dict))
+        try:
+            raw = copy.deepcopy(dict(path_or_dict))
+        except RecursionError:
+            raise ScenarioError(src or _IN_MEMORY, [("", "data nested thousands deep",
+                                                     "nested too deeply to be a scenario")]
+                                ) from None
     elif isinstance(path_or_dict, str | os.PathLike):
         path = resolve_scenario_path(path_or_dict)
         raw = read_toml(path)

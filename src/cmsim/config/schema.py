@@ -74,6 +74,11 @@ __all__ = [
 
 # --------------------------------------------------------------------------- quantities
 
+#: Largest mass flow a scenario may give [kg/s] (100 t/h): far above any continuous tablet line
+#: (tens to a few hundred kg/h), so larger values are typing mistakes, not processes.
+MAX_MASS_FLOW = 1e5 / 3600.0
+_MASS_FLOW_WHY = "; more than 100 t/h is not a tablet line (a unit typed wrong?)"
+
 
 def _bound_text(bound: float, dim: str) -> str:
     unit = SI_UNIT[dim]
@@ -81,7 +86,8 @@ def _bound_text(bound: float, dim: str) -> str:
 
 
 def _quantity_checker(
-    dim: str, gt: float | None, ge: float | None, lt: float | None, le: float | None
+    dim: str, gt: float | None, ge: float | None, lt: float | None, le: float | None,
+    why: str = "",
 ) -> Callable[[Any], float]:
     conds = []
     if gt is not None:
@@ -103,7 +109,7 @@ def _quantity_checker(
         )
         if not ok:
             got = "" if isinstance(value, int | float) else f" (is {_bound_text(x, dim)} in SI)"
-            raise ValueError(f"must be {' and '.join(conds)}{got}")
+            raise ValueError(f"must be {' and '.join(conds)}{got}{why}")
         return x
 
     return check
@@ -116,12 +122,16 @@ def Q(  # noqa: N802 - reads like a type in annotations
     ge: float | None = None,
     lt: float | None = None,
     le: float | None = None,
+    why: str = "",
 ) -> Any:
-    """Annotated float type for a quantity of dimension ``dim`` with optional bounds (in SI)."""
+    """Annotated float type for a quantity of dimension ``dim`` with optional bounds (in SI).
+
+    ``why`` is appended to the message of a broken bound (e.g. why a bound is physical).
+    """
     spec = QuantitySpec(dim, gt=gt, ge=ge, lt=lt, le=le)  # read by the reference and schema
     return Annotated[
         float,
-        BeforeValidator(_quantity_checker(dim, gt, ge, lt, le)),
+        BeforeValidator(_quantity_checker(dim, gt, ge, lt, le, why)),
         WithJsonSchema(spec.json_schema()),
         spec,
     ]
@@ -595,7 +605,7 @@ class Hopper(_Strict):
     initial: Q("mass", ge=0) | None = None
     refill_low: Q("fraction", gt=0, lt=1) = 0.2
     refill_high: Q("fraction", gt=0, le=1) = 0.8
-    refill_rate: Q("mass_flow", gt=0)
+    refill_rate: Q("mass_flow", gt=0, le=MAX_MASS_FLOW, why=_MASS_FLOW_WHY)
     settle_time: Q("time", ge=0) = 30.0
     surge: Q("fraction", gt=-1) = 0.0
     surge_decay: Q("time", gt=0) = 30.0
@@ -619,7 +629,8 @@ class Feeder(_Strict):
     lot : str
         Lot id of the initial hopper contents (default ``"L0"``).
     noise_rsd : float
-        Relative 1-sigma of the flow noise [-] (default 0).
+        Relative 1-sigma of the flow noise [-] (default 0): a fraction of the set point, e.g.
+        ``0.02`` or ``"2 % of target"`` (``"% w/w"`` is refused here).
     noise_correlation_time : float
         Correlation time of the AR(1) flow noise [s] (default 2 s; 0 = white).
     hopper : Hopper or None
@@ -629,9 +640,9 @@ class Feeder(_Strict):
     name: Name
     material: Name
     role: Literal["api", "excipient", "lubricant"] = "excipient"
-    mass_flow: Q("mass_flow", gt=0)
+    mass_flow: Q("mass_flow", gt=0, le=MAX_MASS_FLOW, why=_MASS_FLOW_WHY)
     lot: Name = "L0"
-    noise_rsd: Q("fraction", ge=0, lt=1) = 0.0
+    noise_rsd: Q("relative", ge=0, lt=1) = 0.0
     noise_correlation_time: Q("time", ge=0) = 2.0
     hopper: Hopper | None = None
 
@@ -706,7 +717,8 @@ class PAT(_Strict):
     sample_period : float
         Time between predictions [s] (default 2 s).
     noise_sd : float
-        Prediction noise, 1-sigma, absolute mass fraction [-] (default 0).
+        Prediction noise, 1-sigma, absolute mass fraction [-] (default 0), e.g. ``0.002`` or
+        ``"0.2 % w/w"`` (``"% of target"`` is refused here).
     latency : float
         Delay from the end of integration to the reading [s] (default 2 s).
     integration_time : float
@@ -721,7 +733,7 @@ class PAT(_Strict):
 
     location: Literal["blender_outlet", "feed_frame"] = "blender_outlet"
     sample_period: Q("time", gt=0) = 2.0
-    noise_sd: Q("fraction", ge=0) = 0.0
+    noise_sd: Q("mass_fraction", ge=0) = 0.0
     latency: Q("time", ge=0) = 2.0
     integration_time: Q("time", gt=0) = 1.0
     dropout_probability: Q("fraction", ge=0, lt=1) = 0.0
@@ -954,7 +966,7 @@ class NIRFeedbackControl(_LoopTuning):
 
     latency: Q("time", ge=0) | None = None
     integration_time: Q("time", gt=0) | None = None
-    noise_sd: Q("fraction", ge=0) | None = None
+    noise_sd: Q("mass_fraction", ge=0) | None = None
 
 
 class FeedforwardControl(_LoopTuning):
@@ -1117,7 +1129,7 @@ class FeederStep(_Disturbance):
 
     type: Literal["feeder_step"]
     feeder: Name
-    mass_flow: Q("mass_flow", ge=0)
+    mass_flow: Q("mass_flow", ge=0, le=MAX_MASS_FLOW, why=_MASS_FLOW_WHY)
     duration: Q("time", gt=0) | None = None
 
 
@@ -1136,7 +1148,7 @@ class FeederNoise(_Disturbance):
 
     type: Literal["feeder_noise"]
     feeder: Name
-    noise_rsd: Q("fraction", ge=0, lt=1)
+    noise_rsd: Q("relative", ge=0, lt=1)
     duration: Q("time", gt=0) | None = None
 
 

@@ -9,10 +9,14 @@ a state held in an array costs about 3x) and a generic loop for larger ``n``.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 #: Samples per block of the cascade kernels (the block of the last stage stays in L1).
 CASCADE_BLOCK = 512
+
+#: Free-response states below this magnitude are dropped (they are far below the round-off of
+#: any signal above 1e-270; keeps the correction out of subnormal arithmetic).
+FREE_RESPONSE_FLOOR = 1e-290
 
 
 @njit(cache=True, fastmath={"contract"})
@@ -544,8 +548,78 @@ def fir_block(buf, ys, q):  # pragma: no cover - compiled
 
 
 @njit(cache=True, fastmath={"contract"})
+def tisc_run1(x, y, s, a, q):  # pragma: no cover - compiled
+    """:func:`tisc_run` for exactly 1 tanks: state in registers, FIR unrolled.
+
+    ``s`` holds ``[u_0 .. u_0]`` at the last tick followed by ``u_0`` at ticks ``-2 .. -0``.
+    """
+    nx = x.size
+    if nx == 0:
+        return
+    buf = np.empty(CASCADE_BLOCK + 0)
+    u0 = s[0]
+    q0 = q[0]
+    pos = 0
+    while pos < nx:
+        m_len = min(CASCADE_BLOCK, nx - pos)
+        xs = x[pos : pos + m_len]
+        bs = buf[0 : 0 + m_len]
+        for k in range(m_len):
+            u0 = xs[k] + a * u0
+            bs[k] = u0
+        ys = y[pos : pos + m_len]
+        bb = buf[0 : m_len + 0]
+        for k in range(m_len):
+            ys[k] = q0 * bb[k]
+        pos += m_len
+    s[0] = u0
+
+
+@njit(cache=True, fastmath={"contract"})
+def tisc1_two_lanes(xa, ya, sa, xb, yb, sb, a, q):  # pragma: no cover - compiled
+    """:func:`tisc_run1` on two independent series of equal length, interleaved per sample.
+
+    The two chains of 1 loop-carried multiply-adds are independent, so the core overlaps them.
+    """
+    nx = xa.size
+    if nx == 0:
+        return
+    bufa = np.empty(CASCADE_BLOCK + 0)
+    bufb = np.empty(CASCADE_BLOCK + 0)
+    ua0 = sa[0]
+    ub0 = sb[0]
+    q0 = q[0]
+    pos = 0
+    while pos < nx:
+        m_len = min(CASCADE_BLOCK, nx - pos)
+        xsa = xa[pos : pos + m_len]
+        xsb = xb[pos : pos + m_len]
+        bsa = bufa[0 : 0 + m_len]
+        bsb = bufb[0 : 0 + m_len]
+        for k in range(m_len):
+            ua0 = xsa[k] + a * ua0
+            ub0 = xsb[k] + a * ub0
+            bsa[k] = ua0
+            bsb[k] = ub0
+        ysa = ya[pos : pos + m_len]
+        ysb = yb[pos : pos + m_len]
+        ba = bufa[0 : m_len + 0]
+        bb = bufb[0 : m_len + 0]
+        for k in range(m_len):
+            ysa[k] = q0 * ba[k]
+        for k in range(m_len):
+            ysb[k] = q0 * bb[k]
+        for i in range(0):
+            bufa[i] = bufa[m_len + i]
+            bufb[i] = bufb[m_len + i]
+        pos += m_len
+    sa[0] = ua0
+    sb[0] = ub0
+
+
+@njit(cache=True, fastmath={"contract"})
 def tisc_run5(x, y, s, a, q):  # pragma: no cover - compiled
-    """:func:`cmsim.rtd._kernels.tisc_run` for exactly 5 tanks: state in registers, FIR unrolled.
+    """:func:`tisc_run` for exactly 5 tanks: state in registers, FIR unrolled.
 
     ``s`` holds ``[u_0 .. u_4]`` at the last tick followed by ``u_4`` at ticks ``-2 .. -4``.
     """
@@ -680,3 +754,243 @@ def tisc5_two_lanes(xa, ya, sa, xb, yb, sb, a, q):  # pragma: no cover - compile
     sb[5] = bufb[2]
     sb[6] = bufb[1]
     sb[7] = bufb[0]
+
+
+@njit(cache=True, fastmath={"contract"})
+def tisc_run(x, y, s, a, q):  # pragma: no cover - compiled
+    """Tanks-in-series chain in cascade form over a 1-D chunk (any ``n = q.size``).
+
+    ``W(z) = Q(z^-1) / (1 - a z^-1)^n``: the input runs through ``n`` equal first-order sections
+    ``u_i[k] = u_{i-1}[k] + a u_i[k-1]`` (one fused multiply-add of loop-carried latency per
+    section) and the output is the ``n``-tap FIR ``y[k] = sum_m q[m] u_{n-1}[k-m]``, evaluated
+    per block of :data:`CASCADE_BLOCK` samples as a vectorised loop. ``s`` holds
+    ``[u_0 .. u_{n-1}]`` at the last tick followed by ``u_{n-1}`` at ticks ``-2 .. -(n-1)``.
+    """
+    n = q.size
+    nx = x.size
+    if nx == 0:
+        return
+    h = n - 1
+    buf = np.empty(CASCADE_BLOCK + h)
+    u = s[:n].copy()
+    if h > 0:
+        buf[h - 1] = u[n - 1]
+        for d in range(1, h):
+            buf[h - 1 - d] = s[n + d - 1]
+    pos = 0
+    while pos < nx:
+        m_len = min(CASCADE_BLOCK, nx - pos)
+        xs = x[pos : pos + m_len]
+        bs = buf[h : h + m_len]
+        sections1(xs, bs, u, a)
+        fir_block(buf[0 : m_len + h], y[pos : pos + m_len], q)
+        for i in range(h):
+            buf[i] = buf[m_len + i]
+        pos += m_len
+    s[:n] = u
+    for d in range(1, h):
+        s[n + d - 1] = buf[h - 1 - d]
+
+
+@njit(cache=True, fastmath={"contract"})
+def _tisc_two_lanes(xa, ya, sa, xb, yb, sb, a, q):  # pragma: no cover - compiled
+    """:func:`tisc_run` (any ``n``) on two independent series of equal length, interleaved."""
+    n = q.size
+    nx = xa.size
+    if nx == 0:
+        return
+    h = n - 1
+    bufa = np.empty(CASCADE_BLOCK + h)
+    bufb = np.empty(CASCADE_BLOCK + h)
+    ua = sa[:n].copy()
+    ub = sb[:n].copy()
+    if h > 0:
+        bufa[h - 1] = ua[n - 1]
+        bufb[h - 1] = ub[n - 1]
+        for d in range(1, h):
+            bufa[h - 1 - d] = sa[n + d - 1]
+            bufb[h - 1 - d] = sb[n + d - 1]
+    pos = 0
+    while pos < nx:
+        m_len = min(CASCADE_BLOCK, nx - pos)
+        xsa = xa[pos : pos + m_len]
+        xsb = xb[pos : pos + m_len]
+        bsa = bufa[h : h + m_len]
+        bsb = bufb[h : h + m_len]
+        sections2(xsa, bsa, ua, xsb, bsb, ub, a)
+        fir_block(bufa[0 : m_len + h], ya[pos : pos + m_len], q)
+        fir_block(bufb[0 : m_len + h], yb[pos : pos + m_len], q)
+        for i in range(h):
+            bufa[i] = bufa[m_len + i]
+            bufb[i] = bufb[m_len + i]
+        pos += m_len
+    sa[:n] = ua
+    sb[:n] = ub
+    for d in range(1, h):
+        sa[n + d - 1] = bufa[h - 1 - d]
+        sb[n + d - 1] = bufb[h - 1 - d]
+
+
+@njit(cache=True, fastmath={"contract"})
+def tisc_run_split(x, y, s, a, q, min_split):  # pragma: no cover - compiled
+    """:func:`tisc_run` (any ``n``) with the chunk split in two halves run as two lanes.
+
+    By linearity the output of the second half is its zero-state response (lane B, run at the
+    same time as the first half, lane A) plus the free response of the true state at the split,
+    which decays like ``a^k k^(n-1)``: it is added over the samples where it is not below
+    :data:`FREE_RESPONSE_FLOOR`, and the final state is the sum of both lanes' states. Every term
+    is non-negative for non-negative data. Chunks shorter than ``min_split`` (chosen by the
+    caller from the decay rate) run in one lane.
+    """
+    n = x.size
+    if n < min_split or n < 2:
+        tisc_run(x, y, s, a, q)
+        return
+    h = n // 2
+    sb = np.zeros(s.size)
+    _tisc_two_lanes(x[:h], y[:h], s, x[h : 2 * h], y[h : 2 * h], sb, a, q)
+    if n > 2 * h:
+        tisc_run(x[2 * h :], y[2 * h :], sb, a, q)
+    # free response of the state at the split over the second half, until it has died out
+    zeros = np.zeros(CASCADE_BLOCK)
+    tmp = np.empty(CASCADE_BLOCK)
+    pos = h
+    while pos < n:
+        m_len = min(CASCADE_BLOCK, n - pos)
+        tisc_run(zeros[:m_len], tmp[:m_len], s, a, q)
+        ys = y[pos : pos + m_len]
+        for k in range(m_len):
+            ys[k] += tmp[k]
+        pos += m_len
+        big = 0.0
+        for i in range(s.size):
+            big = max(big, abs(s[i]))
+        if big < FREE_RESPONSE_FLOOR:
+            s[:] = 0.0
+            break
+    for i in range(s.size):
+        s[i] += sb[i]
+
+
+@njit(cache=True, fastmath={"contract"})
+def tisc_rows_serial(x, y, s, a, q, min_split):  # pragma: no cover - compiled
+    """Row-wise :func:`tisc_run_split` over (batch, time); ``s`` is (batch, state)."""
+    for b in range(x.shape[0]):
+        tisc_run_split(x[b], y[b], s[b], a, q, min_split)
+
+
+@njit(cache=True, fastmath={"contract"}, parallel=True)
+def tisc_rows_parallel(x, y, s, a, q, min_split):  # pragma: no cover - compiled
+    """Row-wise :func:`tisc_run_split` with ``prange`` over the batch rows."""
+    for b in prange(x.shape[0]):
+        tisc_run_split(x[b], y[b], s[b], a, q, min_split)
+
+
+@njit(cache=True, fastmath={"contract"})
+def tisc1_run_split(x, y, s, a, q, min_split):  # pragma: no cover - compiled
+    """:func:`tisc_run1` (exactly 1 tanks) with the chunk split in two halves run as two lanes.
+
+    By linearity the output of the second half is its zero-state response (lane B, run at the
+    same time as the first half, lane A) plus the free response of the true state at the split,
+    which decays like ``a^k k^(n-1)``: it is added over the samples where it is not below
+    :data:`FREE_RESPONSE_FLOOR`, and the final state is the sum of both lanes' states. Every term
+    is non-negative for non-negative data. Chunks shorter than ``min_split`` (chosen by the
+    caller from the decay rate) run in one lane.
+    """
+    n = x.size
+    if n < min_split or n < 2:
+        tisc_run1(x, y, s, a, q)
+        return
+    h = n // 2
+    sb = np.zeros(s.size)
+    tisc1_two_lanes(x[:h], y[:h], s, x[h : 2 * h], y[h : 2 * h], sb, a, q)
+    if n > 2 * h:
+        tisc_run1(x[2 * h :], y[2 * h :], sb, a, q)
+    # free response of the state at the split over the second half, until it has died out
+    zeros = np.zeros(CASCADE_BLOCK)
+    tmp = np.empty(CASCADE_BLOCK)
+    pos = h
+    while pos < n:
+        m_len = min(CASCADE_BLOCK, n - pos)
+        tisc_run1(zeros[:m_len], tmp[:m_len], s, a, q)
+        ys = y[pos : pos + m_len]
+        for k in range(m_len):
+            ys[k] += tmp[k]
+        pos += m_len
+        big = 0.0
+        for i in range(s.size):
+            big = max(big, abs(s[i]))
+        if big < FREE_RESPONSE_FLOOR:
+            s[:] = 0.0
+            break
+    for i in range(s.size):
+        s[i] += sb[i]
+
+
+@njit(cache=True, fastmath={"contract"})
+def tisc1_rows_serial(x, y, s, a, q, min_split):  # pragma: no cover - compiled
+    """Row-wise :func:`tisc1_run_split` over (batch, time); ``s`` is (batch, state)."""
+    for b in range(x.shape[0]):
+        tisc1_run_split(x[b], y[b], s[b], a, q, min_split)
+
+
+@njit(cache=True, fastmath={"contract"}, parallel=True)
+def tisc1_rows_parallel(x, y, s, a, q, min_split):  # pragma: no cover - compiled
+    """Row-wise :func:`tisc1_run_split` with ``prange`` over the batch rows."""
+    for b in prange(x.shape[0]):
+        tisc1_run_split(x[b], y[b], s[b], a, q, min_split)
+
+
+@njit(cache=True, fastmath={"contract"})
+def tisc5_run_split(x, y, s, a, q, min_split):  # pragma: no cover - compiled
+    """:func:`tisc_run5` (exactly 5 tanks) with the chunk split in two halves run as two lanes.
+
+    By linearity the output of the second half is its zero-state response (lane B, run at the
+    same time as the first half, lane A) plus the free response of the true state at the split,
+    which decays like ``a^k k^(n-1)``: it is added over the samples where it is not below
+    :data:`FREE_RESPONSE_FLOOR`, and the final state is the sum of both lanes' states. Every term
+    is non-negative for non-negative data. Chunks shorter than ``min_split`` (chosen by the
+    caller from the decay rate) run in one lane.
+    """
+    n = x.size
+    if n < min_split or n < 2:
+        tisc_run5(x, y, s, a, q)
+        return
+    h = n // 2
+    sb = np.zeros(s.size)
+    tisc5_two_lanes(x[:h], y[:h], s, x[h : 2 * h], y[h : 2 * h], sb, a, q)
+    if n > 2 * h:
+        tisc_run5(x[2 * h :], y[2 * h :], sb, a, q)
+    # free response of the state at the split over the second half, until it has died out
+    zeros = np.zeros(CASCADE_BLOCK)
+    tmp = np.empty(CASCADE_BLOCK)
+    pos = h
+    while pos < n:
+        m_len = min(CASCADE_BLOCK, n - pos)
+        tisc_run5(zeros[:m_len], tmp[:m_len], s, a, q)
+        ys = y[pos : pos + m_len]
+        for k in range(m_len):
+            ys[k] += tmp[k]
+        pos += m_len
+        big = 0.0
+        for i in range(s.size):
+            big = max(big, abs(s[i]))
+        if big < FREE_RESPONSE_FLOOR:
+            s[:] = 0.0
+            break
+    for i in range(s.size):
+        s[i] += sb[i]
+
+
+@njit(cache=True, fastmath={"contract"})
+def tisc5_rows_serial(x, y, s, a, q, min_split):  # pragma: no cover - compiled
+    """Row-wise :func:`tisc5_run_split` over (batch, time); ``s`` is (batch, state)."""
+    for b in range(x.shape[0]):
+        tisc5_run_split(x[b], y[b], s[b], a, q, min_split)
+
+
+@njit(cache=True, fastmath={"contract"}, parallel=True)
+def tisc5_rows_parallel(x, y, s, a, q, min_split):  # pragma: no cover - compiled
+    """Row-wise :func:`tisc5_run_split` with ``prange`` over the batch rows."""
+    for b in prange(x.shape[0]):
+        tisc5_run_split(x[b], y[b], s[b], a, q, min_split)

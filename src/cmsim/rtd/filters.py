@@ -357,11 +357,11 @@ class TanksInSeriesFilter(_Streaming):
         rows, length = x2.shape
         parallel = rows >= PARALLEL_MIN_ROWS and rows * length >= PARALLEL_MIN_SAMPLES
         if self._form == "cascade":
+            run_split, rows_serial, rows_parallel = k.cascade_family(self._n)
             if rows == 1:
-                k.tisc_run_split(x2[0], y2[0], self._state[0], self._a, self._q_fir,
-                                 self._min_split)
+                run_split(x2[0], y2[0], self._state[0], self._a, self._q_fir, self._min_split)
             else:
-                run = k.tisc_rows_parallel if parallel else k.tisc_rows_serial
+                run = rows_parallel if parallel else rows_serial
                 run(x2, y2, self._state, self._a, self._q_fir, self._min_split)
             if self._clip_head and length > 0:
                 head = min(self._n - 1, length)
