@@ -560,8 +560,8 @@ def _inflow_kernel(sp, running, rows, dev, carry, api_f, gen, share, flows,
         api = 0.0
         rest = 0.0
         for f in range(nf):
-            v = sp[f, t] + carry[f] if running[f, t] else carry[f]
-            v = max(v, 0.0)
+            # a stopped (or zero-commanded) screw delivers nothing: its load-cell slope is noise
+            v = max(sp[f, t] + carry[f], 0.0) if running[f, t] and sp[f, t] > 0.0 else 0.0
             flows[f, t] = v
             if f == api_f:
                 api = v
