@@ -163,6 +163,7 @@ def warm_up(ctx: SweepContext | str) -> float:
         ctx = _INSTALLED[ctx]
     t0 = time.perf_counter()
     if ctx.key not in _WARMED:
+        _single_thread()
         sc = case_scenario(ctx, min(ctx.overrides))
         try:
             short = max(20.0 * float(sc.simulation.dt), 1.0)
@@ -171,6 +172,16 @@ def warm_up(ctx: SweepContext | str) -> float:
             pass
         _WARMED.add(ctx.key)
     return time.perf_counter() - t0
+
+
+def _single_thread() -> None:
+    """One numba thread per worker: a sweep is parallel across processes, not inside a case."""
+    try:
+        import numba  # noqa: PLC0415
+
+        numba.set_num_threads(1)
+    except (ImportError, ValueError):
+        pass
 
 
 def noop() -> None:
