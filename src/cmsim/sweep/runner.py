@@ -56,7 +56,10 @@ class SweepInterrupted(KeyboardInterrupt):
 
     def __init__(self, signum: int) -> None:
         self.signum = int(signum)
-        super().__init__(f"sweep interrupted by {signal.Signals(self.signum).name}")
+        super().__init__(self.signum)  # args = (signum,): type(e)(*e.args) rebuilds it
+
+    def __str__(self) -> str:
+        return f"sweep interrupted by {signal.Signals(self.signum).name}"
 
 
 # --------------------------------------------------------------------------- signals
