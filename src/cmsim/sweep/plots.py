@@ -106,17 +106,17 @@ def plot_metric(table: Any, metric: str, x: str | None = None, *, ax: Any = None
     numeric = all(_is_number(v) for v in values)
     pos = {v: (float(v) if numeric else i) for i, v in enumerate(values)}
     others = [a for a in axes_names if a != x]
-    groups = s.groupby(others, sort=False).groups if others else {None: s.index}
-    for key, idx in groups.items():
+    groups: dict[tuple[Any, ...], list[Any]] = {}
+    for i in s.index:  # one line per combination of the other axes, in grid order
+        groups.setdefault(tuple(s.loc[i, a] for a in others), []).append(i)
+    for keys, idx in groups.items():
         order = sorted(idx, key=lambda i: pos[s.loc[i, x]])
         xs = np.array([pos[s.loc[i, x]] for i in order])
         yv = y.loc[order].to_numpy(dtype=float)
         err = np.vstack([yv - lo.loc[order].to_numpy(dtype=float),
                          hi.loc[order].to_numpy(dtype=float) - yv])
-        label = None
-        if others:
-            keys = key if isinstance(key, tuple) else (key,)
-            label = ", ".join(f"{a}={k}" for a, k in zip(others, keys, strict=True))
+        err = np.where(err < 0.0, 0.0, err)  # rounding: a bound equal to the estimate
+        label = ", ".join(f"{a}={k}" for a, k in zip(others, keys, strict=True)) or None
         ax.errorbar(xs, yv, yerr=err, marker="o", capsize=3, label=label)
     if not numeric:
         ax.set_xticks(range(len(values)), [str(v) for v in values])
