@@ -16,8 +16,8 @@ from scipy.stats import binomtest
 import cmsim
 from cmsim.errors import ParameterError
 from cmsim.sweep import binomial_interval, case_metrics, plot_hist, plot_metric, summarize
-from cmsim.sweep.runner import _rows_to_arrow as rows_to_arrow
 from cmsim.sweep.runner import assemble
+from cmsim.sweep.worker import rows_to_arrow
 
 matplotlib.use("Agg")
 

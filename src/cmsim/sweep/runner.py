@@ -37,12 +37,14 @@ from cmsim.sweep.metrics import (
     check_picklable,
 )
 from cmsim.sweep.store import KeptResults, SweepStore, definition_sha256
-from cmsim.sweep.worker import ChunkResult, SweepContext, run_job
+from cmsim.sweep.worker import FIXED_COLUMNS, ChunkResult, SweepContext, run_job
 
 __all__ = ["TASK_SECONDS", "SweepInterrupted", "assemble", "load", "sweep"]
 
 #: Default target compute time of one chunk [s].
 TASK_SECONDS = 1.0
+#: Finished chunks are written together at most this often [s] (with workers).
+FLUSH_SECONDS = 1.0
 
 
 class SweepInterrupted(KeyboardInterrupt):
@@ -104,24 +106,6 @@ class _Signals:
 # --------------------------------------------------------------------------- rows
 
 
-def _rows_to_arrow(rows: list[dict[str, Any]]) -> Any:
-    """One chunk's rows as a pyarrow Table: case, replicate (int64), the metrics (float64),
-    error_type, error_message (string)."""
-    import pyarrow as pa  # noqa: PLC0415
-
-    names: dict[str, None] = {}
-    for row in rows:
-        names.update(dict.fromkeys(k for k in row if k not in _FIXED))
-    cols = {"case": pa.array([r["case"] for r in rows], pa.int64()),
-            "replicate": pa.array([r["replicate"] for r in rows], pa.int64())}
-    for name in names:
-        cols[name] = pa.array([r.get(name, float("nan")) for r in rows], pa.float64())
-    for name in ("error_type", "error_message"):
-        cols[name] = pa.array([r.get(name) for r in rows], pa.string())
-    return pa.table(cols)
-
-
-_FIXED = ("case", "replicate", "error_type", "error_message")
 
 
 def assemble(tables: Sequence[Any], definition: Mapping[str, Any]) -> Any:
@@ -130,8 +114,8 @@ def assemble(tables: Sequence[Any], definition: Mapping[str, Any]) -> Any:
     Parameters
     ----------
     tables : sequence of pyarrow.Table
-        Chunk rows (:func:`_rows_to_arrow`); of two rows of one job the later one counts (a
-        failed job that a resumed sweep ran again).
+        Chunk rows (:func:`cmsim.sweep.worker.rows_to_arrow`); of two rows of one job the
+        later one counts (a failed job that a resumed sweep ran again).
     definition : mapping
         ``grid`` (list of [path, values]), ``seed``, ``metrics`` (list of [name, function]).
 
@@ -160,7 +144,7 @@ def assemble(tables: Sequence[Any], definition: Mapping[str, Any]) -> Any:
     cols["spawn_key"] = [str(r) for r in rep_idx]
     custom = [name for name, _ in definition.get("metrics", [])]
     known = [m for m in (*DEFAULT_METRICS, *custom) if m in df.columns]
-    rest = sorted(c for c in df.columns if c not in known and c not in _FIXED)
+    rest = sorted(c for c in df.columns if c not in known and c not in FIXED_COLUMNS)
     for name in (*known, *rest):
         cols[name] = df[name].to_numpy(dtype=np.float64)
     for name in ("error_type", "error_message"):
@@ -327,6 +311,8 @@ class _Run:
         self.info: dict[str, Any] = {"tasks": 0, "chunk_sizes": [], "case_seconds": []}
         self.start = 0
         self.bar: Any = None
+        self._held: list[ChunkResult] = []
+        self._last_flush = time.perf_counter()
 
     def run(self) -> Any:
         t0 = time.perf_counter()
@@ -377,23 +363,37 @@ class _Run:
                             leave=False)
 
     def _collect(self, chunk: ChunkResult) -> None:
-        """Write (or hold) one finished chunk's rows and kept results."""
-        if not chunk.rows:
+        """Take one finished chunk; write the held chunks as one part when one is due."""
+        if chunk.table.num_rows == 0:
             return
-        table = _rows_to_arrow(chunk.rows)
-        first = chunk.rows[0]
-        with self.sig.critical():
-            if self.store is not None:
-                self.store.write_part(table, self.start,
-                                      first["case"] * self.replicates + first["replicate"])
-                for key, result in chunk.kept.items():
-                    self.store.save_kept(key, result)
-            else:
-                self.tables.append(table)
+        self._held.append(chunk)
         self.kept.update(chunk.kept)
         self.info["case_seconds"].extend(chunk.seconds)
         if self.bar is not None:
-            self.bar.update(len(chunk.rows))
+            self.bar.update(chunk.table.num_rows)
+        if time.perf_counter() - self._last_flush >= FLUSH_SECONDS:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Write the held chunks as one part (a few parts per second at most, whatever the
+        number of workers: the writer does not become the bottleneck of a large cluster)."""
+        import pyarrow as pa  # noqa: PLC0415
+
+        held, self._held = self._held, []
+        self._last_flush = time.perf_counter()
+        if not held:
+            return
+        table = pa.concat_tables([c.table for c in held], promote_options="default")
+        with self.sig.critical():
+            if self.store is not None:
+                first = min(int(c.table.column("case")[0].as_py()) * self.replicates
+                            + int(c.table.column("replicate")[0].as_py()) for c in held)
+                self.store.write_part(table, self.start, first)
+                for chunk in held:
+                    for key, result in chunk.kept.items():
+                        self.store.save_kept(key, result)
+            else:
+                self.tables.append(table)
 
     # ------------------------------------------------------------------ loops
     def _serial(self, todo: list[tuple[int, int]]) -> None:
@@ -410,12 +410,14 @@ class _Run:
                 if result is not None:
                     kept[(case, rep)] = result
                 if time.perf_counter() - last >= self.task_seconds:
-                    self._collect(ChunkResult(rows, seconds, kept))
+                    self._collect(ChunkResult.from_rows(rows, seconds, kept))
+                    self._flush()
                     self.info["tasks"] += 1
                     rows, seconds, kept = [], [], {}
                     last = time.perf_counter()
         finally:  # also on an interrupt: keep the cases that finished
-            self._collect(ChunkResult(rows, seconds, kept))
+            self._collect(ChunkResult.from_rows(rows, seconds, kept))
+            self._flush()
 
     def _pooled(self, backend: Any, todo: list[tuple[int, int]]) -> None:
         interrupted = True
@@ -445,7 +447,10 @@ class _Run:
         finally:
             for fut in inflight:
                 fut.cancel()
-            backend.close(interrupted)
+            try:
+                self._flush()  # also on an interrupt: keep the chunks that finished
+            finally:
+                backend.close(interrupted)
 
     # ------------------------------------------------------------------ the end
     def _finish(self) -> Any:

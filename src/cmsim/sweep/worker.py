@@ -21,8 +21,8 @@ import numpy as np
 
 from cmsim.sweep.metrics import MetricSpec, evaluate
 
-__all__ = ["ChunkResult", "SweepContext", "case_scenario", "init_worker", "noop", "run_chunk",
-           "run_job", "warm_up"]
+__all__ = ["FIXED_COLUMNS", "ChunkResult", "SweepContext", "case_scenario", "init_worker",
+           "noop", "rows_to_arrow", "run_chunk", "run_job", "warm_up"]
 
 #: Contexts installed by :func:`init_worker` in this process, by key.
 _INSTALLED: dict[str, SweepContext] = {}
@@ -67,24 +67,51 @@ class SweepContext:
         return replace(self, overrides={c: self.overrides[c] for c in set(cases)})
 
 
+#: Columns of every chunk table besides the metrics.
+FIXED_COLUMNS = ("case", "replicate", "error_type", "error_message")
+
+
+def rows_to_arrow(rows: list[dict[str, Any]]) -> Any:
+    """One chunk's rows as a pyarrow Table: case, replicate (int64), the metrics (float64),
+    error_type, error_message (string)."""
+    import pyarrow as pa  # noqa: PLC0415
+
+    names: dict[str, None] = {}
+    for row in rows:
+        names.update(dict.fromkeys(k for k in row if k not in FIXED_COLUMNS))
+    cols = {"case": pa.array([r["case"] for r in rows], pa.int64()),
+            "replicate": pa.array([r["replicate"] for r in rows], pa.int64())}
+    for name in names:
+        cols[name] = pa.array([r.get(name, float("nan")) for r in rows], pa.float64())
+    for name in ("error_type", "error_message"):
+        cols[name] = pa.array([r.get(name) for r in rows], pa.string())
+    return pa.table(cols)
+
+
 @dataclass
 class ChunkResult:
     """What a chunk sends back.
 
     Parameters
     ----------
-    rows : list of dict
-        One per job: ``case``, ``replicate``, the metrics, ``error_type`` and
-        ``error_message`` (None when the case ran).
+    table : pyarrow.Table
+        One row per job (:func:`rows_to_arrow`), built on the worker.
     seconds : list of float
         Compute time per job on the worker [s].
     kept : dict
         ``{(case, replicate): SimulationResult}`` for the jobs ``keep`` selected.
     """
 
-    rows: list[dict[str, Any]]
+    table: Any
     seconds: list[float]
     kept: dict[tuple[int, int], Any]
+
+    @classmethod
+    def from_rows(cls, rows: list[dict[str, Any]], seconds: list[float],
+                  kept: dict[tuple[int, int], Any]) -> ChunkResult:
+        """From row dicts (``case``, ``replicate``, metrics, ``error_type``,
+        ``error_message``)."""
+        return cls(rows_to_arrow(rows), seconds, kept)
 
 
 def case_scenario(ctx: SweepContext, case: int) -> Any:
@@ -149,7 +176,7 @@ def run_chunk(ctx: SweepContext | str, jobs: Sequence[tuple[int, int]]) -> Chunk
         rows.append(row)
         if result is not None:
             kept[(int(case), int(replicate))] = result
-    return ChunkResult(rows, seconds, kept)
+    return ChunkResult.from_rows(rows, seconds, kept)
 
 
 def warm_up(ctx: SweepContext | str) -> float:
@@ -175,7 +202,12 @@ def warm_up(ctx: SweepContext | str) -> float:
 
 
 def _single_thread() -> None:
-    """One numba thread per worker: a sweep is parallel across processes, not inside a case."""
+    """One numba thread per worker (a sweep is parallel across processes, not inside a case),
+    and the allocator policy of :func:`cmsim._alloc.tune_allocator` (large freed blocks stay in
+    the heap: no page faults per case on a KVM guest)."""
+    from cmsim._alloc import tune_allocator  # noqa: PLC0415
+
+    tune_allocator()
     try:
         import numba  # noqa: PLC0415
 
