@@ -98,5 +98,5 @@ def test_cli_sweep_writes_table_and_summary(tmp_path):
             rows["api_content_rsd"].mean(), rel=1e-9)
         assert summary.loc[case, "api_content_rsd_std"] == pytest.approx(
             rows["api_content_rsd"].std(), rel=1e-9)
-    assert sorted(p.name for p in out.iterdir()) == ["sweep.csv", "sweep.parquet",
-                                                     "sweep_summary.csv"]
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "parts", "sweep.csv",
+                                                     "sweep.parquet", "sweep_summary.csv"]

@@ -23,9 +23,7 @@ import functools
 import json
 import math
 import os
-import shutil
 import sys
-import tempfile
 import traceback
 import warnings
 from collections.abc import Callable, Sequence
@@ -34,6 +32,7 @@ from typing import Any
 
 from cmsim._version import __version__
 from cmsim.errors import InputError, ScenarioError, SimulationError
+from cmsim.sweep.command import add_parser as _add_sweep_parser
 
 __all__ = ["build_parser", "main"]
 
@@ -95,25 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_set(p)
     p.set_defaults(handler=_cmd_validate)
 
-    p = sub.add_parser("sweep", parents=[common], help="Monte Carlo replicates / parameter grid",
-                       description="Run replicates and a grid of overrides; write one row per "
-                       "run to DIR/sweep.parquet and DIR/sweep.csv and the per-case mean and "
-                       "standard deviation over replicates to DIR/sweep_summary.csv.")
-    p.add_argument("scenario", metavar="SCENARIO", help="TOML file or shipped scenario name")
-    p.add_argument("--replicates", type=int, default=1, metavar="N",
-                   help="replicates per grid point (default 1)")
-    p.add_argument("--grid", action="append", default=[], metavar="PATH=V1,V2",
-                   help="grid axis, e.g. feeders[0].noise_rsd=0.02,0.05 (repeatable)")
-    ex = p.add_mutually_exclusive_group()
-    ex.add_argument("--workers", type=int, default=None, metavar="K",
-                    help="local worker processes")
-    ex.add_argument("--dask", metavar="ADDRESS", default=None,
-                    help="dask.distributed scheduler address")
-    p.add_argument("--seed", type=int, default=0, metavar="S",
-                   help="root seed of the replicates (default 0)")
-    p.add_argument("--out", metavar="DIR", type=Path, required=True, help="output directory")
-    _add_set(p)
-    p.set_defaults(handler=_cmd_sweep)
+    _add_sweep_parser(sub, common, _add_set)
 
     p = sub.add_parser("verify-log", parents=[common], help="check an events.jsonl hash chain",
                        description="Exit 0 if the hash chain of the event log holds, 1 with "
@@ -366,142 +347,6 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         out.append(f"    at {_fmt_time(start):>9}  {d.type}: {detail}")
     print("\n".join(out))
     return EXIT_OK
-
-
-# --------------------------------------------------------------------------- sweep
-
-
-def _split_values(text: str) -> list[str]:
-    parts, depth, quote, cur = [], 0, "", ""
-    for ch in text:
-        if quote:
-            quote = "" if ch == quote else quote
-        elif ch in "\"'":
-            quote = ch
-        elif ch in "[{":
-            depth += 1
-        elif ch in "]}":
-            depth -= 1
-        elif ch == "," and depth == 0:
-            parts.append(cur.strip())
-            cur = ""
-            continue
-        cur += ch
-    parts.append(cur.strip())
-    return [p for p in parts if p]
-
-
-def _parse_grid(items: Sequence[str]) -> dict[str, list[Any]]:
-    from cmsim.config.loader import _parse_override_value, parse_field_path
-
-    grid: dict[str, list[Any]] = {}
-    for item in items:
-        if "=" not in item:
-            raise _CliInputError(f"--grid {item!r}: must be PATH=V1,V2,...")
-        path, values = item.split("=", 1)
-        try:
-            parse_field_path(path)
-        except ValueError as exc:
-            raise _CliInputError(f"--grid {item!r}: {exc}") from None
-        vals = [_parse_override_value(v) for v in _split_values(values)]
-        if not vals:
-            raise _CliInputError(f"--grid {item!r}: needs at least one value")
-        grid[path.strip()] = vals
-    return grid
-
-
-def _sweep_function() -> Callable[..., Any] | None:
-    import cmsim
-
-    fn = getattr(cmsim, "sweep", None)
-    if fn is None:
-        try:
-            import cmsim.sweep as mod  # noqa: F401
-        except ModuleNotFoundError as exc:
-            if exc.name != "cmsim.sweep":
-                raise
-            return None
-        fn = getattr(cmsim, "sweep", None)
-    if fn is not None and not callable(fn):
-        fn = getattr(fn, "sweep", None)
-    return fn
-
-
-def _cmd_sweep(args: argparse.Namespace) -> int:
-    from cmsim.config import load_scenario
-
-    fn = _sweep_function()
-    if fn is None:
-        print("cmsim sweep: not available yet in this version (cmsim.sweep is missing)",
-              file=sys.stderr)
-        return EXIT_INPUT
-    if args.replicates < 1:
-        raise _CliInputError(f"--replicates {args.replicates}: must be >= 1")
-    if args.workers is not None and args.workers < 1:
-        raise _CliInputError(f"--workers {args.workers}: must be >= 1")
-    scenario = load_scenario(args.scenario, overrides=args.set)
-    grid = _parse_grid(args.grid)
-    # check every grid value against the schema before spending any compute
-    for item in args.grid:
-        path, values = item.split("=", 1)
-        for text in _split_values(values):
-            load_scenario(scenario, overrides=[f"{path}={text}"])
-    executor: Any = None
-    client: Any = None
-    try:
-        if args.workers is not None and args.workers > 1:
-            from concurrent.futures import ProcessPoolExecutor
-
-            executor = ProcessPoolExecutor(max_workers=args.workers)
-        elif args.dask:
-            try:
-                from distributed import Client
-            except ModuleNotFoundError:
-                raise _CliInputError("--dask needs the 'distributed' package") from None
-            client = Client(args.dask)
-            executor = client.get_executor()
-        if args.seed < 0:
-            raise _CliInputError(f"--seed {args.seed}: must be >= 0")
-        table = fn(scenario, replicates=args.replicates, grid=grid or None, executor=executor,
-                   seed=args.seed)
-    finally:
-        if client is not None:
-            client.close()
-        elif executor is not None:
-            executor.shutdown()
-    _write_sweep(table, args.out)
-    if not args.quiet:
-        print(f"{len(table)} run(s) written to {args.out}/sweep.parquet, sweep.csv and "
-              "sweep_summary.csv")
-    return EXIT_OK
-
-
-def _write_sweep(table: Any, out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".sweep-", dir=out))
-    try:
-        table.to_parquet(tmp / "sweep.parquet")
-        table.to_csv(tmp / "sweep.csv", index=False)
-        names = ["sweep.parquet", "sweep.csv"]
-        metrics = [c for c in ("escapes", "waste", "tablets_produced", "tablets_accepted",
-                               "tablets_diverted", "api_content_mean",
-                               "api_content_rsd", "api_content_min", "api_content_max",
-                               "mass_balance_error") if c in table.columns]
-        if "case" in table.columns and metrics:
-            # per case: mean and standard deviation over the replicates
-            first = ["case"] + [c for c in table.columns if c not in metrics and c not in
-                                ("case", "replicate", "seed", "spawn_key")]
-            summary = table.groupby("case", sort=True)[metrics].agg(["mean", "std"])
-            summary.columns = [f"{m}_{stat}" for m, stat in summary.columns]
-            keys = table.drop_duplicates("case").set_index("case")[first[1:]]
-            summary = keys.join(summary).reset_index()
-            summary.insert(1, "replicates", table.groupby("case").size().to_numpy())
-            summary.to_csv(tmp / "sweep_summary.csv", index=False)
-            names.append("sweep_summary.csv")
-        for name in names:
-            os.replace(tmp / name, out / name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- verify-log
