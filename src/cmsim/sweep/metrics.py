@@ -21,7 +21,7 @@ __all__ = ["DEFAULT_METRICS", "RESERVED_COLUMNS", "MetricSpec", "case_metrics", 
 
 #: Columns of :func:`case_metrics`, in table order.
 DEFAULT_METRICS: tuple[str, ...] = (
-    "escapes", "waste", "tablets_produced", "tablets_accepted", "tablets_diverted",
+    "escapes", "waste", "expected_escapes", "nonconforming_produced", "tablets_produced", "tablets_accepted", "tablets_diverted",
     "api_content_mean", "api_content_rsd", "api_content_min", "api_content_max",
     "mass_balance_error",
 )
@@ -32,6 +32,12 @@ RESERVED_COLUMNS: tuple[str, ...] = ("case", "replicate", "seed", "spawn_key", "
 
 #: A user metric: ``{name: f(result) -> float}`` or ``f(result) -> {name: float}``.
 MetricSpec = Mapping[str, Callable[[Any], float]] | Callable[[Any], Mapping[str, float]]
+
+
+def _expected_escapes(result: Any) -> float:
+    value = ((getattr(result, "metadata", None) or {}).get("monitor") or {}).get(
+        "expected_escapes")
+    return float("nan") if value is None else float(value)
 
 
 def case_metrics(result: Any) -> dict[str, float]:
@@ -49,7 +55,9 @@ def case_metrics(result: Any) -> dict[str, float]:
     -------
     dict
         ``escapes`` (nonconforming tablets accepted), ``waste`` (conforming tablets
-        diverted), ``tablets_produced``, ``tablets_accepted``, ``tablets_diverted`` [-],
+        diverted), ``expected_escapes`` (the monitor's own sum of the risk over the accepted
+        tablets; NaN without the line-state monitor), ``nonconforming_produced``,
+        ``tablets_produced``, ``tablets_accepted``, ``tablets_diverted`` [-],
         ``api_content_mean``, ``api_content_rsd``, ``api_content_min``, ``api_content_max``
         (true API content as a fraction of target, tablet-weighted over the ticks with flow,
         [-]) and ``mass_balance_error`` [-].
@@ -71,6 +79,8 @@ def case_metrics(result: Any) -> dict[str, float]:
     return {
         "escapes": float(tablets[nonconf & accepted].sum()),
         "waste": float(tablets[~nonconf & diverted].sum()),
+        "expected_escapes": _expected_escapes(result),
+        "nonconforming_produced": float(tablets[nonconf].sum()),
         "tablets_produced": float(tablets.sum()),
         "tablets_accepted": float(tablets[accepted].sum()),
         "tablets_diverted": float(tablets[diverted].sum()),
