@@ -496,14 +496,12 @@ class LineStateEstimator:
                          s.lot_sd ** 2, s.fault_sd ** 2, s.cusum_k, s.cusum_h, s.shewhart_L,
                          eps, p00, a, p11, pot, z, alarm)
         self._nir_queue = (nir_t[used:], nir_y[used:])
-        if self.at_probe:
-            extra = np.empty((2, n))
-            extra[0] = eps * tot
-            extra[1] = p00 * tot
-            gate_in = self.press.step(np.concatenate((blended, extra)))
-        else:
-            gate_in = np.concatenate((probe, (eps * tot)[None], (p00 * tot)[None]))
-        gate = self._align(gate_in)
+        # the NIR correction and its variance ride with the material from the probe on
+        src = np.empty((nl + 3, n))
+        src[:nl + 1] = probe if not self.at_probe else blended
+        np.multiply(eps, tot, out=src[nl + 1])
+        np.multiply(p00, tot, out=src[nl + 2])
+        gate = self._align(self.press.step(src) if self.at_probe else src)
         return self._gate_estimate(ch, gate, pot, p00, p11, z[:used], nir_t[:used],
                                    alarm[:used])
 
@@ -525,11 +523,19 @@ class LineStateEstimator:
     def _align(self, y: np.ndarray) -> np.ndarray:
         """The line's integer alignment shift in front of the gate."""
         sh = self.spec.shift
+        n = y.shape[1]
         if sh == 0:
             return y
-        full = np.concatenate((self._gate_buf, y), axis=1)
-        self._gate_buf = full[:, -sh:].copy()
-        return full[:, :-sh]
+        out = np.empty_like(y)
+        if n >= sh:
+            out[:, :sh] = self._gate_buf
+            out[:, sh:] = y[:, :n - sh]
+            self._gate_buf = y[:, n - sh:].copy()
+        else:
+            full = np.concatenate((self._gate_buf, y), axis=1)
+            out[:] = full[:, :n]
+            self._gate_buf = full[:, n:]
+        return out
 
     def _gate_estimate(self, ch: SignalChunk, gate: np.ndarray, pot: np.ndarray,
                        p00: np.ndarray, p11: np.ndarray, z: np.ndarray, zt: np.ndarray,
