@@ -1,5 +1,15 @@
 """PAT monitor overhead: an 8 h run with the monitor vs the same run without it.
 
+Since the line-state monitor (cmsim 0.2) the ``shipped`` configuration runs the default
+``risk`` policy: plant instruments, the estimator's own blender and press, the NIR Kalman
+update, risk and the state of control; ``rules`` runs the rule-based monitor of cmsim 0.1 on
+the same scenario for comparison. Measured at load 3.4-4.5 on the 2-core machine (15
+interleaved rounds, medians): shipped 1.79x (42.6 vs 23.8 ms), rules 1.54x in the same run
+(the rules monitor measured 1.26-1.28x at load 0.7 before). Target 1.3x, missed: the
+estimator runs a second copy of the blender and press (~40 % of the monitor's cost) and the
+plant instruments plus the load-cell slope of the commanded flow another ~35 %. The history
+below concerns the rules monitor.
+
 Target (issue 5): the monitor adds no more than 30 % to the wall time of an 8 h run
 (ratio with / without <= 1.3). Two configurations, timed interleaved in the same process
 (medians of repeats, after a warm-up):
@@ -111,7 +121,8 @@ def test_monitor_overhead_8h(benchmark):
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
     benchmark.extra_info.update(hours=hours, target_ratio=TARGET, repeats=repeats,
                                 load_avg_1_5_15=list(load))
-    for name, scen in (("shipped", d), ("all_on", _all_on(hours))):
+    rules = {**d, "diversion": {**d["diversion"], "policy": "rules"}}
+    for name, scen in (("shipped", d), ("rules", rules), ("all_on", _all_on(hours))):
         with_s, without_s = _interleaved(scen, repeats)
         _record(benchmark, name, hours, with_s, without_s)
         assert with_s > 0.0 and without_s > 0.0
