@@ -238,10 +238,9 @@ def load_cell_response(period: float, window: float, dt: float) -> np.ndarray:
 def _dead_time(models: Any) -> float:
     """Time before any material can pass the series of ``models`` [s] (sum of the times at
     which each survival function leaves 1)."""
-    total = 0.0
-    for m in models:
-        total += float(m.quantile(1e-12))
-    return total
+    from cmsim.monitor.windows import cached_quantile  # noqa: PLC0415
+
+    return float(sum(cached_quantile(m, 1e-12) for m in models))
 
 
 # --------------------------------------------------------------------------- NIR update

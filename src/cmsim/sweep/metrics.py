@@ -21,7 +21,8 @@ __all__ = ["DEFAULT_METRICS", "RESERVED_COLUMNS", "MetricSpec", "case_metrics", 
 
 #: Columns of :func:`case_metrics`, in table order.
 DEFAULT_METRICS: tuple[str, ...] = (
-    "escapes", "waste", "expected_escapes", "nonconforming_produced", "tablets_produced", "tablets_accepted", "tablets_diverted",
+    "escapes", "waste", "expected_escapes", "nonconforming_produced", "tablets_produced",
+    "tablets_accepted", "tablets_diverted",
     "api_content_mean", "api_content_rsd", "api_content_min", "api_content_max",
     "mass_balance_error",
 )
