@@ -569,6 +569,13 @@ class SimulationResult:
         return str(io.write_output_dir(self, out_dir, figures=figures, report=report,
                                        overwrite=overwrite))
 
+    def _repr_html_(self) -> str:
+        """Jupyter display: a compact table of the key figures (tablets, escapes, waste, mass
+        in and out, mass balance error, lots, seed, scenario hash)."""
+        from cmsim._html import result_html  # noqa: PLC0415
+
+        return result_html(self)
+
     def __repr__(self) -> str:
         s = self.summary()
         return (f"SimulationResult(scenario={s['scenario']!r}, duration_s={s['duration_s']:g}, "

@@ -153,6 +153,12 @@ class RTDModel(abc.ABC):
         args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
         return f"{type(self).__name__}({args})"
 
+    def _repr_html_(self) -> str:
+        """Jupyter display: parameters, mean, variance and the 0.5/5/50/95/99.5 % quantiles."""
+        from cmsim._html import rtd_model_html  # plain string formatting
+
+        return rtd_model_html(self)
+
     # ------------------------------------------------------------------ distribution functions
     def pdf(self, t: Any) -> Any:
         """Exit-age density E(t) [1/s]; 0 for t < 0.

@@ -138,6 +138,12 @@ class RTDFit:
             for name in self.covariance_names
         }
 
+    def _repr_html_(self) -> str:
+        """Jupyter display: parameters with standard errors and 95 % intervals, R^2, RMS."""
+        from cmsim._html import rtd_fit_html  # plain string formatting
+
+        return rtd_fit_html(self)
+
     def summary(self) -> str:
         """Readable multi-line report of the fit.
 
