@@ -175,8 +175,9 @@ def _versions() -> dict[str, str]:
 class _RunProgress:
     """One progress bar for a whole run: the simulated ticks, then the output files.
 
-    ``progress=True`` draws a tqdm bar (tqdm decides whether the stream is a terminal); a
-    callable receives ``(done_ticks, total_ticks)`` of the simulation only.
+    ``progress=True`` draws a bar from :func:`cmsim._progress.progress_bar` (a widget in Jupyter
+    with ipywidgets, text otherwise; outside Jupyter only on a terminal); a callable receives
+    ``(done_ticks, total_ticks)`` of the simulation only.
     """
 
     def __init__(self, progress: bool | Callable[[int, int], None], total_ticks: int) -> None:
@@ -185,10 +186,10 @@ class _RunProgress:
         if callable(progress):
             self.callback = progress
         elif progress:
-            from tqdm.auto import tqdm  # noqa: PLC0415
+            from cmsim._progress import progress_bar  # noqa: PLC0415
 
-            self.bar = tqdm(total=total_ticks, unit="tick", desc="simulating", disable=None,
-                            leave=False)
+            self.bar = progress_bar(total=total_ticks, unit="tick", desc="simulating",
+                                    terminal_only=True)
             self.callback = self._ticks
 
     def _ticks(self, done: int, _total: int) -> None:
@@ -234,8 +235,9 @@ def run(scenario: Any, *, seed: int | np.random.SeedSequence | None = None,
         ``["path=value", ...]`` (values read like ``--set``), applied before validation. A
         plain string is refused.
     progress : bool or callable
-        True shows a tqdm bar on a terminal (quiet elsewhere) for the simulation and then for
-        the output files; a callable receives ``(done_ticks, total_ticks)`` of the simulation.
+        True shows a tqdm bar for the simulation and then for the output files: on a terminal
+        or in Jupyter (a widget with ipywidgets, text without), quiet elsewhere (e.g. output
+        piped to a file); a callable receives ``(done_ticks, total_ticks)`` of the simulation.
     extra_sync_s : iterable of float
         Extra engine sync times [s] (no effect on results; for tests of chunk invariance).
     monitor : bool

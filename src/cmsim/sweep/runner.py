@@ -357,10 +357,9 @@ class _Run:
 
     def _make_bar(self, total: int, done: int) -> None:
         if self.progress:
-            from tqdm.auto import tqdm  # noqa: PLC0415
+            from cmsim._progress import progress_bar  # noqa: PLC0415
 
-            self.bar = tqdm(total=total, initial=done, unit="run", desc="cmsim sweep",
-                            leave=False)
+            self.bar = progress_bar(total=total, initial=done, unit="run", desc="cmsim sweep")
 
     def _collect(self, chunk: ChunkResult) -> None:
         """Take one finished chunk; write the held chunks as one part when one is due."""
