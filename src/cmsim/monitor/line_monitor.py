@@ -226,10 +226,10 @@ class LineMonitor:
             content = self.content[a:b]
             i = int(np.argmax(risk))
             out.append({
-                "start_s": a * self.dt, "end_s": b * self.dt,
+                "start_s": float(a * self.dt), "end_s": float(b * self.dt),
                 "trigger": "+".join(dict.fromkeys(triggers)) or "manual",
                 "tablets": mass / tablet_mass, "mass_kg": mass,
-                "decision_s": (a - g + 1) * self.dt,
+                "decision_s": float((a - g + 1) * self.dt),
                 "max_risk": float(risk.max()),
                 "max_risk_time_s": float((a + i) * self.dt),
                 "estimate_at_max_risk": {"content": _num(content[i]),
