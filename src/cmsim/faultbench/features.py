@@ -21,7 +21,8 @@ import functools
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["FEATURES", "available_features", "features_used", "missing_features"]
+__all__ = ["FEATURES", "available_features", "features_in_schema", "features_used",
+           "missing_features"]
 
 #: Every feature this module knows.
 FEATURES = ("disturbance nir_fault", "refill.assay", "diversion.policy", "diversion.max_risk")
@@ -51,17 +52,19 @@ def _type_values(variant: dict[str, Any]) -> set[str]:
     return {v for v in vals if isinstance(v, str)}
 
 
-@functools.cache
-def available_features() -> frozenset[str]:
-    """The features of :data:`FEATURES` that the scenario schema accepts.
+def features_in_schema(js: Mapping[str, Any]) -> frozenset[str]:
+    """The features of :data:`FEATURES` that a scenario JSON schema accepts.
+
+    Parameters
+    ----------
+    js : mapping
+        JSON schema of the scenario (``Scenario.model_json_schema()``).
 
     Returns
     -------
     frozenset of str
     """
-    from cmsim.config.schema import Scenario  # noqa: PLC0415 - pydantic only when asked
-
-    js = Scenario.model_json_schema()
+    js = dict(js)
     props = js.get("properties", {})
     found: set[str] = set()
     for variant in _resolve(js, props.get("disturbances", {}).get("items")):
@@ -75,6 +78,19 @@ def available_features() -> frozenset[str]:
             if key in table.get("properties", {}):
                 found.add(f"diversion.{key}")
     return frozenset(found)
+
+
+@functools.cache
+def available_features() -> frozenset[str]:
+    """The features of :data:`FEATURES` that this cmsim's scenario schema accepts.
+
+    Returns
+    -------
+    frozenset of str
+    """
+    from cmsim.config.schema import Scenario  # noqa: PLC0415 - pydantic only when asked
+
+    return features_in_schema(Scenario.model_json_schema())
 
 
 def features_used(raw: Mapping[str, Any]) -> set[str]:
