@@ -8,7 +8,7 @@
     kind = "feeder_stop"            # one of KINDS
     start_s = 300.0                 # ground-truth start of the fault [s]
     end_s = 310.0                   # its end [s]; omitted: lasts to the end of the run
-    nonconforming = true            # does the fault make nonconforming tablets?
+    nonconforming = true            # nonconforming tablets in every replicate?
     description = "API feeder stops for 10 s at 300 s."
 
 The no-fault reference case has ``kind = "none"``, no ``start_s``/``end_s`` and
@@ -86,8 +86,9 @@ class Fault:
     end_s : float or None
         Ground-truth end [s]; None: until the end of the run (or no fault).
     nonconforming : bool
-        Whether the fault makes nonconforming tablets (checked against the simulator's true
-        content by the tests).
+        True: the fault makes nonconforming tablets in every replicate (the waste-ratio target
+        applies). False: the fault itself makes none (noise may make a few, e.g. at a
+        start-up). Checked against the simulator's true content by the tests.
     description : str
         One line.
     """
