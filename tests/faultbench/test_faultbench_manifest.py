@@ -220,3 +220,18 @@ def test_manifest_error_pickles():
     err = ManifestError("m.toml", [("fault[0].kind", "x", "bad")])
     again = pickle.loads(pickle.dumps(err))
     assert str(again) == str(err) and again.problems == err.problems
+
+
+def test_docs_table_agrees_with_the_manifest():
+    doc = (ROOT / "docs" / "fault-benchmark.md").read_text(encoding="utf-8")
+    rows = {}
+    for line in doc.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 5 and cells[0].startswith("`"):
+            rows[cells[0].strip("`")] = cells[1:4]
+    assert set(rows) == set(BY_NAME)
+    for name, (kind, label, nonconf) in rows.items():
+        f = BY_NAME[name]
+        want = "-" if f.start_s is None else \
+            f"{f.start_s:g}-{'end' if f.end_s is None else format(f.end_s, 'g')}"
+        assert (kind, label, nonconf) == (f.kind, want, "yes" if f.nonconforming else "no"), name
