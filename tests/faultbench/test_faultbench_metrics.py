@@ -59,7 +59,9 @@ def test_detection_uses_the_decision_time_of_diversion_windows():
     div = _ev(331.0, "diversion", source="diversion",
               windows=[{"decision_s": 310.0}, {"decision_s": 302.0}, {"decision_s": 250.0}])
     assert detection_time([div, _ev(305.0, "alarm")], 300.0) == 302.0
-    # without windows the record's own time counts
+    # without windows the record's own decision time counts, else its time
+    assert detection_time([_ev(331.0, "diversion", source="diversion", decision_s=330.5,
+                               windows=[])], 300.0) == 330.5
     assert detection_time([_ev(331.0, "diversion", source="diversion")], 300.0) == 331.0
 
 

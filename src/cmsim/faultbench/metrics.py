@@ -15,9 +15,9 @@ Definitions (all tablet counts are floats: tick mass / nominal tablet mass, as i
   replicates) and diversion events scaled to 8 h of production.
 * **detection time** - the earliest monitor decision at or after the fault start that diverts
   (or asks to divert) material: the smallest ``time_s`` of an event-log record of type
-  ``alarm`` or ``diversion_request`` and the smallest ``decision_s`` of the windows of a
-  ``diversion`` record (the decision behind a gate movement; ``time_s`` of that record when it
-  has none), among those at or after the fault start. **Detection delay** = detection time -
+  ``alarm`` or ``diversion_request`` and, for a ``diversion`` record, the smallest
+  ``decision_s`` of its windows (the decisions behind a gate movement), else its own
+  ``decision_s``, else its ``time_s``; among those at or after the fault start. **Detection delay** = detection time -
   fault start; NaN when nothing was decided after the start.
 * **expected escapes** - the monitor's own estimate (sum of its risk over accepted tablets,
   ``summary()["diversion"]["expected_escapes"]``), NaN when the monitor does not report it.
@@ -77,9 +77,11 @@ def detection_time(events: Iterable[Mapping[str, Any]], start_s: float | None) -
             continue
         times = [float(e["time_s"])]
         if kind == "diversion":
-            windows = (e.get("data") or {}).get("windows") or []
-            decided = [float(w["decision_s"]) for w in windows
+            data = e.get("data") or {}
+            decided = [float(w["decision_s"]) for w in data.get("windows") or []
                        if isinstance(w, Mapping) and w.get("decision_s") is not None]
+            if not decided and data.get("decision_s") is not None:
+                decided = [float(data["decision_s"])]
             times = decided or times
         for t in times:
             if start_s <= t < best:
