@@ -17,8 +17,9 @@ Definitions (all tablet counts are floats: tick mass / nominal tablet mass, as i
   (or asks to divert) material: the smallest ``time_s`` of an event-log record of type
   ``alarm`` or ``diversion_request`` and, for a ``diversion`` record, the smallest
   ``decision_s`` of its windows (the decisions behind a gate movement), else its own
-  ``decision_s``, else its ``time_s``; among those at or after the fault start. **Detection delay** = detection time -
-  fault start; NaN when nothing was decided after the start.
+  ``decision_s``, else its ``time_s``; among those at or after the fault start.
+  **Detection delay** = detection time - fault start; NaN when nothing was decided after the
+  start.
 * **expected escapes** - the monitor's own estimate (sum of its risk over accepted tablets,
   ``summary()["diversion"]["expected_escapes"]``), NaN when the monitor does not report it.
 """
