@@ -65,6 +65,13 @@ def test_detection_uses_the_decision_time_of_diversion_windows():
     assert detection_time([_ev(331.0, "diversion", source="diversion")], 300.0) == 331.0
 
 
+def test_a_decision_before_the_run_counts_at_its_start():
+    # start-up: the gate starts diverted on a decision stamped one gate delay before t = 0
+    div = _ev(0.0, "diversion", source="diversion", decision_s=-0.5, windows=[])
+    assert detection_time([div], 0.0) == 0.0
+    assert math.isnan(detection_time([div], 10.0))
+
+
 def test_no_detection_is_nan():
     assert math.isnan(detection_time([_ev(100.0, "alarm")], 300.0))
     assert math.isnan(detection_time([_ev(400.0, "alarm")], None))

@@ -17,7 +17,8 @@ Definitions (all tablet counts are floats: tick mass / nominal tablet mass, as i
   (or asks to divert) material: the smallest ``time_s`` of an event-log record of type
   ``alarm`` or ``diversion_request`` and, for a ``diversion`` record, the smallest
   ``decision_s`` of its windows (the decisions behind a gate movement), else its own
-  ``decision_s``, else its ``time_s``; among those at or after the fault start.
+  ``decision_s``, else its ``time_s``; among those at or after the fault start. A decision
+  time before 0 (the gate's initial position, e.g. a start-up diversion) counts as 0.
   **Detection delay** = detection time - fault start; NaN when nothing was decided after the
   start.
 * **expected escapes** - the monitor's own estimate (sum of its risk over accepted tablets,
@@ -85,6 +86,7 @@ def detection_time(events: Iterable[Mapping[str, Any]], start_s: float | None) -
                 decided = [float(data["decision_s"])]
             times = decided or times
         for t in times:
+            t = max(t, 0.0)  # a decision "before" the run is the gate's initial position
             if start_s <= t < best:
                 best = t
     return best if math.isfinite(best) else math.nan
