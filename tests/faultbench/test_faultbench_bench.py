@@ -4,6 +4,7 @@ end-to-end run through the CLI."""
 
 from __future__ import annotations
 
+import functools
 import math
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
@@ -59,32 +60,37 @@ def test_executor_does_not_change_the_rows(pool):
     pd.testing.assert_frame_equal(here, there)
 
 
-def test_a_sweep_with_a_metrics_argument_gets_the_benchmark_metrics(monkeypatch):
-    """When cmsim.sweep takes a per-run metric function, the benchmark hands it over (and the
-    rows are the same as through the executor adaptation)."""
-    import pickle
+def test_benchmark_counts_agree_with_the_sweep_built_in_metrics():
+    """read_run (from summary.json) and the sweep's own KPIs (from the result's arrays) are
+    independent readings of the same runs."""
+    from cmsim.faultbench import bench
 
-    import cmsim.sweep as sweep_module
+    fault = FAULTS["refill_surge"]
+    scenario = load_scenario(fault.path, overrides=SHORT)
+    table = cmsim.sweep(scenario, replicates=2, seed=2,
+                        metrics=functools.partial(bench._bench_metrics, start_s=300.0))
+    np.testing.assert_allclose(table["bench.escapes"], table["escapes"], rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(table["bench.waste"], table["waste"], rtol=1e-9)
+    np.testing.assert_allclose(table["bench.nonconforming"], table["nonconforming_produced"],
+                               rtol=1e-9)
+    np.testing.assert_allclose(table["bench.produced"], table["tablets_produced"], rtol=1e-12)
+    np.testing.assert_allclose(table["bench.expected_escapes"], table["expected_escapes"],
+                               rtol=1e-12, equal_nan=True)
+    rows = run_fault(fault, replicates=2, seed=2, overrides=SHORT)
+    np.testing.assert_allclose(rows["escapes"], table["escapes"], atol=1e-9)
 
-    real = sweep_module.sweep
-    seen = {}
 
-    def sweep_with_metrics(scenario, *, replicates=1, grid=None, seed=0, executor=None,
-                           progress=False, metrics=None):
-        seen["metrics"] = pickle.loads(pickle.dumps(metrics))  # must travel to workers
-        children = np.random.SeedSequence(seed).spawn(replicates)
-        rows = [{"case": 0, "replicate": r, "seed": seed,
-                 "spawn_key": ",".join(map(str, children[r].spawn_key)),
-                 **metrics(cmsim.run(scenario, seed=children[r]))}
-                for r in range(replicates)]
-        return pd.DataFrame(rows)
+def test_a_failed_replicate_stops_the_benchmark(monkeypatch):
+    from cmsim.errors import SimulationError
+    from cmsim.faultbench import bench
 
-    fault = FAULTS["feeder_stop"]
-    before = run_fault(fault, replicates=2, seed=3, overrides=SHORT)
-    monkeypatch.setattr(sweep_module, "sweep", sweep_with_metrics)
-    after = run_fault(fault, replicates=2, seed=3, overrides=SHORT)
-    assert callable(seen["metrics"]) and real is not sweep_module.sweep
-    pd.testing.assert_frame_equal(before, after)
+    def broken(result, start_s):
+        raise RuntimeError("metric broke")
+
+    monkeypatch.setattr(bench, "_bench_metrics", broken)
+    with pytest.raises(SimulationError, match="fault 'feeder_stop', case 0, replicate 0: "
+                                              "RuntimeError: metric broke"):
+        run_fault(FAULTS["feeder_stop"], replicates=1, overrides=SHORT)
 
 
 def test_bench_summary_rows_and_skips():

@@ -3,23 +3,22 @@
 Each fault's scenario runs through :func:`cmsim.sweep` (common random numbers: replicate ``r``
 of every policy uses the same seed ``SeedSequence(seed).spawn(replicates)[r]``, so the policies
 are compared on the same noise). The per-run metrics come from
-:func:`cmsim.faultbench.metrics.read_run`; :func:`_sweep_runs` is the one place that adapts to
-what :func:`cmsim.sweep` can return.
+:func:`cmsim.faultbench.metrics.read_run`, handed to the sweep as a metric function;
+:func:`_sweep_runs` is the one place that knows the sweep's interface.
 """
 
 from __future__ import annotations
 
 import functools
-import inspect
 import math
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Executor, Future
+from collections.abc import Iterable, Sequence
+from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from cmsim.errors import ParameterError
+from cmsim.errors import ParameterError, SimulationError
 from cmsim.faultbench.features import available_features, missing_features
 from cmsim.faultbench.manifest import Fault, load_manifest
 from cmsim.faultbench.metrics import read_run, summarize_case
@@ -46,58 +45,45 @@ def default_manifest() -> Path:
 # --------------------------------------------------------------------------- one run
 
 
-def _fault_case(scenario: Any, overrides: list[str], seed: np.random.SeedSequence,
-                start_s: float | None) -> dict[str, Any]:
-    """One replicate: :func:`cmsim.run` and the benchmark metrics of the result."""
-    from cmsim.api import run  # noqa: PLC0415
-
-    return read_run(run(scenario, seed=seed, overrides=overrides or None), start_s)
+#: Prefix of the benchmark's columns in the sweep table (the sweep refuses its own names).
+_PREFIX = "bench."
 
 
-class _FaultMetricsExecutor(Executor):
-    """Runs :func:`cmsim.sweep`'s jobs with the benchmark's metric function instead of its own.
-
-    ``cmsim.sweep`` submits ``(run_case, scenario, overrides, seed)`` per replicate; this
-    executor submits :func:`_fault_case` with the same arguments and the fault start to
-    ``inner`` (or runs it here when ``inner`` is None), so the seeding, validation and row order
-    stay those of ``cmsim.sweep``.
-    """
-
-    def __init__(self, inner: Executor | None, start_s: float | None) -> None:
-        self._inner = inner
-        self._start_s = start_s
-
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
-        if len(args) != 3 or kwargs:
-            raise RuntimeError("cmsim.sweep submitted a job this benchmark does not know "
-                               f"({getattr(fn, '__name__', fn)!r} with {len(args)} arguments); "
-                               "update cmsim.faultbench.bench._sweep_runs")
-        scenario, overrides, seed = args
-        if self._inner is not None:
-            return self._inner.submit(_fault_case, scenario, overrides, seed, self._start_s)
-        fut: Future = Future()
-        try:
-            fut.set_result(_fault_case(scenario, overrides, seed, self._start_s))
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller through the future
-            fut.set_exception(exc)
-        return fut
+def _bench_metrics(result: Any, start_s: float | None) -> dict[str, float]:
+    """The numbers of :func:`read_run` for :func:`cmsim.sweep` (picklable with ``partial``)."""
+    row = read_run(result, start_s)
+    return {_PREFIX + key: value for key, value in row.items() if key in _RUN_COLUMNS}
 
 
 def _sweep_runs(scenario: Any, fault: Fault, *, grid: dict[str, list[str]] | None,
                 replicates: int, seed: int, executor: Executor | None,
                 progress: bool) -> Any:
     """Replicates x grid cases of one fault through :func:`cmsim.sweep`, with the benchmark
-    metrics per row. The only function that knows how ``cmsim.sweep`` takes metrics."""
+    metrics per row (the one function that knows how ``cmsim.sweep`` takes and returns them).
+
+    Raises
+    ------
+    cmsim.errors.SimulationError
+        A replicate failed (the sweep records it; the benchmark stops on it).
+    """
+    import pandas as pd  # noqa: PLC0415
+
     from cmsim.sweep import sweep  # noqa: PLC0415
 
-    params = inspect.signature(sweep).parameters
-    kwargs: dict[str, Any] = {"replicates": replicates, "grid": grid, "seed": seed,
-                              "progress": progress}
-    if "metrics" in params:  # a sweep that takes a per-run metric function
-        kwargs["executor"] = executor
-        kwargs["metrics"] = functools.partial(read_run, start_s=fault.start_s)
-        return sweep(scenario, **kwargs)
-    return sweep(scenario, executor=_FaultMetricsExecutor(executor, fault.start_s), **kwargs)
+    table = sweep(scenario, replicates=replicates, grid=grid, seed=seed, executor=executor,
+                  progress=progress, metrics=functools.partial(_bench_metrics,
+                                                               start_s=fault.start_s))
+    if "error_type" in table.columns and table["error_type"].notna().any():
+        bad = table[table["error_type"].notna()].iloc[0]
+        raise SimulationError(f"fault {fault.name!r}, case {bad['case']}, replicate "
+                              f"{bad['replicate']}: {bad['error_type']}: "
+                              f"{bad['error_message']}")
+    keys = [c for c in table.columns if c in ("case", "replicate", "spawn_key")
+            or c in (grid or {})]
+    out = pd.DataFrame({c: table[c].to_numpy() for c in keys})
+    for col in _RUN_COLUMNS:
+        out[col] = table[_PREFIX + col].to_numpy()
+    return out
 
 
 def run_fault(fault: Fault, *, policies: Sequence[str] | None = None, replicates: int = 1,
@@ -141,13 +127,12 @@ def run_fault(fault: Fault, *, policies: Sequence[str] | None = None, replicates
     grid = {"diversion.policy": list(policies)} if policies else None
     table = _sweep_runs(scenario, fault, grid=grid, replicates=replicates, seed=seed,
                         executor=executor, progress=progress)
-    table.insert(0, "fault", fault.name)
-    if policies:
-        table["policy"] = table["diversion.policy"].astype(str)
-    elif "policy" not in table.columns or (table["policy"] == "").all():
-        table["policy"] = MONITOR_DEFAULT
-    keep = ["fault", "policy", "replicate", "spawn_key", *_RUN_COLUMNS]
-    return table[[c for c in keep if c in table.columns]].reset_index(drop=True)
+    configured = getattr(scenario.diversion, "policy", None) or MONITOR_DEFAULT
+    out = table[["replicate", "spawn_key", *_RUN_COLUMNS]].copy()
+    out.insert(0, "policy", table["diversion.policy"].astype(str) if policies
+               else str(configured))
+    out.insert(0, "fault", fault.name)
+    return out.reset_index(drop=True)
 
 
 # --------------------------------------------------------------------------- the benchmark
