@@ -12,7 +12,7 @@ from cmsim._version import __version__
 from cmsim.api import run
 from cmsim.results import SimulationResult
 
-__all__ = ["SimulationResult", "__version__", "rtd", "run", "sweep"]
+__all__ = ["SimulationResult", "__version__", "bench_monitor", "rtd", "run", "sweep"]
 
 
 def __getattr__(name: str):
@@ -21,4 +21,8 @@ def __getattr__(name: str):
         from cmsim.sweep import sweep  # noqa: PLC0415
 
         return sweep
+    if name == "bench_monitor":
+        from cmsim.faultbench import bench_monitor  # noqa: PLC0415
+
+        return bench_monitor
     raise AttributeError(f"module 'cmsim' has no attribute {name!r}")

@@ -9,6 +9,7 @@ Subcommands (docs/outputs.md, "Command line")::
                 --out DIR
     cmsim verify-log FILE|DIR [--expect-head HASH] [--expect-records N]
     cmsim show DIR
+    cmsim bench-monitor [--replicates N] [--policies P,..] [--faults F,..] [--out DIR]
 
 SCENARIO is a TOML file or the name of a shipped scenario (``cmsim validate baseline``).
 Exit codes: 0 success, 2 invalid input (the message names file, field path, value and rule; no
@@ -125,6 +126,10 @@ def build_parser() -> argparse.ArgumentParser:
     from cmsim.commands import register  # noqa: PLC0415 - schema, init, list
 
     register(sub, common)
+
+    from cmsim.faultbench.command import add_parser as add_bench_monitor  # noqa: PLC0415
+
+    add_bench_monitor(sub, common)
     return parser
 
 
