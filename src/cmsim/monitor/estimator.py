@@ -55,7 +55,7 @@ from cmsim.monitor.plant import SignalChunk
 from cmsim.monitor.sensors import LoadCellBank
 
 __all__ = ["EstimatorSettings", "GateEstimate", "LineSpec", "LineStateEstimator",
-           "load_cell_response", "model_error_sd"]
+           "load_cell_response", "model_error_sd", "weighing_noise_response"]
 
 
 @dataclass(frozen=True)
@@ -233,6 +233,23 @@ def load_cell_response(period: float, window: float, dt: float) -> np.ndarray:
     idx = np.searchsorted(rows, np.arange(n), side="right") - 1
     held = np.where(idx >= 0, np.nan_to_num(est[0])[np.maximum(idx, 0)], 0.0)
     return held[lead:]
+
+
+def weighing_noise_response(period: float, window: float, dt: float) -> np.ndarray:
+    """Estimator flow input per tick after a unit error [kg] in one weighing at tick 0
+    [kg/s per kg].
+
+    The least-squares slope weights ``w`` of the ``N`` weighings of a window sum to zero: a
+    weighing error moves the ``N`` estimates that contain it by ``-w[N-1-j]`` and then
+    leaves, so it carries no low-frequency content (its integral is zero) and a blender
+    filters it out almost entirely.
+    """
+    w_len = max(window, 2 * period)
+    n = int(round(w_len / period))
+    i = np.arange(n) - (n - 1) / 2.0
+    weights = i / (np.sum(i * i) * period)
+    pt = max(1, int(round(period / dt)))
+    return np.repeat(-weights[::-1], pt)
 
 
 def _dead_time(models: Any) -> float:

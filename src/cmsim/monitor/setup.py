@@ -21,6 +21,7 @@ from cmsim.monitor.estimator import (
     LineStateEstimator,
     load_cell_response,
     model_error_sd,
+    weighing_noise_response,
 )
 from cmsim.monitor.line_monitor import LineMonitor
 from cmsim.monitor.pat import _series
@@ -91,11 +92,12 @@ def _model_sd(probe_rtd: Any, dt: float, rsd: tuple[float, ...], corr: tuple[flo
     seen = load_cell_response(period, window, dt) if period > 0 else None
     var = model_error_sd(np.array(rsd), shares, api, np.array(corr), kernel, dt, seen) ** 2
     if period > 0 and noise > 0:
-        w = max(window, 2 * period)
-        n = int(round(w / period))
-        slope_sd = noise * math.sqrt(12.0 / (n * (n * n - 1.0))) / period
-        var += model_error_sd(slope_sd / f, shares, api, np.full(f.size, 0.5 * w), kernel,
-                              dt) ** 2
+        # independent weighings every period: sum of the squared content responses, averaged
+        # over the phase of the weighing clock
+        g = np.convolve(kernel, weighing_noise_response(period, window, dt))
+        per_kg = float(np.sum(g * g)) / max(1.0, round(period / dt))
+        sens = np.where(np.arange(f.size) == api, 1.0 - shares[api], shares)
+        var += float(np.sum((sens / f) ** 2)) * noise ** 2 * per_kg
     sd = max(math.sqrt(var), MODEL_SD_FLOOR)
     if len(_MODEL_SD) < 256:
         _MODEL_SD[key] = sd
