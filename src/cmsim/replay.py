@@ -78,6 +78,7 @@ def chunks_of(table: dict[str, np.ndarray], feeders: list[str], dt: float,
     sp = np.stack([table[f"setpoint.{f}"] for f in feeders])
     run = np.stack([table[f"running.{f}"] for f in feeders]) > 0.5
     lc = np.stack([table[f"lc_flow.{f}"] for f in feeders])
+    lm = np.stack([table[f"lc_mass.{f}"] for f in feeders])
     lc_t = table["lc_time_s"]
     nir_t = table["nir_time_s"]
     for a, b in zip(cuts[:-1], cuts[1:], strict=True):
@@ -86,7 +87,7 @@ def chunks_of(table: dict[str, np.ndarray], feeders: list[str], dt: float,
         yield SignalChunk(a, b, sp[:, a:b], run[:, a:b], lc_t[lsel], lc[:, lsel],
                           nir_t[nsel], table["nir"][nsel], float(speed[a]),
                           bool(press[a] > 0.5), table["api_lot_gen"][a:b],
-                          table["api_lot_share"][a:b])
+                          table["api_lot_share"][a:b], lm[:, lsel])
 
 
 def _check_table(table: dict[str, np.ndarray], feeders: list[str], dt: float,

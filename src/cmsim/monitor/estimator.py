@@ -10,10 +10,11 @@ correction and its variance through the stages downstream of the probe.
 Inputs (:class:`~cmsim.monitor.plant.SignalChunk` only):
 
 * feeder flows ``u = setpoint * running + d``: the commanded flow is known without lag; the
-  load cells add the unexplained deviation ``d = lc_flow - LC(setpoint * running)``, where
-  ``LC(.)`` is the load cells' own least-squares slope applied to the commanded flow (so a
-  set-point step or a stop is not mistaken for a deviation, and a real deviation shows with
-  the load-cell lag of half a window);
+  load cells' weighings add what the feeder delivered beyond the command: at every weighing
+  ``d`` becomes the mass the model still owes (weighed discharge minus the model's cumulative
+  input) spread over the next weighing interval, so the model's cumulative input equals the
+  weighed discharge one interval later (no least-squares lag, and weighing noise does not
+  accumulate);
 * the API lot generation and its share (hopper bookkeeping);
 * blender speed and press running state, applied at the chunk start as in the line;
 * NIR predictions at the probe.
@@ -52,10 +53,9 @@ from numba import njit
 
 from cmsim.errors import ParameterError
 from cmsim.monitor.plant import SignalChunk
-from cmsim.monitor.sensors import LoadCellBank
 
 __all__ = ["EstimatorSettings", "GateEstimate", "LineSpec", "LineStateEstimator",
-           "load_cell_response", "model_error_sd", "weighing_noise_response"]
+           "input_responses", "model_error_sd"]
 
 
 @dataclass(frozen=True)
@@ -217,39 +217,48 @@ def model_error_sd(rsd: np.ndarray, shares: np.ndarray, api: int, corr_time: np.
     return math.sqrt(var)
 
 
-def load_cell_response(period: float, window: float, dt: float) -> np.ndarray:
-    """Estimator flow input per tick after a unit flow impulse at tick 0 [-] (unit sum).
+def input_responses(period: float, dt: float, span: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Responses of the estimator's flow input, from its own mass-tracking kernel.
 
-    The load cells' least-squares slope of the hopper weighings, each estimate held from the
-    tick of its reading on, exactly as :class:`LineStateEstimator` uses them.
+    Parameters
+    ----------
+    period : float
+        Weighing period [s].
+    dt : float
+        Tick [s].
+    span : int
+        Length of the responses [ticks] (default: enough for them to end).
+
+    Returns
+    -------
+    (ndarray, ndarray)
+        Model input per tick after a unit flow impulse at tick 0 [-] (unit sum: the mass is
+        passed on, one weighing interval later), and after a 1 kg error in one weighing
+        [kg/s per kg] (zero sum: it is taken back at the next weighing).
     """
-    bank = LoadCellBank(period, 0.0, max(window, 2 * period), dt, [None])
-    lead = int(math.ceil(bank.window / dt)) + 2
-    n = lead + 2 * int(math.ceil(bank.window / dt)) + 4
-    x = np.zeros((1, n))
-    x[0, lead] = 1.0
-    t, est = bank.measure(x, return_mass=False)
-    rows = np.floor(t / dt + 1e-9).astype(np.int64)
-    idx = np.searchsorted(rows, np.arange(n), side="right") - 1
-    held = np.where(idx >= 0, np.nan_to_num(est[0])[np.maximum(idx, 0)], 0.0)
-    return held[lead:]
-
-
-def weighing_noise_response(period: float, window: float, dt: float) -> np.ndarray:
-    """Estimator flow input per tick after a unit error [kg] in one weighing at tick 0
-    [kg/s per kg].
-
-    The least-squares slope weights ``w`` of the ``N`` weighings of a window sum to zero: a
-    weighing error moves the ``N`` estimates that contain it by ``-w[N-1-j]`` and then
-    leaves, so it carries no low-frequency content (its integral is zero) and a blender
-    filters it out almost entirely.
-    """
-    w_len = max(window, 2 * period)
-    n = int(round(w_len / period))
-    i = np.arange(n) - (n - 1) / 2.0
-    weights = i / (np.sum(i * i) * period)
     pt = max(1, int(round(period / dt)))
-    return np.repeat(-weights[::-1], pt)
+    lead = 3 * pt
+    n = span or lead + 8 * pt
+    out = []
+    for kind in ("flow", "weighing"):
+        sp = np.ones((1, lead + n))
+        true = sp[0].copy()
+        if kind == "flow":
+            true[lead] += 1.0 / dt  # one kilogram more in tick `lead`
+        times = np.arange(pt, lead + n + 1, pt) * dt  # weighings at tick ends
+        cum = np.concatenate(([0.0], np.cumsum(true) * dt))
+        mass = -cum[np.rint(times / dt).astype(np.int64)][None, :]
+        if kind == "weighing":
+            mass[0, np.searchsorted(times, lead * dt)] += 1.0
+        rows = np.floor(times / dt + 1e-9).astype(np.int64)
+        flows = np.empty_like(sp)
+        x = np.empty((2, sp.shape[1]))
+        _inflow_kernel(sp, np.ones(sp.shape, dtype=np.bool_), dt, rows, times, mass,
+                       np.zeros((1, 6)), 0, np.zeros(sp.shape[1], dtype=np.int64),
+                       np.ones(sp.shape[1]), flows, x)
+        resp = flows[0, lead:] - 1.0
+        out.append(resp * dt if kind == "flow" else resp)
+    return out[0], out[1]
 
 
 def _dead_time(models: Any) -> float:
@@ -409,13 +418,11 @@ class LineStateEstimator:
         lag = 0.0 if nir_timing is None else nir_timing[0] + 0.5 * nir_timing[1]
         self._ring = np.zeros((4, int(math.ceil(lag / dt)) + 8 * s.gate_ticks + 64))
         self._nir_queue = (np.empty(0), np.empty(0))
-        self._lc_cmd = None
-        if s.lc_period > 0:
-            self._lc_cmd = LoadCellBank(s.lc_period, 0.0, max(s.lc_window, 2 * s.lc_period), dt,
-                                        [None] * len(nom), start=s.lc_start)
-        self._dev = np.zeros(len(nom))
-        self._cmd_t = np.empty(0)
-        self._cmd = np.empty((len(nom), 0))
+        self._weighed = s.lc_period > 0
+        # per feeder: measured discharge at the last weighing, model's cumulative input,
+        # extra rate, time of the last weighing, commanded mass since it, have-a-weighing
+        self._track = np.zeros((len(nom), 6))
+        self._pending = (np.empty(0), np.empty((len(nom), 0)))
         self._mrt = float(spec.blender_rtd.mean + spec.transfer_rtd.mean
                           + spec.feed_frame_rtd.mean)
         self._last_c = math.nan
@@ -431,42 +438,23 @@ class LineStateEstimator:
             self._in_buf[nl] = nom.sum() - nom[self.api_feeder]
 
     # ----------------------------------------------------------------- inputs
-    def _deviations(self, ch: SignalChunk) -> np.ndarray:
-        """Load-cell deviations from the commanded flow at the readings' times [kg/s]
-        (0 where a reading or its commanded counterpart is missing)."""
-        cmd = ch.setpoint * ch.running
-        if self._lc_cmd is None:
-            return np.zeros((cmd.shape[0], 0))
-        t_cmd, lc_all = self._lc_cmd.measure(cmd, return_mass=False)
-        self._cmd_t = np.concatenate((self._cmd_t[-8:], t_cmd))
-        self._cmd = np.concatenate((self._cmd[:, -8:], lc_all), axis=1)
-        if ch.lc_t.size == 0 or self._cmd_t.size == 0:
-            return np.zeros((cmd.shape[0], ch.lc_t.size))
-        if t_cmd.size == ch.lc_t.size and np.array_equal(t_cmd, ch.lc_t):
-            dev = ch.lc_flow - lc_all  # the same clock and chunk: reading for reading
-            dev[~np.isfinite(dev)] = 0.0
-            return dev
-        # the commanded flow through the load cells' own slope, at the readings' times
-        at = np.minimum(np.searchsorted(self._cmd_t, ch.lc_t - 1e-9 * self.dt),
-                        self._cmd_t.size - 1)
-        lc_cmd = self._cmd[:, at]
-        match = np.abs(self._cmd_t[at] - ch.lc_t) <= 1e-6 * self.dt
-        dev = ch.lc_flow - lc_cmd
-        dev[~(np.isfinite(dev) & match)] = 0.0
-        return dev
-
     def _blend_inflow(self, ch: SignalChunk) -> np.ndarray:
         """Blender inflow channels [kg/s]: the API by lot generation (the newest and the one
         before it, by the hopper's share), then the rest of the blend; the estimated feeder
-        flows (commanded flow plus the last load-cell deviation) go to :attr:`last_flows`."""
+        flows go to :attr:`last_flows`."""
         n = ch.k1 - ch.k0
-        dev = self._deviations(ch)
-        # a load-cell estimate is known from the tick its reading falls in
-        rows = np.floor(ch.lc_t / self.dt + 1e-9).astype(np.int64) - ch.k0
+        times, mass = self._pending
+        if ch.lc_mass is not None and self._weighed and ch.lc_t.size:
+            times = np.concatenate((times, ch.lc_t))
+            mass = np.concatenate((mass, ch.lc_mass), axis=1)
+        # a weighing is known from the tick its time stamp falls in
+        rows = np.floor(times / self.dt + 1e-9).astype(np.int64) - ch.k0
         x = np.empty((self.n_lots + 1, n))
         flows = np.empty(ch.setpoint.shape)
-        _inflow_kernel(ch.setpoint, ch.running, rows, dev, self._dev, self.api_feeder,
-                       ch.api_lot_gen.astype(np.int64), ch.api_lot_share, flows, x)
+        used = _inflow_kernel(ch.setpoint, ch.running, self.dt, rows, times, mass, self._track,
+                              self.api_feeder, ch.api_lot_gen.astype(np.int64),
+                              ch.api_lot_share, flows, x)
+        self._pending = (times[used:], mass[:, used:])
         #: estimated feeder flows of the last chunk [kg/s] (what the policies see)
         self.last_flows = flows
         if self._delay:
@@ -568,8 +556,12 @@ class LineStateEstimator:
 
 
 @njit(cache=True)
-def _inflow_kernel(sp, running, rows, dev, carry, api_f, gen, share, flows,
+def _inflow_kernel(sp, running, dt, rows, times, mass, track, api_f, gen, share, flows,
                    x):  # pragma: no cover - compiled
+    """Feeder flows from commands and weighings (mass tracking, see the module docstring),
+    split into the blender's channels. ``track[f]``: measured discharge at the last weighing,
+    model's cumulative input, extra rate, time of the last weighing, commanded mass since
+    it, whether a weighing was seen."""
     nf, n = sp.shape
     nl = x.shape[0] - 1
     j = 0
@@ -577,13 +569,33 @@ def _inflow_kernel(sp, running, rows, dev, carry, api_f, gen, share, flows,
     for t in range(n):
         while j < m and rows[j] <= t:
             for f in range(nf):
-                carry[f] = dev[f, j]
+                w = mass[f, j]
+                if math.isnan(w):
+                    continue
+                c = -w  # discharged since t = 0
+                tr = track[f]
+                on = running[f, t] and sp[f, t] > 0.0
+                if tr[5] > 0.0 and on:
+                    # deliver over the next interval what the scale says the model still owes
+                    # beyond the command (a deviation shows one weighing interval late)
+                    span = times[j] - tr[3]
+                    tr[2] = (c - tr[1]) / span if span > 0.0 else 0.0
+                else:  # first weighing, or a stopped feeder: follow the scale
+                    tr[1] = c
+                    tr[2] = 0.0
+                tr[0] = c
+                tr[3] = times[j]
+                tr[4] = 0.0
+                tr[5] = 1.0
             j += 1
         api = 0.0
         rest = 0.0
         for f in range(nf):
-            # a stopped (or zero-commanded) screw delivers nothing: its load-cell slope is noise
-            v = max(sp[f, t] + carry[f], 0.0) if running[f, t] and sp[f, t] > 0.0 else 0.0
+            cmd = sp[f, t] if running[f, t] else 0.0
+            # a stopped (or zero-commanded) screw delivers nothing
+            v = max(cmd + track[f, 2], 0.0) if cmd > 0.0 else 0.0
+            track[f, 1] += v * dt
+            track[f, 4] += cmd * dt
             flows[f, t] = v
             if f == api_f:
                 api = v
@@ -593,16 +605,14 @@ def _inflow_kernel(sp, running, rows, dev, carry, api_f, gen, share, flows,
             x[c, t] = 0.0
         g = gen[t]
         sh = min(max(share[t], 0.0), 1.0)
-        x[g, t] = api * sh
         if g > 0:
+            x[g, t] = api * sh
             x[g - 1, t] += api * (1.0 - sh)
         else:
-            x[g, t] = api
+            x[0, t] = api
         x[nl, t] = rest
-    while j < m:  # readings stamped at the chunk end apply from the next tick on
-        for f in range(nf):
-            carry[f] = dev[f, j]
-        j += 1
+    # weighings stamped at the chunk end apply from the next chunk (its first tick on)
+    return j
 
 
 @njit(cache=True)

@@ -16,8 +16,11 @@ column                      unit      meaning
 ``running.<feeder>``        0/1       1 while the feeder runs (0 after a stop command)
 ``lc_time_s``               s         time of the load-cell flow estimate reported in this
                                       tick (NaN: none), on the load-cell clock
+``lc_mass.<feeder>``        kg        the hopper weighing: net weight change since t = 0
+                                      (refill-compensated, as the loss-in-weight controller
+                                      books it); NaN without a reading
 ``lc_flow.<feeder>``        kg/s      the loss-in-weight controller's mass-flow estimate
-                                      (least-squares slope of the hopper weighings over the
+                                      (least-squares slope of the weighings over the
                                       load-cell window); NaN without a reading
 ``nir_time_s``              s         time of the NIR prediction reported in this tick (NaN:
                                       none)
@@ -66,6 +69,8 @@ class SignalChunk:
         Load-cell estimate times [s].
     lc_flow : ndarray, shape (n_feeders, m)
         Load-cell flow estimates [kg/s] (NaN: no estimate yet).
+    lc_mass : ndarray, shape (n_feeders, m)
+        Weighings: net hopper weight change since t = 0 [kg] (NaN: no reading).
     nir_t, nir : ndarray, shape (r,)
         NIR prediction times [s] and values [mass fraction] (NaN: dropout).
     blender_speed : float
@@ -90,13 +95,15 @@ class SignalChunk:
     press_running: bool
     api_lot_gen: np.ndarray
     api_lot_share: np.ndarray
+    lc_mass: np.ndarray | None = None
 
 
 def signal_columns(feeders: Sequence[str]) -> list[str]:
     """Column names of the signals table for these feeder names (in table order)."""
     cols = ["time_s"]
     cols += [f"setpoint.{f}" for f in feeders] + [f"running.{f}" for f in feeders]
-    cols += ["lc_time_s"] + [f"lc_flow.{f}" for f in feeders]
+    cols += ["lc_time_s"] + [f"lc_mass.{f}" for f in feeders] + \
+        [f"lc_flow.{f}" for f in feeders]
     cols += ["nir_time_s", "nir", "blender_speed", "press_running", "api_lot_gen",
              "api_lot_share"]
     return cols
@@ -172,10 +179,10 @@ class PlantRecorder:
             sp[i] = u.mass_flow
             run[i] = u.running
         lc_t = np.empty(0)
-        lc_flow = np.empty((nf, 0))
+        lc_flow = lc_mass = np.empty((nf, 0))
         if self.load_cells is not None:
             rows = tuple(r[:, k0:k1].sum(axis=0) for r in self._records)
-            lc_t, lc_flow = self.load_cells.measure(rows, return_mass=False)
+            lc_t, lc_mass, lc_flow = self.load_cells.measure(rows)
         nir_t = np.empty(0)
         nir_y = np.empty(0)
         if self.nir is not None:
@@ -192,7 +199,7 @@ class PlantRecorder:
         gen, share = self._lot_generations(self._records[self._api][:, k0:k1])
         ch = SignalChunk(k0, k1, sp, run, lc_t, lc_flow, nir_t, nir_y,
                          math.nan if speed is None else float(speed),
-                         bool(self._press.running), gen, share)
+                         bool(self._press.running), gen, share, lc_mass)
         self.chunks.append(ch)
         return ch
 
@@ -244,8 +251,10 @@ class SignalsTable(Mapping):
             tab["press_running"][a:b] = ch.press_running
             tab["api_lot_gen"][a:b] = ch.api_lot_gen
             tab["api_lot_share"][a:b] = ch.api_lot_share
-            _file(tab, self._dt, ch.lc_t, "lc_time_s",
-                  {f"lc_flow.{f}": ch.lc_flow[i] for i, f in enumerate(feeders)})
+            cols = {f"lc_flow.{f}": ch.lc_flow[i] for i, f in enumerate(feeders)}
+            if ch.lc_mass is not None:
+                cols.update({f"lc_mass.{f}": ch.lc_mass[i] for i, f in enumerate(feeders)})
+            _file(tab, self._dt, ch.lc_t, "lc_time_s", cols)
             _file(tab, self._dt, ch.nir_t, "nir_time_s", {"nir": ch.nir})
         self._tab = tab
         return tab

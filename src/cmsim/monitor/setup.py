@@ -19,9 +19,8 @@ from cmsim.monitor.estimator import (
     EstimatorSettings,
     LineSpec,
     LineStateEstimator,
-    load_cell_response,
+    input_responses,
     model_error_sd,
-    weighing_noise_response,
 )
 from cmsim.monitor.line_monitor import LineMonitor
 from cmsim.monitor.pat import _series
@@ -89,12 +88,12 @@ def _model_sd(probe_rtd: Any, dt: float, rsd: tuple[float, ...], corr: tuple[flo
     f = np.array(flows)
     shares = f / f.sum()
     kernel = np.asarray(probe_rtd.kernel(dt, tail=1e-9))
-    seen = load_cell_response(period, window, dt) if period > 0 else None
+    seen, weighing = input_responses(period, dt) if period > 0 else (None, None)
     var = model_error_sd(np.array(rsd), shares, api, np.array(corr), kernel, dt, seen) ** 2
     if period > 0 and noise > 0:
         # independent weighings every period: sum of the squared content responses, averaged
         # over the phase of the weighing clock
-        g = np.convolve(kernel, weighing_noise_response(period, window, dt))
+        g = np.convolve(kernel, weighing)
         per_kg = float(np.sum(g * g)) / max(1.0, round(period / dt))
         sens = np.where(np.arange(f.size) == api, 1.0 - shares[api], shares)
         var += float(np.sum((sens / f) ** 2)) * noise ** 2 * per_kg
