@@ -78,6 +78,7 @@ class LineMonitor:
         self._z: dict[str, list[np.ndarray]] = {"t": [], "z": []}
         self._models_key: Any = None
         self._sample_period = float(sample_period)
+        self._lc_last: np.ndarray | None = None
         self._models: tuple[Any, Any] | None = None
 
     # ------------------------------------------------------------------ observer
@@ -97,7 +98,7 @@ class LineMonitor:
         risk = content_risk(est.content, est.sd, lo, hi)
         forced = self.phases.update(k0, (ch.setpoint * ch.running).sum(axis=0), ch.nir_t,
                                     ch.nir)
-        divert = self.policy.decide(k0, risk, flows=self.estimator.last_flows,
+        divert = self.policy.decide(k0, risk, flows=self._controller_flows(ch),
                                     nir_t=ch.nir_t, nir_y=ch.nir, alarms=est.alarms,
                                     models=self.models())
         self.plan[k0:k1] = divert | forced
@@ -113,6 +114,22 @@ class LineMonitor:
             self.events.append({"time_s": t, "type": "alarm", "source": self.name,
                                 "data": {"rule": "model_mismatch",
                                          "statistic": "CUSUM of standardised innovations"}})
+
+    def _controller_flows(self, ch: SignalChunk) -> np.ndarray:
+        """The loss-in-weight controllers' flow estimates held per tick [kg/s] (the commanded
+        flow until a first estimate)."""
+        n = ch.k1 - ch.k0
+        if self._lc_last is None:
+            self._lc_last = ch.setpoint[:, 0] * ch.running[:, 0]
+        rows = np.floor(ch.lc_t / self.dt + 1e-9).astype(np.int64) - ch.k0
+        idx = np.searchsorted(rows, np.arange(n), side="right") - 1
+        held = np.where(idx >= 0, ch.lc_flow[:, np.maximum(idx, 0)] if ch.lc_t.size else 0.0,
+                        self._lc_last[:, None])
+        held = np.where(np.isfinite(held), held, ch.setpoint * ch.running)
+        if ch.lc_t.size:
+            last = ch.lc_flow[:, -1]
+            self._lc_last = np.where(np.isfinite(last), last, self._lc_last)
+        return held
 
     def models(self) -> tuple[Any, Any]:
         """Current feeder-to-gate and probe-to-gate RTDs (after speed changes)."""

@@ -3,11 +3,11 @@
 * :class:`RiskPolicy` (``"risk"``): divert a gate tick when the probability that its content
   is outside the limits exceeds ``max_risk``.
 * :class:`QuantilePolicy` (``"quantile"``): ICH Q13-style windows. A deviation of a feeder
-  flow (as the plant estimates it) from its nominal value opens an RTD-quantile window
-  (method B, feeder-to-gate RTD); NIR readings outside the limits for ``persistence``
-  readings, or a signal of the innovation chart, open a PAT window (probe-to-gate RTD,
-  back-projected by the NIR latency). Windows use the current RTDs (after speed changes) and
-  are never shortened.
+  flow (the loss-in-weight controller's estimate) from its nominal value opens an
+  RTD-quantile window (method B, feeder-to-gate RTD); NIR readings outside the limits for
+  ``persistence`` readings, or a signal of the innovation chart, open a PAT window
+  (probe-to-gate RTD, back-projected by the NIR latency). Windows use the current RTDs (after
+  speed changes) and are never shortened.
 
 Both see the same :class:`~cmsim.monitor.estimator.GateEstimate` and plant signals, so the
 two can be compared on the same signals (``cmsim replay --set diversion.policy=quantile``).
@@ -140,7 +140,8 @@ class QuantilePolicy:
         risk : ndarray
             Unused by this policy (same interface as :class:`RiskPolicy`).
         flows : ndarray, shape (n_feeders, n)
-            Estimated feeder flows per tick [kg/s].
+            The feeders' flow estimates per tick (the loss-in-weight controllers' slopes,
+            held) [kg/s].
         nir_t, nir_y : ndarray
             NIR reading times [s] and mass fractions [-].
         alarms : list of float
