@@ -254,7 +254,7 @@ def input_responses(period: float, dt: float, span: int = 0) -> tuple[np.ndarray
         flows = np.empty_like(sp)
         x = np.empty((2, sp.shape[1]))
         _inflow_kernel(sp, np.ones(sp.shape, dtype=np.bool_), dt, rows, times, mass,
-                       np.zeros((1, 6)), 0, np.zeros(sp.shape[1], dtype=np.int64),
+                       np.zeros((1, 9)), 0, np.zeros(sp.shape[1], dtype=np.int64),
                        np.ones(sp.shape[1]), flows, x)
         resp = flows[0, lead:] - 1.0
         out.append(resp * dt if kind == "flow" else resp)
@@ -421,7 +421,7 @@ class LineStateEstimator:
         self._weighed = s.lc_period > 0
         # per feeder: measured discharge at the last weighing, model's cumulative input,
         # extra rate, time of the last weighing, commanded mass since it, have-a-weighing
-        self._track = np.zeros((len(nom), 6))
+        self._track = np.zeros((len(nom), 9))
         self._pending = (np.empty(0), np.empty((len(nom), 0)))
         self._mrt = float(spec.blender_rtd.mean + spec.transfer_rtd.mean
                           + spec.feed_frame_rtd.mean)
@@ -561,7 +561,8 @@ def _inflow_kernel(sp, running, dt, rows, times, mass, track, api_f, gen, share,
     """Feeder flows from commands and weighings (mass tracking, see the module docstring),
     split into the blender's channels. ``track[f]``: measured discharge at the last weighing,
     model's cumulative input, extra rate, time of the last weighing, commanded mass since
-    it, whether a weighing was seen."""
+    it, whether a weighing was seen, whether the feeder ran at the last weighing, sum and
+    number of the weighings of the current rest."""
     nf, n = sp.shape
     nl = x.shape[0] - 1
     j = 0
@@ -575,14 +576,25 @@ def _inflow_kernel(sp, running, dt, rows, times, mass, track, api_f, gen, share,
                 c = -w  # discharged since t = 0
                 tr = track[f]
                 on = running[f, t] and sp[f, t] > 0.0
-                if tr[5] > 0.0 and on:
-                    # deliver over the next interval what the scale says the model still owes
-                    # beyond the command (a deviation shows one weighing interval late)
-                    span = times[j] - tr[3]
-                    tr[2] = (c - tr[1]) / span if span > 0.0 else 0.0
-                else:  # first weighing, or a stopped feeder: follow the scale
+                span = times[j] - tr[3]
+                if tr[5] == 0.0 or span <= 0.0:  # the first weighing: follow the scale
                     tr[1] = c
                     tr[2] = 0.0
+                elif on:
+                    # deliver over the next interval what the scale says the model still owes
+                    # beyond the command (a deviation shows one weighing interval late)
+                    tr[2] = (c - tr[1]) / span
+                else:
+                    # at rest nothing is fed: every weighing measures the same discharge, so
+                    # their running mean settles the model's book ever more precisely (a
+                    # single weighing's error would otherwise stay until the restart)
+                    if tr[6] > 0.0:
+                        tr[7] = 0.0
+                        tr[8] = 0.0
+                    tr[7] += c
+                    tr[8] += 1.0
+                    tr[2] = (tr[7] / tr[8] - tr[1]) / span
+                tr[6] = 1.0 if on else 0.0
                 tr[0] = c
                 tr[3] = times[j]
                 tr[4] = 0.0
@@ -592,8 +604,11 @@ def _inflow_kernel(sp, running, dt, rows, times, mass, track, api_f, gen, share,
         rest = 0.0
         for f in range(nf):
             cmd = sp[f, t] if running[f, t] else 0.0
-            # a stopped (or zero-commanded) screw delivers nothing
-            v = max(cmd + track[f, 2], 0.0) if cmd > 0.0 else 0.0
+            # a stopped (or zero-commanded) screw delivers nothing, except what the last
+            # weighing of its run says was fed before the stop (settled once)
+            # a screw at rest delivers nothing; the model only settles its book (a small
+            # correction of either sign)
+            v = max(cmd + track[f, 2], 0.0) if cmd > 0.0 else track[f, 2]
             track[f, 1] += v * dt
             track[f, 4] += cmd * dt
             flows[f, t] = v
