@@ -103,7 +103,7 @@ def test_start_up_and_shut_down_are_diverted_under_the_risk_policy():
     r = cmsim.run("scenarios/start_up_shut_down.toml")
     ev = r.summary()["diversion_events"]
     # (a model-mismatch signal of the innovation chart may add a short diversion between)
-    assert ev[0]["trigger"] == "start_up" and ev[-1]["trigger"] == "shut_down"
+    assert ev[0]["trigger"] == "start_up" and ev[-1]["trigger"].startswith("shut_down")
     assert ev[0]["start_s"] == 0.0
     # shut-down from the feed stop (3000 s) + t_0.5% of the line (31.73 s), on the tick grid
     assert ev[-1]["start_s"] == pytest.approx(3032.0)
