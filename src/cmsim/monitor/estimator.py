@@ -269,10 +269,15 @@ def _dead_time(models: Any) -> float:
     return float(sum(cached_quantile(m, 1e-12) for m in models))
 
 
+#: weighings of a feeder at rest whose mean settles the model's book (then it is left alone)
+REST_WEIGHINGS = 5
+
+
 # --------------------------------------------------------------------------- NIR update
 # state: eps, a, P00, P01, P11, epoch (probe tick), cusum_hi, cusum_lo, gen, have_epoch
 @njit(cache=True)
-def _kf_chunk(k0, inv_target, api, tot, pot, gen, nir_use, nir_j, nir_y, nir_t, ring, st, phi, q_ss,
+def _kf_chunk(k0, inv_target, min_flow, api, tot, pot, gen, nir_use, nir_j, nir_y, nir_t, ring,
+              st, phi, q_ss,
               r_var, lot_var, fault_var, ck, ch, shew, eps_out, p00_out, a_out, p11_out,
               pot_out, z_out, alarm_out):  # pragma: no cover - compiled
     n = tot.size
@@ -309,7 +314,8 @@ def _kf_chunk(k0, inv_target, api, tot, pot, gen, nir_use, nir_j, nir_y, nir_t, 
         while i < n_read and nir_use[i] <= k:
             j = nir_j[i]
             y = nir_y[i]
-            if j > k or j <= k - size or ring[3, j % size] <= 0.0 or math.isnan(y):
+            # a reading of a (nearly) empty stream says nothing about the blend
+            if j > k or j <= k - size or ring[3, j % size] <= min_flow or math.isnan(y):
                 i += 1
                 continue
             if st[9] == 0.0:
@@ -423,6 +429,7 @@ class LineStateEstimator:
         # extra rate, time of the last weighing, commanded mass since it, have-a-weighing
         self._track = np.zeros((len(nom), 9))
         self._pending = (np.empty(0), np.empty((len(nom), 0)))
+        self._min_flow = 0.01 * float(nom.sum())  # NIR readings of emptier streams are skipped
         self._mrt = float(spec.blender_rtd.mean + spec.transfer_rtd.mean
                           + spec.feed_frame_rtd.mean)
         self._last_c = math.nan
@@ -494,7 +501,8 @@ class LineStateEstimator:
             raise ParameterError("api_lot_gen", int(ch.api_lot_gen.max()),
                                  f"must be < n_api_lots = {nl}")
         alarm = np.zeros(nir_t.size, dtype=np.bool_)
-        used = _kf_chunk(ch.k0, 1.0 / self.spec.target, np.ascontiguousarray(probe[:nl]), tot,
+        used = _kf_chunk(ch.k0, 1.0 / self.spec.target, self._min_flow,
+                         np.ascontiguousarray(probe[:nl]), tot,
                          self._pot, ch.api_lot_gen.astype(np.int64), nir_use, nir_j, nir_y, nir_t,
                          self._ring, self._st, self._phi, s.model_sd ** 2, s.nir_sd ** 2,
                          s.lot_sd ** 2, s.fault_sd ** 2, s.cusum_k, s.cusum_h, s.shewhart_L,
@@ -591,9 +599,11 @@ def _inflow_kernel(sp, running, dt, rows, times, mass, track, api_f, gen, share,
                     if tr[6] > 0.0:
                         tr[7] = 0.0
                         tr[8] = 0.0
-                    tr[7] += c
-                    tr[8] += 1.0
-                    tr[2] = (tr[7] / tr[8] - tr[1]) / span
+                    tr[2] = 0.0
+                    if tr[8] < REST_WEIGHINGS:  # a few weighings settle it (noise / sqrt(n))
+                        tr[7] += c
+                        tr[8] += 1.0
+                        tr[2] = (tr[7] / tr[8] - tr[1]) / span
                 tr[6] = 1.0 if on else 0.0
                 tr[0] = c
                 tr[3] = times[j]
