@@ -98,7 +98,9 @@ class LineMonitor:
         risk = content_risk(est.content, est.sd, lo, hi)
         forced = self.phases.update(k0, (ch.setpoint * ch.running).sum(axis=0), ch.nir_t,
                                     ch.nir)
-        divert = self.policy.decide(k0, risk, flows=self._controller_flows(ch),
+        flows = self._controller_flows(ch) if getattr(self.policy, "needs_flows", False) \
+            else None
+        divert = self.policy.decide(k0, risk, flows=flows,
                                     nir_t=ch.nir_t, nir_y=ch.nir, alarms=est.alarms,
                                     models=self.models())
         self.plan[k0:k1] = divert | forced

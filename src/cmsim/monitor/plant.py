@@ -211,6 +211,8 @@ class PlantRecorder:
     def _lot_generations(self, rec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Newest API lot generation and its share of the API discharge per tick."""
         n = rec.shape[1]
+        if self._api_rows.size == 1:  # one API lot in the whole run
+            return np.zeros(n), np.ones(n)
         flows = rec[self._api_rows]
         present = flows > 0.0
         g0 = len(self._lots_seen)

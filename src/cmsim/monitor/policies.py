@@ -92,6 +92,8 @@ class QuantilePolicy:
     """
 
     name = "quantile"
+    #: reads the feeders' flow estimates (the risk policy does not)
+    needs_flows = True
 
     def __init__(self, settings: QuantileSettings, n_ticks: int, dt: float, gate_delay: float,
                  nominal: np.ndarray, limits: tuple[float, float], target: float) -> None:
