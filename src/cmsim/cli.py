@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from cmsim._version import __version__
-from cmsim.errors import InputError, ScenarioError, SimulationError
+from cmsim.errors import InputError, SimulationError
 from cmsim.sweep.command import add_parser as _add_sweep_parser
 
 __all__ = ["build_parser", "main"]
@@ -212,7 +212,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from cmsim.config import load_scenario
 
     scenario = load_scenario(args.scenario, overrides=args.set)
-    _check_rtds(scenario)
     notice = contextlib.nullcontext() if args.quiet else compile_notice(sys.stderr)
     with notice:
         result = api_run(scenario, seed=args.seed, out=args.out,
@@ -227,28 +226,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- validate
-
-
-def _check_rtds(scenario: Any) -> dict[str, Any]:
-    """Build the RTD models; report constructor errors as scenario problems."""
-    tables = {
-        "blender.rtd": scenario.blender.rtd,
-        "press.transfer_rtd": scenario.press.transfer_rtd,
-        "press.feed_frame_rtd": scenario.press.feed_frame_rtd,
-    }
-    built: dict[str, Any] = {}
-    problems = []
-    for path, table in tables.items():
-        try:
-            built[path] = table.build()
-        except InputError as exc:
-            name = getattr(exc, "name", "")
-            value = getattr(exc, "value", table.model_dump(mode="json"))
-            rule = getattr(exc, "rule", str(exc))
-            problems.append((f"{path}.{name}" if name else path, value, rule))
-    if problems:
-        raise ScenarioError(str(scenario.source or "<scenario>"), problems)
-    return built
 
 
 def _fmt_time(seconds: float) -> str:
@@ -294,11 +271,12 @@ def _fmt_field(key: str, value: Any) -> str:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
+    from cmsim.assembly import build_models
     from cmsim.config import load_scenario
     from cmsim.units import convert_to
 
     s = load_scenario(args.scenario, overrides=args.set)
-    built = _check_rtds(s)
+    built = build_models(s).by_path()
     sim = s.simulation
     out = [f"OK: {s.source or args.scenario}", ""]
     row = "  {:<16}{}".format
