@@ -40,3 +40,17 @@ def test_rtd_streaming_modules_do_not_import_heavy_layers(module: str) -> None:
         "if m in sys.modules))\n"
     )
     assert _run(code) == "[]"
+
+
+def test_import_and_help_do_not_import_scipy_optimize_or_stats() -> None:
+    # scipy.optimize and scipy.stats cost ~0.3 s at start-up; they load where they are used
+    code = (
+        "import sys, contextlib, io, cmsim, cmsim.cli\n"
+        "a = sorted(m for m in ('scipy.optimize', 'scipy.stats') if m in sys.modules)\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    rc = cmsim.cli.main(['--help'])\n"
+        "b = sorted(m for m in ('scipy.optimize', 'scipy.stats') if m in sys.modules)\n"
+        "print(rc, a, b)\n"
+    )
+    assert _run(code) == "0 [] []"
+

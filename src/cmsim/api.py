@@ -112,16 +112,18 @@ def monitor_config(scenario: Any) -> Any:
     return MonitorConfig(**kw)
 
 
-def build_monitor(scenario: Any, line: Any, rng: dict[str, np.random.Generator]) -> Any:
+def build_monitor(scenario: Any, line: Any, rng: dict[str, np.random.Generator],
+                  models: Any = None) -> Any:
     """Attach a :class:`cmsim.monitor.pat.PATMonitor` to ``line`` (observer) and return it.
 
     The monitor only drives the gate when the scenario has a ``[diversion]`` section; with
-    ``[pat]`` alone it records the signals and alarms.
+    ``[pat]`` alone it records the signals and alarms. ``models``: the scenario's RTD models
+    already built (:class:`cmsim.assembly.LineModels`), built here when not given.
     """
     from cmsim.monitor.pat import PATMonitor, line_models  # noqa: PLC0415
 
     cfg = monitor_config(scenario)
-    feed_to_gate, probe_to_gate = line_models(scenario)
+    feed_to_gate, probe_to_gate = line_models(scenario, models)
     blender = line.nodes["blender"].unit
     press = line.nodes["press"].unit
     stages = blender.n_dispersive + (press.n_dispersive if cfg.location == "feed_frame" else 0)
@@ -136,16 +138,17 @@ def build_monitor(scenario: Any, line: Any, rng: dict[str, np.random.Generator])
     return mon
 
 
-def _attach_monitor(scenario: Any, line: Any, rng: dict[str, np.random.Generator]) -> Any:
+def _attach_monitor(scenario: Any, line: Any, rng: dict[str, np.random.Generator],
+                    models: Any) -> Any:
     """The scenario's monitor: the line-state estimator with the risk or quantile policy
     (default), or the rule-based monitor of cmsim 0.1 (``diversion.policy = "rules"``)."""
     div = scenario.diversion
     if div is not None and div.policy == "rules":
-        return build_monitor(scenario, line, rng)
+        return build_monitor(scenario, line, rng, models)
     from cmsim.config.schema import Monitor  # noqa: PLC0415
     from cmsim.monitor.setup import build_line_monitor  # noqa: PLC0415
 
-    return build_line_monitor(scenario, scenario.monitor or Monitor(), line, rng)
+    return build_line_monitor(scenario, scenario.monitor or Monitor(), line, rng, models)
 
 
 def _summary_event(ev: dict[str, Any]) -> dict[str, Any]:
@@ -270,13 +273,17 @@ def run(scenario: Any, *, seed: int | np.random.SeedSequence | None = None,
     True
     """
     from cmsim import io  # noqa: PLC0415
+    from cmsim.assembly import assemble  # noqa: PLC0415
     from cmsim.config import load_scenario  # noqa: PLC0415
 
     sc = load_scenario(scenario, overrides=overrides)
+    # the one place that builds the RTD models etc.; a model that refuses its parameters is
+    # reported before the output directory is claimed
+    asm = assemble(sc)
     with contextlib.ExitStack() as stack:
         if out is not None:
             stack.enter_context(io.claim_output_dir(out, overwrite=overwrite))
-        result, bar = _simulate(sc, seed, progress, extra_sync_s, monitor)
+        result, bar = _simulate(sc, asm, seed, progress, extra_sync_s, monitor)
         stack.callback(bar.close)
         if out is not None:
             io.write_output_dir(result, out, figures=figures, report=report,
@@ -284,10 +291,10 @@ def run(scenario: Any, *, seed: int | np.random.SeedSequence | None = None,
     return result
 
 
-def _simulate(sc: Any, seed: Any, progress: bool | Callable[[int, int], None],
+def _simulate(sc: Any, asm: Any, seed: Any, progress: bool | Callable[[int, int], None],
               extra_sync_s: Iterable[float], monitor: bool) -> tuple[SimulationResult, Any]:
-    """Simulate a validated scenario; return the result and the run's progress bar."""
-    from cmsim import disturbances as dist  # noqa: PLC0415
+    """Simulate a validated scenario (assembled as ``asm``); return the result and the
+    run's progress bar."""
     from cmsim.engine import Engine  # noqa: PLC0415
     from cmsim.line import build_line, rng_source_names  # noqa: PLC0415
 
@@ -297,15 +304,16 @@ def _simulate(sc: Any, seed: Any, progress: bool | Callable[[int, int], None],
     names = rng_source_names(sc) + (pat_rng_names(sc) if use_monitor else [])
     names += ["control.nir"] if getattr(sc, "control", None) is not None else []
     gens, seed_info = rng_streams(root_seed, names)
-    line = build_line(sc, gens)
+    line = build_line(sc, gens, assembly=asm)
     from cmsim.control import SetPointRecorder, attach_control  # noqa: PLC0415
 
     setpoints = SetPointRecorder.attach(line)
-    mon = _attach_monitor(sc, line, gens) if use_monitor else None
+    mon = _attach_monitor(sc, line, gens, asm.models) if use_monitor else None
     # NIR feedback reads the PAT monitor's readings when there is an NIR probe ([pat])
     supervisor = attach_control(line, sc, gens.get("control.nir"),
-                                monitor=mon if mon is not None and sc.pat is not None else None)
-    plan = dist.from_scenario(sc.disturbances, sc.feeders)
+                                monitor=mon if mon is not None and sc.pat is not None else None,
+                                models=asm.models)
+    plan = list(asm.disturbances)
     bar = _RunProgress(progress, line.n_ticks)
     callback = bar.callback
     try:
@@ -350,8 +358,7 @@ def _simulate(sc: Any, seed: Any, progress: bool | Callable[[int, int], None],
         "api_feeder": next((f.name for f in sc.feeders if f.role == "api"), None),
         "line_rtd": {"model": "Series", "stages": [
             {"model": type(m).__name__, **m.params}
-            for m in (sc.blender.rtd.build(), sc.press.transfer_rtd.build(),
-                      sc.press.feed_frame_rtd.build())]},
+            for m in (asm.models.blender, asm.models.transfer, asm.models.feed_frame)]},
     }
     tick_signals: dict[str, np.ndarray] = {}
     for f in sc.feeders:

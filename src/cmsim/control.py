@@ -573,7 +573,7 @@ def _feeder_units(line: Any) -> dict[str, Any]:
 
 
 def attach_control(line: Any, scenario: Any, rng: np.random.Generator | None = None, *,
-                   monitor: Any = None) -> Supervisor | None:
+                   monitor: Any = None, models: Any = None) -> Supervisor | None:
     """Configure the strategies of ``scenario.control`` on a freshly built line.
 
     Sets up the feeders' PI loops (``feeder_pi``) and appends a :class:`Supervisor` to
@@ -592,6 +592,9 @@ def attach_control(line: Any, scenario: Any, rng: np.random.Generator | None = N
         reads its NIR readings (and is tuned for its latency, integration time and sample
         period); ``[control.nir_feedback]`` must not then set its own ``latency``,
         ``integration_time`` or ``noise_sd``.
+    models : cmsim.assembly.LineModels, optional
+        The scenario's residence-time models, already built (``blender``, ``line``); built
+        from the scenario when not given.
 
     Returns
     -------
@@ -626,7 +629,7 @@ def attach_control(line: Any, scenario: Any, rng: np.random.Generator | None = N
     dt = line.dt
     period = float(ctl.period)
     target = float(scenario.target_api_fraction)
-    blender_rtd = scenario.blender.rtd.build()
+    blender_rtd = models.blender if models is not None else scenario.blender.rtd.build()
     gain_rel = 1.0 - target  # d(ln w) / d(ln sp_api) at the nominal composition
     lim = float(ctl.output_limit)
     nir = ff = None
@@ -658,7 +661,9 @@ def attach_control(line: Any, scenario: Any, rng: np.random.Generator | None = N
         location = pat.location if pat else "blender_outlet"
         port = "blender.out" if location == "blender_outlet" else "press.out"
         rtd = blender_rtd
-        if port == "press.out":
+        if port == "press.out" and models is not None:
+            rtd = models.line
+        elif port == "press.out":
             from cmsim.rtd import Series  # noqa: PLC0415
 
             rtd = Series(blender_rtd, scenario.press.transfer_rtd.build(),

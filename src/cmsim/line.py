@@ -50,6 +50,7 @@ from typing import Any
 
 import numpy as np
 
+from cmsim.assembly import RunAssembly, assemble
 from cmsim.errors import ParameterError, SimulationError
 from cmsim.streams import ChannelMap
 
@@ -430,31 +431,6 @@ class Line:
         return err
 
 
-def _get(obj: Any, name: str, default: Any = None) -> Any:
-    if isinstance(obj, Mapping):
-        return obj.get(name, default)
-    return getattr(obj, name, default)
-
-
-def scenario_channel_map(scenario: Any) -> ChannelMap:
-    """Channel layout of a scenario: one channel per material and lot.
-
-    Lots are the feeders' initial lots followed by the lots brought by ``refill``
-    disturbances, in scenario order. Materials follow the feeder order.
-    """
-    lots: dict[str, list[str]] = {}
-    material_of: dict[str, str] = {}
-    for f in scenario.feeders:
-        lots.setdefault(f.material, []).append(str(f.lot))
-        material_of[f.name] = f.material
-    for d in scenario.disturbances:
-        if _get(d, "type") == "refill":
-            mat = material_of[_get(d, "feeder")]
-            if str(_get(d, "lot")) not in lots[mat]:
-                lots[mat].append(str(_get(d, "lot")))
-    return ChannelMap.from_lots(lots, api_material=scenario.api_feeder.material)
-
-
 def _hopper(table: Any) -> Any:
     from cmsim.unitops import Hopper  # noqa: PLC0415
 
@@ -473,7 +449,7 @@ def rng_source_names(scenario: Any) -> list[str]:
 
 
 def build_line(scenario: Any, rng_streams: Mapping[str, np.random.Generator], *,
-               tail: float = 1e-12) -> Line:
+               tail: float = 1e-12, assembly: RunAssembly | None = None) -> Line:
     """Build the line of a validated scenario.
 
     Parameters
@@ -484,6 +460,9 @@ def build_line(scenario: Any, rng_streams: Mapping[str, np.random.Generator], *,
         One generator per stochastic source, keyed by the names of :func:`rng_source_names`.
     tail : float
         Truncation level of convolution kernels [-] (below the trace epsilon).
+    assembly : cmsim.assembly.RunAssembly, optional
+        The scenario already assembled (:func:`cmsim.assembly.assemble`); assembled here when
+        not given.
 
     Returns
     -------
@@ -494,9 +473,8 @@ def build_line(scenario: Any, rng_streams: Mapping[str, np.random.Generator], *,
     from cmsim.unitops import ContinuousBlender, LossInWeightFeeder, TabletPress  # noqa: PLC0415
 
     sim = scenario.simulation
-    dt = float(sim.dt)
-    n_ticks = int(scenario.n_ticks)
-    cmap = scenario_channel_map(scenario)
+    asm = assembly if assembly is not None else assemble(scenario)
+    dt, n_ticks, cmap = asm.dt, asm.n_ticks, asm.channel_map
     nc = cmap.n_channels
     nodes: list[Node] = []
     connections: dict[str, str] = {}
@@ -514,10 +492,10 @@ def build_line(scenario: Any, rng_streams: Mapping[str, np.random.Generator], *,
     nodes.append(Node("mix", "mixer", None, inputs=tuple(f.name for f in scenario.feeders),
                       outputs=("out",)))
     b = scenario.blender
-    blender = ContinuousBlender(b.rtd.build(), dt, nc, speed=b.speed,
+    blender = ContinuousBlender(asm.models.blender, dt, nc, speed=b.speed,
                                 speed_exponent=b.speed_exponent, tail=tail)
     p = scenario.press
-    press = TabletPress(p.transfer_rtd.build(), p.feed_frame_rtd.build(), p.tablet_mass, dt, nc,
+    press = TabletPress(asm.models.transfer, asm.models.feed_frame, p.tablet_mass, dt, nc,
                         gate_delay=p.gate_delay, tail=tail)
     nodes.append(Node("blender", "stage", blender, inputs=("in",), outputs=("out",)))
     nodes.append(Node("press", "stage", press, inputs=("in",), outputs=("out",)))

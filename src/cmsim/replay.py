@@ -121,6 +121,7 @@ def replay(source: str | os.PathLike, *, scenario: Any = None,
     -------
     ReplayResult
     """
+    from cmsim.assembly import build_models  # noqa: PLC0415
     from cmsim.config import load_scenario  # noqa: PLC0415
     from cmsim.config.schema import Monitor  # noqa: PLC0415
     from cmsim.io import read_signals_parquet  # noqa: PLC0415
@@ -147,9 +148,10 @@ def replay(source: str | os.PathLike, *, scenario: Any = None,
     n = int(table["time_s"].size)
     if n != int(sc.n_ticks):
         raise InputError(f"{path}: {n} rows, but the scenario runs {sc.n_ticks} ticks")
-    shift = int(meta.get("line_shift", _default_shift(sc)))
+    models = build_models(sc)  # once, for the shift and the monitor
+    shift = int(meta["line_shift"]) if "line_shift" in meta else _default_shift(sc, models)
     n_lots = int(meta.get("n_api_lots", int(np.nanmax(table["api_lot_gen"])) + 1))
-    parts = monitor_parts(sc, sc.monitor or Monitor(), shift, n_lots)
+    parts = monitor_parts(sc, sc.monitor or Monitor(), shift, n_lots, models)
     mon = LineMonitor(parts["estimator"], parts["phases"], parts["policy"], n,
                       parts["limits"], drive_gate=sc.diversion is not None)
     for ch in chunks_of(table, feeders, dt):
@@ -159,13 +161,12 @@ def replay(source: str | os.PathLike, *, scenario: Any = None,
                         getattr(parts["policy"], "name", "risk"))
 
 
-def _default_shift(sc: Any) -> int:
+def _default_shift(sc: Any, models: Any) -> int:
     from cmsim.line import alignment_shift  # noqa: PLC0415
     from cmsim.unitops.stage import RTDStage  # noqa: PLC0415
 
     dt = float(sc.simulation.dt)
-    stages = [sc.blender.rtd.build(), sc.press.transfer_rtd.build(),
-              sc.press.feed_frame_rtd.build()]
+    stages = [models.blender, models.transfer, models.feed_frame]
     return alignment_shift(sum(RTDStage(m, dt, 1).n_dispersive for m in stages))
 
 

@@ -9,6 +9,7 @@ Every problem in a file becomes one entry of a :class:`cmsim.errors.ScenarioErro
 file, the field path (``feeders[1].mass_flow``), the value and the rule.
 """
 
+from cmsim.config.files import find_parameter_set
 from cmsim.config.loader import (
     apply_overrides,
     load_scenario,
@@ -23,7 +24,6 @@ from cmsim.config.schema import (
     RTDTable,
     Scenario,
     cross_field_problems,
-    find_parameter_set,
 )
 
 __all__ = [

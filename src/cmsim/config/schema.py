@@ -13,13 +13,10 @@ Use :func:`cmsim.config.load_scenario` to read a file; it turns every problem in
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import math
-import tomllib
 from collections.abc import Callable
-from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -37,6 +34,13 @@ from pydantic import (
 )
 from pydantic.json_schema import WithJsonSchema
 
+from cmsim.config.files import (
+    find_parameter_set,
+    read_parameter_set,
+    read_tracer_csv,
+    shipped_models_dir,
+)
+from cmsim.config.problems import format_path, problems_from_validation_error
 from cmsim.config.quantity import QuantitySpec
 from cmsim.units import SI_UNIT, parse_quantity
 
@@ -162,42 +166,6 @@ def _base_dir(info: ValidationInfo) -> Path:
     ctx = info.context or {}
     base = ctx.get("base_dir")
     return Path(base) if base is not None else Path.cwd()
-
-
-def _read_tracer_csv(path: Path) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Read a tracer CSV with columns ``t`` [s] and ``e`` [1/s]; raise ValueError on problems."""
-    if not path.is_file():
-        raise ValueError(f"file not found: {path}")
-    with path.open(newline="", encoding="utf-8") as fh:
-        rows = [r for r in csv.reader(line for line in fh if not line.lstrip().startswith("#"))]
-    rows = [r for r in rows if any(c.strip() for c in r)]
-    if not rows:
-        raise ValueError(f"{path}: empty CSV")
-    header = [c.strip().lower() for c in rows[0]]
-    if "t" not in header or "e" not in header:
-        raise ValueError(f"{path}: header must name columns 't' [s] and 'e' [1/s], got {header}")
-    it, ie = header.index("t"), header.index("e")
-    t: list[float] = []
-    e: list[float] = []
-    for lineno, row in enumerate(rows[1:], start=2):
-        try:
-            tv, ev = float(row[it]), float(row[ie])
-        except (ValueError, IndexError):
-            raise ValueError(f"{path}: data row {lineno} is not two numbers: {row}") from None
-        if not (math.isfinite(tv) and math.isfinite(ev)):
-            raise ValueError(f"{path}: data row {lineno} is not finite: {row}")
-        t.append(tv)
-        e.append(ev)
-    if len(t) < 2:
-        raise ValueError(f"{path}: needs at least 2 data rows")
-    if t[0] < 0 or any(b <= a for a, b in zip(t, t[1:], strict=False)):
-        raise ValueError(f"{path}: column t must be >= 0 and strictly increasing")
-    if min(e) < 0:
-        raise ValueError(f"{path}: column e must be >= 0")
-    area = sum(0.5 * (e[i] + e[i + 1]) * (t[i + 1] - t[i]) for i in range(len(t) - 1))
-    if not area > 0:
-        raise ValueError(f"{path}: the area under e(t) must be > 0")
-    return tuple(t), tuple(e)
 
 
 class _RTDBase(_Strict):
@@ -333,7 +301,7 @@ class EmpiricalRTD(_RTDBase):
         path = Path(value)
         if not path.is_absolute():
             path = _base_dir(info) / path
-        _read_tracer_csv(path)
+        read_tracer_csv(path)
         return value
 
     @model_validator(mode="after")
@@ -342,7 +310,7 @@ class EmpiricalRTD(_RTDBase):
         if not path.is_absolute():
             path = _base_dir(info) / path
         self._path = path.resolve()
-        self._t, self._e = _read_tracer_csv(path)
+        self._t, self._e = read_tracer_csv(path)
         return self
 
     @property
@@ -398,41 +366,6 @@ class SeriesRTD(_RTDBase):
         return {"model": "series", "stages": [s.resolved_dict() for s in self.stages]}
 
 
-def _shipped_models_dir() -> Path | None:
-    try:
-        return Path(str(resources.files("cmsim.data") / "models"))
-    except (ModuleNotFoundError, TypeError):  # pragma: no cover - broken installation
-        return None
-
-
-def find_parameter_set(name: str, base_dir: Path | str | None = None) -> Path | None:
-    """Locate the parameter-set file for ``model = "model"``, ``name = ...``.
-
-    Parameters
-    ----------
-    name : str
-        File name with or without ``.toml`` (e.g. ``"blender_tis5_60s"``).
-    base_dir : path, optional
-        Directory of the referring scenario file (default: the working directory).
-
-    Returns
-    -------
-    Path or None
-        The first existing candidate among ``base_dir/name``, ``base_dir/models/name``,
-        ``base_dir/../models/name`` and the shipped ``cmsim/data/models/name``; None if none.
-    """
-    base = Path(base_dir) if base_dir is not None else Path.cwd()
-    fname = name if name.endswith(".toml") else f"{name}.toml"
-    candidates = [base / fname, base / "models" / fname, base.parent / "models" / fname]
-    shipped = _shipped_models_dir()
-    if shipped is not None:
-        candidates.append(shipped / fname)
-    for c in candidates:
-        if c.is_file():
-            return c
-    return None
-
-
 class ModelRefRTD(_RTDBase):
     """A named parameter set: ``model = "model"``, ``name = "blender_tis5_60s"``.
 
@@ -455,7 +388,7 @@ class ModelRefRTD(_RTDBase):
     def _exists(cls, value: str, info: ValidationInfo) -> str:
         path = find_parameter_set(value, _base_dir(info))
         if path is None:
-            shipped = _shipped_models_dir()
+            shipped = shipped_models_dir()
             avail = sorted(p.stem for p in shipped.glob("*.toml")) if shipped else []
             raise ValueError(
                 f"no parameter set {value!r} next to the scenario, in models/ or shipped "
@@ -530,18 +463,13 @@ def _load_parameter_set_checked(path: Path, info: ValidationInfo) -> ParameterSe
     depth = (info.context or {}).get("_depth", 0)
     if depth > 8:
         raise ValueError(f"parameter sets nest more than 8 deep (cycle?) at {path}")
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ValueError(f"parameter set {path}: TOML syntax error: {exc}") from None
+    raw = read_parameter_set(path)
     ctx = {"base_dir": path.parent, "_depth": depth + 1}
     try:
         return ParameterSet.model_validate(raw, context=ctx)
     except ValidationError as exc:
-        from cmsim.config.loader import _format_path, _problems_from_validation_error
-
-        found = _problems_from_validation_error(exc, raw, ParameterSet)
-        text = "; ".join(f"{_format_path(p)} = {v!r}: {r}" for p, v, r in found)
+        found = problems_from_validation_error(exc, raw, ParameterSet)
+        text = "; ".join(f"{format_path(p)} = {v!r}: {r}" for p, v, r in found)
         raise ValueError(f"parameter set {path} is invalid: {text}") from None
 
 
@@ -1424,6 +1352,12 @@ def _fmt_time(x: float) -> str:
     return f"{x:g} s"
 
 
+def _default(model: type[BaseModel], field: str) -> Any:
+    """The default of ``model.field``: the one source of a default the cross-field rules
+    need for a key that is absent."""
+    return model.model_fields[field].get_default(call_default_factory=True)
+
+
 def cross_field_problems(raw: dict[str, Any]) -> list[tuple[str, Any, str]]:
     """Check the rules that relate several fields of a scenario.
 
@@ -1445,9 +1379,10 @@ def cross_field_problems(raw: dict[str, Any]) -> list[tuple[str, Any, str]]:
         return problems
     sim = raw.get("simulation") if isinstance(raw.get("simulation"), dict) else {}
     duration = _num(sim.get("duration"), "time") if "duration" in sim else None
-    dt = _num(sim.get("dt", 0.5), "time")
+    dt_value = sim.get("dt", _default(Simulation, "dt"))
+    dt = _num(dt_value, "time")
     if duration is not None and dt is not None and duration > 0 and dt > duration:
-        problems.append(("simulation.dt", sim.get("dt", 0.5),
+        problems.append(("simulation.dt", dt_value,
                          f"must be <= simulation.duration ({_fmt_time(duration)})"))
 
     feeders = raw.get("feeders") if isinstance(raw.get("feeders"), list) else []
@@ -1478,11 +1413,11 @@ def cross_field_problems(raw: dict[str, Any]) -> list[tuple[str, Any, str]]:
             api_idx.append(i)
         hop = f.get("hopper")
         if isinstance(hop, dict):
-            lo = _num(hop.get("refill_low", 0.2), "fraction")
-            hi = _num(hop.get("refill_high", 0.8), "fraction")
+            high = hop.get("refill_high", _default(Hopper, "refill_high"))
+            lo = _num(hop.get("refill_low", _default(Hopper, "refill_low")), "fraction")
+            hi = _num(high, "fraction")
             if lo is not None and hi is not None and not lo < hi:
-                problems.append((f"feeders[{i}].hopper.refill_high",
-                                 hop.get("refill_high", 0.8),
+                problems.append((f"feeders[{i}].hopper.refill_high", high,
                                  f"must be > refill_low ({lo:g})"))
             cap = _num(hop.get("capacity"), "mass")
             init = hop.get("initial")
@@ -1491,7 +1426,8 @@ def cross_field_problems(raw: dict[str, Any]) -> list[tuple[str, Any, str]]:
                 problems.append((f"feeders[{i}].hopper.initial", init,
                                  f"must be <= capacity ({cap:g} kg)"))
     if feeders and not api_idx:
-        roles = [f.get("role", "excipient") if isinstance(f, dict) else None for f in feeders]
+        roles = [f.get("role", _default(Feeder, "role")) if isinstance(f, dict) else None
+                 for f in feeders]
         problems.append(("feeders", roles, "exactly one feeder must have role = \"api\""))
     for i in api_idx[1:]:
         problems.append((f"feeders[{i}].role", "api",

@@ -1387,13 +1387,16 @@ def _series(*models: RTDModel) -> RTDModel:
     return hit
 
 
-def line_models(scenario: Any) -> tuple[RTDModel, RTDModel]:
+def line_models(scenario: Any, models: Any = None) -> tuple[RTDModel, RTDModel]:
     """Feeder-to-gate and probe-to-gate RTDs of a scenario.
 
     Parameters
     ----------
     scenario : cmsim.config.Scenario
         Validated scenario.
+    models : object, optional
+        Its residence-time models already built (attributes ``blender``, ``transfer``,
+        ``feed_frame``; e.g. :class:`cmsim.assembly.LineModels`); built when not given.
 
     Returns
     -------
@@ -1403,9 +1406,12 @@ def line_models(scenario: Any) -> tuple[RTDModel, RTDModel]:
         RTD for a probe in the feed frame, whose contents leave through it). Series are
         cached per parameter set (the same object for the same parameters).
     """
-    b = scenario.blender.rtd.build()
-    tr = scenario.press.transfer_rtd.build()
-    ff = scenario.press.feed_frame_rtd.build()
+    if models is not None:
+        b, tr, ff = models.blender, models.transfer, models.feed_frame
+    else:
+        b = scenario.blender.rtd.build()
+        tr = scenario.press.transfer_rtd.build()
+        ff = scenario.press.feed_frame_rtd.build()
     loc = scenario.pat.location if scenario.pat is not None else "blender_outlet"
     probe = _series(tr, ff) if loc == "blender_outlet" else ff
     return _series(b, tr, ff), probe

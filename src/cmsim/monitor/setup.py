@@ -61,15 +61,24 @@ def nir_faults(scenario: Any) -> list[dict[str, Any]]:
     return out
 
 
-def _line_spec(scenario: Any, shift: int, n_api_lots: int) -> LineSpec:
+def _line_rtds(scenario: Any, models: Any) -> tuple[Any, Any, Any]:
+    """Blender, transfer and feed-frame RTDs: the prebuilt ``models`` or built here."""
+    if models is not None:
+        return models.blender, models.transfer, models.feed_frame
+    p = scenario.press
+    return scenario.blender.rtd.build(), p.transfer_rtd.build(), p.feed_frame_rtd.build()
+
+
+def _line_spec(scenario: Any, shift: int, n_api_lots: int, models: Any = None) -> LineSpec:
     b, p = scenario.blender, scenario.press
+    blender_rtd, transfer_rtd, feed_frame_rtd = _line_rtds(scenario, models)
     feeders = list(scenario.feeders)
     api = next(i for i, f in enumerate(feeders) if f.role == "api")
     pat = getattr(scenario, "pat", None)
     return LineSpec(
-        dt=float(scenario.simulation.dt), blender_rtd=b.rtd.build(), blender_speed=b.speed,
-        speed_exponent=float(b.speed_exponent), transfer_rtd=p.transfer_rtd.build(),
-        feed_frame_rtd=p.feed_frame_rtd.build(), tablet_mass=float(p.tablet_mass),
+        dt=float(scenario.simulation.dt), blender_rtd=blender_rtd, blender_speed=b.speed,
+        speed_exponent=float(b.speed_exponent), transfer_rtd=transfer_rtd,
+        feed_frame_rtd=feed_frame_rtd, tablet_mass=float(p.tablet_mass),
         probe=pat.location if pat is not None else "blender_outlet", shift=int(shift),
         target=float(scenario.target_api_fraction), api_feeder=api,
         nominal_flows=tuple(float(f.mass_flow) for f in feeders),
@@ -134,7 +143,8 @@ def _estimator_settings(scenario: Any, mon: Any, spec: LineSpec,
         rtd_uncertainty=float(div.rtd_uncertainty) if div is not None else 0.0)
 
 
-def monitor_parts(scenario: Any, mon: Any, shift: int, n_api_lots: int) -> dict[str, Any]:
+def monitor_parts(scenario: Any, mon: Any, shift: int, n_api_lots: int,
+                  models: Any = None) -> dict[str, Any]:
     """Line characterisation, estimator, phase rules and policy of a scenario.
 
     Parameters
@@ -147,6 +157,10 @@ def monitor_parts(scenario: Any, mon: Any, shift: int, n_api_lots: int) -> dict[
         Alignment shift of the gate [ticks] (the line's).
     n_api_lots : int
         API lots the run can see.
+    models : object, optional
+        The scenario's residence-time models already built (attributes ``blender``,
+        ``transfer``, ``feed_frame``; e.g. :class:`cmsim.assembly.LineModels`); built from the
+        scenario when not given.
 
     Returns
     -------
@@ -156,7 +170,7 @@ def monitor_parts(scenario: Any, mon: Any, shift: int, n_api_lots: int) -> dict[
     dt = float(scenario.simulation.dt)
     gd = float(scenario.press.gate_delay)
     g = 1 + int(math.ceil(gd / dt - 1e-9))
-    spec = _line_spec(scenario, shift, n_api_lots)
+    spec = _line_spec(scenario, shift, n_api_lots, models)
     settings = _estimator_settings(scenario, mon, spec, g)
     pat, div = getattr(scenario, "pat", None), scenario.diversion
     timing = None if pat is None else (float(pat.latency), float(pat.integration_time))
@@ -192,15 +206,17 @@ def monitor_parts(scenario: Any, mon: Any, shift: int, n_api_lots: int) -> dict[
 
 
 def build_line_monitor(scenario: Any, mon: Any, line: Any,
-                       rng: Mapping[str, np.random.Generator]) -> LineMonitor:
+                       rng: Mapping[str, np.random.Generator],
+                       models: Any = None) -> LineMonitor:
     """Attach a :class:`LineMonitor` (with the plant's instruments) to ``line`` and return it.
 
     ``mon`` is the scenario's ``[monitor]`` table (its defaults when absent). The monitor
-    drives the gate only when the scenario has a ``[diversion]`` table.
+    drives the gate only when the scenario has a ``[diversion]`` table. ``models``: the
+    prebuilt residence-time models (see :func:`monitor_parts`), built when not given.
     """
     cmap = line.channel_map
     n_lots = len(cmap.lots(cmap.api_material))
-    parts = monitor_parts(scenario, mon, line.shift, n_lots)
+    parts = monitor_parts(scenario, mon, line.shift, n_lots, models)
     pat = getattr(scenario, "pat", None)
     feeders = [f.name for f in scenario.feeders]
     blender = line.nodes["blender"].unit

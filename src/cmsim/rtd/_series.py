@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from functools import lru_cache
 
 import numpy as np
-from scipy import integrate, special
+from scipy import special
 
 #: Weight below which the Moschopoulos mixture is truncated.
 MIXTURE_CUT = 1e-17
@@ -132,6 +132,8 @@ class QuadConvolution:
     def _integrate(self, f, lo: float, hi: float, pts: list[float]) -> float:
         if not hi > lo:
             return 0.0
+        from scipy import integrate  # noqa: PLC0415 - lazy: imports scipy.optimize
+
         val, _ = integrate.quad(f, lo, hi, points=pts or None, epsabs=1e-14, epsrel=1e-11,
                                 limit=400)
         return val

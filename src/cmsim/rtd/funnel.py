@@ -12,11 +12,17 @@ import math
 from typing import Any, NamedTuple
 
 import numpy as np
-from scipy import optimize
 
 from cmsim import _validate
 from cmsim.errors import ParameterError
 from cmsim.rtd._base import RTDModel
+
+
+def _optimize() -> Any:
+    """``scipy.optimize``, imported on first use (it costs ~0.3 s at start-up)."""
+    from scipy import optimize  # noqa: PLC0415
+
+    return optimize
 
 __all__ = [
     "FunnelBranches",
@@ -77,7 +83,7 @@ def _argmax_h(model: RTDModel, d: float) -> float:
     vals = _h(model, d, grid)
     i = int(np.argmax(vals))
     a, b = grid[max(i - 1, 0)], grid[min(i + 1, _GRID - 1)]
-    res = optimize.minimize_scalar(lambda x: -float(_h(model, d, np.array(x))), bounds=(a, b),
+    res = _optimize().minimize_scalar(lambda x: -float(_h(model, d, np.array(x))), bounds=(a, b),
                                    method="bounded",
                                    options={"xatol": 1e-10 * max(1.0, abs(b)), "maxiter": 500})
     t_best = float(res.x) if -res.fun >= vals[i] else float(grid[i])
@@ -196,7 +202,7 @@ def longest_tolerable_stop(model: RTDModel, delta: float, *,
     # g(d) >= F(lower_bound + d), so d = quantile(target) - lower_bound brackets the root
     d_hi = float(model.quantile(target)) - model.lower_bound
     d_hi = max(d_hi, 1e-12) * (1.0 + 1e-9) + 1e-12
-    return float(optimize.brentq(lambda x: _g_scalar(model, x) - target, 0.0, d_hi,
+    return float(_optimize().brentq(lambda x: _g_scalar(model, x) - target, 0.0, d_hi,
                                  xtol=1e-12, rtol=4 * np.finfo(float).eps, maxiter=200))
 
 
@@ -240,6 +246,6 @@ def excursion_duration(model: RTDModel, duration: float, multiple: float) -> flo
         return float(_h(model, d, np.array(x))) - level
 
     lo = model.lower_bound
-    t1 = lo if f(lo) >= 0.0 else optimize.brentq(f, lo, t_star, xtol=1e-12, maxiter=200)
-    t2 = optimize.brentq(f, t_star, t_far, xtol=1e-12, maxiter=200)
+    t1 = lo if f(lo) >= 0.0 else _optimize().brentq(f, lo, t_star, xtol=1e-12, maxiter=200)
+    t2 = _optimize().brentq(f, t_star, t_far, xtol=1e-12, maxiter=200)
     return float(t2 - t1)

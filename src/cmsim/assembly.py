@@ -1,0 +1,162 @@
+"""What one run needs from a validated scenario, read and built once.
+
+:func:`assemble` builds the residence-time models (blender, transfer, feed frame and their
+series, the line's feeder-to-gate RTD), the channel map and the disturbance plan of a validated
+scenario. :func:`cmsim.run` assembles a scenario once and hands the :class:`RunAssembly` to the
+parts that build the line, the control loops and the monitor, so none of them builds the models
+again. The scenario is read duck-typed (any object with the scenario's attributes); this module
+imports no configuration code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from cmsim import disturbances as dist
+from cmsim.errors import InputError, ScenarioError
+from cmsim.rtd import RTDModel, Series
+from cmsim.streams import ChannelMap
+
+__all__ = ["LineModels", "RunAssembly", "assemble", "build_models", "scenario_channel_map"]
+
+#: scenario paths of the three residence-time tables, in the order of the line
+RTD_PATHS = ("blender.rtd", "press.transfer_rtd", "press.feed_frame_rtd")
+
+
+@dataclass(frozen=True)
+class LineModels:
+    """The line's residence-time models, built from the scenario once.
+
+    Attributes
+    ----------
+    blender : RTDModel
+        Blender RTD at its nominal speed.
+    transfer : RTDModel
+        Blender-to-press transfer RTD.
+    feed_frame : RTDModel
+        Feed-frame RTD.
+    line : RTDModel
+        ``Series(blender, transfer, feed_frame)``: the feeder-to-gate RTD.
+    """
+
+    blender: RTDModel
+    transfer: RTDModel
+    feed_frame: RTDModel
+    line: RTDModel
+
+    def by_path(self) -> dict[str, RTDModel]:
+        """``{scenario path: model}`` of the three tables (``blender.rtd``, ...)."""
+        return dict(zip(RTD_PATHS, (self.blender, self.transfer, self.feed_frame), strict=True))
+
+
+@dataclass(frozen=True)
+class RunAssembly:
+    """Everything the parts of one run read from a validated scenario.
+
+    Attributes
+    ----------
+    dt : float
+        Time step [s].
+    n_ticks : int
+        Ticks to simulate [-].
+    channel_map : ChannelMap
+        One channel per material and lot (:func:`scenario_channel_map`).
+    models : LineModels
+        The residence-time models.
+    disturbances : tuple of cmsim.disturbances.Disturbance
+        The disturbance plan, in scenario order (NIR faults excluded: they belong to the
+        sensor).
+    """
+
+    dt: float
+    n_ticks: int
+    channel_map: ChannelMap
+    models: LineModels
+    disturbances: tuple[dist.Disturbance, ...]
+
+
+def _rtd_table(scenario: Any, path: str) -> Any:
+    obj = scenario
+    for part in path.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def build_models(scenario: Any) -> LineModels:
+    """Build the scenario's residence-time models; constructor errors become scenario errors.
+
+    Parameters
+    ----------
+    scenario : cmsim.config.Scenario
+        Validated scenario (SI values).
+
+    Returns
+    -------
+    LineModels
+
+    Raises
+    ------
+    cmsim.errors.ScenarioError
+        A model refuses its parameters (the problem names the field path, value and rule).
+    """
+    built: dict[str, RTDModel] = {}
+    problems = []
+    for path in RTD_PATHS:
+        table = _rtd_table(scenario, path)
+        try:
+            built[path] = table.build()
+        except InputError as exc:
+            name = getattr(exc, "name", "")
+            value = exc.value if hasattr(exc, "value") else table.model_dump(mode="json")
+            rule = getattr(exc, "rule", str(exc))
+            problems.append((f"{path}.{name}" if name else path, value, rule))
+    if problems:
+        raise ScenarioError(str(getattr(scenario, "source", None) or "<scenario>"), problems)
+    b, tr, ff = (built[p] for p in RTD_PATHS)
+    return LineModels(blender=b, transfer=tr, feed_frame=ff, line=Series(b, tr, ff))
+
+
+def _get(obj: Any, name: str) -> Any:
+    return obj.get(name) if isinstance(obj, Mapping) else getattr(obj, name, None)
+
+
+def scenario_channel_map(scenario: Any) -> ChannelMap:
+    """Channel layout of a scenario: one channel per material and lot.
+
+    Lots are the feeders' initial lots followed by the lots brought by ``refill``
+    disturbances, in scenario order. Materials follow the feeder order.
+    """
+    lots: dict[str, list[str]] = {}
+    material_of: dict[str, str] = {}
+    for f in scenario.feeders:
+        lots.setdefault(f.material, []).append(str(f.lot))
+        material_of[f.name] = f.material
+    for d in scenario.disturbances:
+        if _get(d, "type") == "refill":
+            mat = material_of[_get(d, "feeder")]
+            if str(_get(d, "lot")) not in lots[mat]:
+                lots[mat].append(str(_get(d, "lot")))
+    return ChannelMap.from_lots(lots, api_material=scenario.api_feeder.material)
+
+
+def assemble(scenario: Any, models: LineModels | None = None) -> RunAssembly:
+    """Read and build what a run needs from a validated scenario, once.
+
+    Parameters
+    ----------
+    scenario : cmsim.config.Scenario
+        Validated scenario (SI values).
+    models : LineModels, optional
+        Residence-time models already built from this scenario (:func:`build_models`).
+
+    Returns
+    -------
+    RunAssembly
+    """
+    return RunAssembly(
+        dt=float(scenario.simulation.dt), n_ticks=int(scenario.n_ticks),
+        channel_map=scenario_channel_map(scenario),
+        models=models if models is not None else build_models(scenario),
+        disturbances=tuple(dist.from_scenario(scenario.disturbances, scenario.feeders)))
