@@ -94,7 +94,7 @@ def _level_factor(mass, pr):
     return 1.0 + pr[P_KAPPA] * (mass / pr[P_CAPACITY] - pr[P_LEVEL_REF])
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")  # one copy per call site, no separate specialisations
 def _push_event(ev_i, ev_f, n_ev, tick, code, lot, a, b, c):
     ev_i[n_ev, 0] = tick
     ev_i[n_ev, 1] = code
