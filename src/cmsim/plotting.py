@@ -30,10 +30,12 @@ __all__ = [
     "api_trace",
     "disturbance_points",
     "funnel",
+    "innovations",
     "lot_gantt",
     "lot_intervals",
     "lot_shares",
     "mass_flow",
+    "monitor_estimate",
     "nir_readings",
     "overview",
 ]
@@ -177,6 +179,97 @@ def api_content(result: Any, ax: Any = None) -> Any:
     ax.set_xlabel(label)
     ax.set_ylabel("API content [% of target]")
     ax.set_title("API content at the press gate")
+    _style(ax)
+    return ax
+
+
+def monitor_estimate(result: Any, ax: Any = None) -> Any:
+    """The line-state monitor's view of the gate: its content estimate with a 3-sigma band
+    against the true content, the limits, the diverted ticks and the risk (right axis).
+
+    Parameters
+    ----------
+    result : cmsim.results.SimulationResult
+        A run with the line-state monitor (``pat_signals`` has ``soft``, ``est_sd``, ``risk``).
+    ax : matplotlib.axes.Axes, optional
+        Axes to draw into.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    sig = result.pat_signals
+    if "est_sd" not in sig:
+        raise ValueError("this run has no line-state monitor (diversion.policy = 'rules' or no "
+                         "[pat]/[diversion] table)")
+    ax = _axes(ax)
+    scale, label = _time_scale(float(result.n_ticks * result.dt))
+    t = result.time_s / scale
+    c = 100.0 * np.asarray(sig["soft"], dtype=np.float64)
+    band = 300.0 * np.asarray(sig["est_sd"], dtype=np.float64)
+    ax.fill_between(t, c - band, c + band, color=_C_WINDOW, alpha=0.25, lw=0,
+                    label="estimate +- 3 sd")
+    ax.plot(t, c, color=_C_WINDOW, lw=1.0, label="monitor estimate")
+    ax.plot(t, 100.0 * result.api_content, color=_C_TRUE, lw=0.8, label="true content")
+    for lim in result.api_content_limits:
+        ax.axhline(100.0 * lim, color=_C_LIMIT, ls="--", lw=0.8)
+    _shade_diverted(ax, result, scale, label="diverted")
+    ax.set_xlabel(label)
+    ax.set_ylabel("API content [% of target]")
+    risk_ax = ax.twinx()
+    risk_ax.semilogy(t, np.clip(np.asarray(sig["risk"], dtype=np.float64), 1e-9, 1.0),
+                     color="tab:purple", lw=0.6, alpha=0.7, label="risk")
+    risk_ax.set_ylim(1e-9, 2.0)
+    risk_ax.set_ylabel("risk P(out of limits) [-]")
+    ax.legend(loc="lower left", fontsize="small")
+    ax.set_title("Line-state monitor: estimate and risk at the gate")
+    _style(ax)
+    return ax
+
+
+def innovations(result: Any, ax: Any = None, *, k: float | None = None,
+                h: float | None = None) -> Any:
+    """Standardised innovations of the monitor's NIR update and their two-sided CUSUM.
+
+    Parameters
+    ----------
+    result : cmsim.results.SimulationResult
+        A run with the line-state monitor (``pat_signals`` has ``z_t`` and ``z``).
+    ax : matplotlib.axes.Axes, optional
+        Axes to draw into.
+    k, h : float, optional
+        CUSUM reference value and decision interval [-] (default 0.5 and 8, the monitor's).
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    sig = result.pat_signals
+    if "z" not in sig:
+        raise ValueError("this run has no line-state monitor innovations")
+    k = 0.5 if k is None else float(k)
+    h = 8.0 if h is None else float(h)
+    ax = _axes(ax)
+    scale, label = _time_scale(float(result.n_ticks * result.dt))
+    zt = np.asarray(sig["z_t"], dtype=np.float64)
+    z = np.asarray(sig["z"], dtype=np.float64)
+    hi = np.empty(z.size)
+    lo = np.empty(z.size)
+    cp = cm = 0.0
+    for i, x in enumerate(z.tolist()):  # restarted after a signal, as in the monitor
+        cp, cm = max(0.0, cp + x - k), max(0.0, cm - x - k)
+        hi[i], lo[i] = cp, cm
+        if cp > h or cm > h:
+            cp = cm = 0.0
+    ax.plot(zt / scale, z, ".", ms=1.5, color=_C_MEAS, alpha=0.5, label="innovation z")
+    ax.plot(zt / scale, hi, color=_C_TRUE, lw=0.9, label="CUSUM C+")
+    ax.plot(zt / scale, -lo, color=_C_OK, lw=0.9, label="CUSUM C- (negated)")
+    for y in (h, -h):
+        ax.axhline(y, color=_C_LIMIT, ls="--", lw=0.8)
+    ax.set_xlabel(label)
+    ax.set_ylabel("standardised innovation [-]")
+    ax.legend(loc="lower left", fontsize="small")
+    ax.set_title("NIR innovations and their CUSUM (model-mismatch chart)")
     _style(ax)
     return ax
 

@@ -169,10 +169,15 @@ def _delta(result: Any) -> tuple[float, float]:
 def figure_names(result: Any, *, model: Any = None) -> list[str]:
     """Names of the report figures this run gets, in report order.
 
-    ``api_trace``, ``funnel`` (only with a feeder-to-gate RTD and limits that admit a funnel),
-    ``lots_gantt``, ``mass_flow``.
+    ``api_trace``, ``monitor`` and ``innovations`` (with the line-state monitor), ``funnel``
+    (only with a feeder-to-gate RTD and limits that admit a funnel), ``lots_gantt``,
+    ``mass_flow``.
     """
     names = ["api_trace"]
+    if "est_sd" in (result.pat_signals or {}):
+        names.append("monitor")
+    if "z" in (result.pat_signals or {}) and np.size(result.pat_signals["z"]):
+        names.append("innovations")
     if _funnel_inputs(result, model) is not None:
         names.append("funnel")
     return names + ["lots_gantt", "mass_flow"]
@@ -221,8 +226,10 @@ def render_figure(result: Any, name: str, *, model: Any = None) -> bytes:
         plotting.funnel(rtd_model, delta, ax=fig.add_subplot(), api_fraction=w0, events=events)
         return _png(fig)
     sizes = {"api_trace": (10, 4.6), "lots_gantt": (10, 1.6 + 0.45 * len(result.channels)),
-             "mass_flow": (10, 2.8), "api_content": (8, 4), "lots": (8, 4)}
+             "mass_flow": (10, 2.8), "api_content": (8, 4), "lots": (8, 4),
+             "monitor": (10, 4.2), "innovations": (10, 3.2)}
     draw = {"api_trace": plotting.api_trace, "lots_gantt": plotting.lot_gantt,
+            "monitor": plotting.monitor_estimate, "innovations": plotting.innovations,
             "mass_flow": plotting.mass_flow, "api_content": plotting.api_content,
             "lots": plotting.lot_shares}
     if name not in draw:
@@ -503,9 +510,16 @@ _CAPTIONS = {
     "lots_gantt": "Where each lot is present at the press gate (lot share above the trace "
                   "epsilon), in tablet time; triangles mark hopper refills (feeder time).",
     "mass_flow": "Total mass flow at the press gate.",
+    "monitor": "The line-state monitor's content estimate at the gate with a 3-sigma band, "
+               "the true content, the limits (dashed), the diverted ticks (shaded) and the "
+               "risk P(content outside the limits) on the right axis.",
+    "innovations": "Standardised innovations of the monitor's NIR update (dots) and their "
+                   "two-sided CUSUM with its decision interval (dashed): a signal means the "
+                   "model no longer explains the readings.",
 }
 _TITLES = {"api_trace": "API content", "funnel": "Funnel plot",
-           "lots_gantt": "Lots at the gate", "mass_flow": "Mass flow"}
+           "lots_gantt": "Lots at the gate", "mass_flow": "Mass flow",
+           "monitor": "Monitor estimate and risk", "innovations": "Innovations"}
 
 
 def _figure(name: str, png: bytes) -> str:

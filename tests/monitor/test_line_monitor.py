@@ -265,3 +265,28 @@ def test_scenario_rules_for_the_new_keys():
         load_scenario(d)
     with pytest.raises(InputError, match="max_risk"):
         load_scenario(STOP, overrides=["diversion.max_risk=0.7"])
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def test_monitor_figures_draw_the_estimate_risk_and_innovations():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    from cmsim import plotting
+
+    r = cmsim.run(STOP)
+    fig = Figure()
+    ax = plotting.monitor_estimate(r, ax=fig.add_subplot(2, 1, 1))
+    # the estimate line carries the monitor's own numbers (percent of target)
+    est = next(line for line in ax.get_lines() if line.get_label() == "monitor estimate")
+    np.testing.assert_allclose(est.get_ydata(), 100.0 * r.pat_signals["soft"])
+    ax2 = plotting.innovations(r, ax=fig.add_subplot(2, 1, 2))
+    dots = next(line for line in ax2.get_lines() if line.get_label() == "innovation z")
+    np.testing.assert_allclose(dots.get_ydata(), r.pat_signals["z"])
+    rules = cmsim.run(STOP, overrides=["diversion.policy=rules"])
+    with pytest.raises(ValueError, match="line-state monitor"):
+        plotting.monitor_estimate(rules)
