@@ -290,3 +290,14 @@ def test_monitor_figures_draw_the_estimate_risk_and_innovations():
     rules = cmsim.run(STOP, overrides=["diversion.policy=rules"])
     with pytest.raises(ValueError, match="line-state monitor"):
         plotting.monitor_estimate(rules)
+
+
+def test_table_slopes_from_weighings_equal_the_online_load_cell_slopes():
+    """A risk run records weighings only and derives the controllers' slopes when its table is
+    built; they equal the slopes the load-cell bank computes online (quantile run)."""
+    online = cmsim.run(STOP, overrides=["diversion.policy=quantile"]).plant_signals
+    derived = cmsim.run(STOP).plant_signals
+    for f in ("api", "mcc", "mgst"):
+        np.testing.assert_array_equal(derived[f"lc_mass.{f}"], online[f"lc_mass.{f}"])
+        np.testing.assert_allclose(derived[f"lc_flow.{f}"], online[f"lc_flow.{f}"],
+                                   rtol=1e-12, atol=1e-15, equal_nan=True)

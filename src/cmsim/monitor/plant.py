@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 
 from cmsim.errors import ParameterError
-from cmsim.monitor.sensors import LoadCellBank, NIRSensor
+from cmsim.monitor.sensors import LoadCellBank, NIRSensor, slopes_of_weighings
 
 __all__ = ["PlantRecorder", "SignalChunk", "SignalsTable", "nir_start_time", "signal_columns"]
 
@@ -67,8 +67,8 @@ class SignalChunk:
         Feeder running flags.
     lc_t : ndarray, shape (m,)
         Load-cell estimate times [s].
-    lc_flow : ndarray, shape (n_feeders, m)
-        Load-cell flow estimates [kg/s] (NaN: no estimate yet).
+    lc_flow : ndarray, shape (n_feeders, m), or None
+        Load-cell flow estimates [kg/s] (NaN: no estimate yet; None: not computed online).
     lc_mass : ndarray, shape (n_feeders, m)
         Weighings: net hopper weight change since t = 0 [kg] (NaN: no reading).
     nir_t, nir : ndarray, shape (r,)
@@ -139,13 +139,17 @@ class PlantRecorder:
         Bin-kernel stages in front of the probe (its time stamps: ``(k + 1/2 + S/2) dt``).
     load_cells : LoadCellBank or None
         The feeders' load cells on the tick clock (None: no load cells).
+    slopes : bool
+        Also compute the controllers' flow estimates online (a policy reads them); otherwise
+        the signals table derives them from the weighings when it is built.
     """
 
     name = "plant"
 
     def __init__(self, line: Any, feeders: Sequence[str], api_feeder: str,
                  potency: np.ndarray, nir: NIRSensor | None, probe: str,
-                 upstream_stages: int, load_cells: LoadCellBank | None) -> None:
+                 upstream_stages: int, load_cells: LoadCellBank | None,
+                 slopes: bool = True) -> None:
         if line.k != 0:
             raise ParameterError("line", line.k, "the plant recorder must start at tick 0")
         self.dt = float(line.dt)
@@ -165,6 +169,7 @@ class PlantRecorder:
             line.watch(self._port)
         self._offset = (0.5 + 0.5 * upstream_stages) * self.dt
         self.load_cells = load_cells
+        self._slopes = bool(slopes)
         self._lots_seen: list[int] = []  # API rows (index in _api_rows), first seen order
         self.chunks: list[SignalChunk] = []
         self.nir_true: list[np.ndarray] = []  # noise-free window means (ground truth)
@@ -182,7 +187,7 @@ class PlantRecorder:
         lc_flow = lc_mass = np.empty((nf, 0))
         if self.load_cells is not None:
             rows = tuple(r[:, k0:k1].sum(axis=0) for r in self._records)
-            lc_t, lc_mass, lc_flow = self.load_cells.measure(rows)
+            lc_t, lc_mass, lc_flow = self.load_cells.measure(rows, slopes=self._slopes)
         nir_t = np.empty(0)
         nir_y = np.empty(0)
         if self.nir is not None:
@@ -206,7 +211,9 @@ class PlantRecorder:
     @property
     def table(self) -> SignalsTable:
         """The signals table of the ticks recorded so far (built when first read)."""
-        return SignalsTable(list(self.chunks), self.feeders, self.dt)
+        cells = self.load_cells
+        clock = None if cells is None else (cells.sample_period, cells.window)
+        return SignalsTable(list(self.chunks), self.feeders, self.dt, clock)
 
     def _lot_generations(self, rec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Newest API lot generation and its share of the API discharge per tick."""
@@ -233,8 +240,10 @@ class SignalsTable(Mapping):
     """The signals table (columns of :func:`signal_columns`, one row per tick) of a list of
     chunks, built on first access (a run that is not written never pays for it)."""
 
-    def __init__(self, chunks: list[SignalChunk], feeders: Sequence[str], dt: float) -> None:
+    def __init__(self, chunks: list[SignalChunk], feeders: Sequence[str], dt: float,
+                 clock: tuple[float, float] | None = None) -> None:
         self._chunks, self._feeders, self._dt = chunks, list(feeders), float(dt)
+        self._clock = clock  # load-cell (period, window): slopes derived when not recorded
         self._tab: dict[str, np.ndarray] | None = None
 
     def _build(self) -> dict[str, np.ndarray]:
@@ -253,11 +262,19 @@ class SignalsTable(Mapping):
             tab["press_running"][a:b] = ch.press_running
             tab["api_lot_gen"][a:b] = ch.api_lot_gen
             tab["api_lot_share"][a:b] = ch.api_lot_share
-            cols = {f"lc_flow.{f}": ch.lc_flow[i] for i, f in enumerate(feeders)}
+            cols = {} if ch.lc_flow is None else \
+                {f"lc_flow.{f}": ch.lc_flow[i] for i, f in enumerate(feeders)}
             if ch.lc_mass is not None:
                 cols.update({f"lc_mass.{f}": ch.lc_mass[i] for i, f in enumerate(feeders)})
             _file(tab, self._dt, ch.lc_t, "lc_time_s", cols)
             _file(tab, self._dt, ch.nir_t, "nir_time_s", {"nir": ch.nir})
+        if chunks and chunks[0].lc_flow is None and self._clock is not None:
+            # the controllers' slopes, from the recorded weighings (as the bank computes them)
+            t = np.concatenate([ch.lc_t for ch in chunks])
+            mass = np.concatenate([ch.lc_mass for ch in chunks], axis=1)
+            flow = slopes_of_weighings(mass, *self._clock)
+            _file(tab, self._dt, t, "lc_time_s",
+                  {f"lc_flow.{f}": flow[i] for i, f in enumerate(feeders)})
         self._tab = tab
         return tab
 

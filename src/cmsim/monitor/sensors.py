@@ -23,7 +23,8 @@ from numba import njit
 from cmsim._validate import finite_array, non_negative, positive, probability
 from cmsim.errors import ParameterError
 
-__all__ = ["LoadCellBank", "LoadCellSignal", "NIRSensor", "TabletWeightSignal"]
+__all__ = ["LoadCellBank", "LoadCellSignal", "NIRSensor", "TabletWeightSignal",
+           "slopes_of_weighings"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -726,7 +727,8 @@ class LoadCellBank:
         self._m0 = np.zeros(self.n_cells)
         self._recent = np.full((self.n_cells, self.n_window - 1), np.nan)
 
-    def measure(self, flows: Any, *, return_mass: bool = True) -> tuple[np.ndarray, ...]:
+    def measure(self, flows: Any, *, return_mass: bool = True,
+                slopes: bool = True) -> tuple[np.ndarray, ...]:
         """Weighings and flow estimates completed by this chunk of tick flows.
 
         Parameters
@@ -736,6 +738,10 @@ class LoadCellBank:
             (rows given separately are not copied).
         return_mass : bool
             Also return the weighings (False: only times and flow estimates).
+        slopes : bool
+            Compute the flow estimates (False, with ``return_mass``: weighings only, the flow
+            estimate is None; a bank measured this way must not be asked for slopes later,
+            its window history is not kept).
 
         Returns
         -------
@@ -744,7 +750,7 @@ class LoadCellBank:
         mass : ndarray, shape (n_cells, m)
             Weighings of the net mass relative to time 0 [kg] (NaN at time 0: no data); only
             with ``return_mass``.
-        flow_estimate : ndarray, shape (n_cells, m)
+        flow_estimate : ndarray, shape (n_cells, m) or None
             Discharge rate estimates [kg/s].
         """
         if isinstance(flows, (list, tuple)):
@@ -778,10 +784,12 @@ class LoadCellBank:
             noise = np.stack([g().standard_normal(ns) for g in self._noise_streams])
         buf = np.empty((self.n_cells, ns))
         _bank_weighings(f, self.dt, self._m0, e0, self._period, noise, self.noise_sd, buf)
-        mass = buf.copy() if return_mass else None
-        _bank_slopes(self._recent, buf, self._weights)  # buf now holds the flow estimates
         self._k = k1
         self._next = n_total
+        if return_mass and not slopes:  # weighings only (no flow estimates compiled or run)
+            return ts, buf, None
+        mass = buf.copy() if return_mass else None
+        _bank_slopes(self._recent, buf, self._weights)  # buf now holds the flow estimates
         return (ts, mass, buf) if return_mass else (ts, buf)
 
 
@@ -846,3 +854,28 @@ class TabletWeightSignal(_Sampler):
             return ts, m
         eps = self._noise_rng.standard_normal((ts.size, self.n_tablets)).mean(axis=1)
         return ts, m * (1.0 + self.rsd * eps)
+
+
+def slopes_of_weighings(mass: np.ndarray, period: float, window: float) -> np.ndarray:
+    """The loss-in-weight controller's flow estimates from a record of weighings [kg/s].
+
+    The least-squares slope of the last ``N = round(window / period)`` weighings (as
+    :class:`LoadCellBank` computes them online), minus sign: discharge is positive; NaN
+    while a window holds a missing weighing.
+
+    Parameters
+    ----------
+    mass : ndarray, shape (n_cells, m)
+        Weighings on a regular clock of period ``period`` [kg] (NaN: missing).
+    period, window : float
+        Weighing period and least-squares window [s].
+    """
+    m = np.asarray(mass, dtype=np.float64)
+    n = int(round(max(window, 2 * period) / period))
+    i = np.arange(n) - (n - 1) / 2.0
+    w = i / (np.sum(i * i) * period)
+    out = np.full(m.shape, np.nan)
+    if m.shape[-1] >= n:
+        for c in range(m.shape[0]):
+            out[c, n - 1:] = -np.convolve(m[c], w[::-1], mode="valid")
+    return out

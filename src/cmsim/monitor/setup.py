@@ -240,7 +240,8 @@ def build_line_monitor(scenario: Any, mon: Any, line: Any,
                              [rng[f"pat.load_cell.{n}"] for n in feeders])
     api = next(f.name for f in scenario.feeders if f.role == "api")
     plant = PlantRecorder(line, feeders, api, lot_potency(scenario, cmap.channels), nir,
-                          pat.location if pat is not None else "blender_outlet", stages, cells)
+                          pat.location if pat is not None else "blender_outlet", stages, cells,
+                          slopes=getattr(parts["policy"], "needs_flows", False))
     monitor = LineMonitor(parts["estimator"], parts["phases"], parts["policy"],
                           int(scenario.n_ticks), parts["limits"], plant=plant,
                           drive_gate=scenario.diversion is not None,
