@@ -3,12 +3,12 @@
 Since the line-state monitor (cmsim 0.2) the ``shipped`` configuration runs the default
 ``risk`` policy: plant instruments, the estimator's own blender and press, the NIR Kalman
 update, risk and the state of control; ``rules`` runs the rule-based monitor of cmsim 0.1 on
-the same scenario for comparison. Measured at load 1.7-1.8 on the 2-core machine (15
-interleaved rounds, medians): shipped 1.80x (23.8 vs 13.2 ms), rules 1.42x in the same run
+the same scenario for comparison. Measured at load 0.5 on the 2-core machine (15
+interleaved rounds, medians): shipped 1.73x (22.9 vs 13.2 ms), rules 1.40x in the same run
 (the rules monitor measured 1.26-1.28x at load 0.7 before). Target 1.3x, missed. Where the
 ~11 ms go (line profile): the estimator ~4.4 ms (its own press step with the bookkeeping
 channels ~1.6, the Kalman pass ~1.1, the inflow kernel ~0.9, the blender ~0.2), the plant
-instruments ~3.5 ms (load-cell weighings and slopes with their noise ~1.8, NIR ~0.6), set-up
+instruments ~3 ms (load-cell weighings with their noise ~1.3, NIR ~0.6), set-up
 ~1.1 ms, the state of control over the run ~0.9 ms, the rest below 0.5 ms each. The history
 below concerns the rules monitor.
 
