@@ -127,8 +127,8 @@ class EstimatorSettings:
         Shewhart limit on the standardised innovations (0: off) [-].
     gate_ticks : int
         ``G``: ticks between the decision and the gate tick it decides [-].
-    lc_period, lc_window, lc_start : float
-        Load-cell clock [s] (period 0: no load cells).
+    lc_period : float
+        Load-cell weighing period [s] (0: no load cells).
     rtd_uncertainty : float
         Relative uncertainty of the residence times [-].
     """
@@ -143,8 +143,6 @@ class EstimatorSettings:
     shewhart_L: float = 0.0  # noqa: N815
     gate_ticks: int = 2
     lc_period: float = 0.0
-    lc_window: float = 10.0
-    lc_start: float = 0.0
     rtd_uncertainty: float = 0.0
 
 
@@ -254,7 +252,7 @@ def input_responses(period: float, dt: float, span: int = 0) -> tuple[np.ndarray
         flows = np.empty_like(sp)
         x = np.empty((2, sp.shape[1]))
         _inflow_kernel(sp, np.ones(sp.shape, dtype=np.bool_), dt, rows, times, mass,
-                       np.zeros((1, 9)), 0, np.zeros(sp.shape[1], dtype=np.int64),
+                       np.zeros((1, 7)), 0, np.zeros(sp.shape[1], dtype=np.int64),
                        np.ones(sp.shape[1]), flows, x)
         resp = flows[0, lead:] - 1.0
         out.append(resp * dt if kind == "flow" else resp)
@@ -427,7 +425,7 @@ class LineStateEstimator:
         self._weighed = s.lc_period > 0
         # per feeder: measured discharge at the last weighing, model's cumulative input,
         # extra rate, time of the last weighing, commanded mass since it, have-a-weighing
-        self._track = np.zeros((len(nom), 9))
+        self._track = np.zeros((len(nom), 7))
         self._pending = (np.empty(0), np.empty((len(nom), 0)))
         self._min_flow = 0.01 * float(nom.sum())  # NIR readings of emptier streams are skipped
         self._mrt = float(spec.blender_rtd.mean + spec.transfer_rtd.mean
@@ -567,10 +565,9 @@ class LineStateEstimator:
 def _inflow_kernel(sp, running, dt, rows, times, mass, track, api_f, gen, share, flows,
                    x):  # pragma: no cover - compiled
     """Feeder flows from commands and weighings (mass tracking, see the module docstring),
-    split into the blender's channels. ``track[f]``: measured discharge at the last weighing,
-    model's cumulative input, extra rate, time of the last weighing, commanded mass since
-    it, whether a weighing was seen, whether the feeder ran at the last weighing, sum and
-    number of the weighings of the current rest."""
+    split into the blender's channels. ``track[f]``: the model's cumulative input, extra
+    rate, time of the last weighing, whether a weighing was seen, whether the feeder ran at
+    the last weighing, sum and number of the weighings of the current rest."""
     nf, n = sp.shape
     nl = x.shape[0] - 1
     j = 0
@@ -584,43 +581,38 @@ def _inflow_kernel(sp, running, dt, rows, times, mass, track, api_f, gen, share,
                 c = -w  # discharged since t = 0
                 tr = track[f]
                 on = running[f, t] and sp[f, t] > 0.0
-                span = times[j] - tr[3]
-                if tr[5] == 0.0 or span <= 0.0:  # the first weighing: follow the scale
-                    tr[1] = c
-                    tr[2] = 0.0
+                span = times[j] - tr[2]
+                if tr[3] == 0.0 or span <= 0.0:  # the first weighing: follow the scale
+                    tr[0] = c
+                    tr[1] = 0.0
                 elif on:
                     # deliver over the next interval what the scale says the model still owes
                     # beyond the command (a deviation shows one weighing interval late)
-                    tr[2] = (c - tr[1]) / span
+                    tr[1] = (c - tr[0]) / span
                 else:
                     # at rest nothing is fed: every weighing measures the same discharge, so
                     # their running mean settles the model's book ever more precisely (a
                     # single weighing's error would otherwise stay until the restart)
-                    if tr[6] > 0.0:
-                        tr[7] = 0.0
-                        tr[8] = 0.0
-                    tr[2] = 0.0
-                    if tr[8] < REST_WEIGHINGS:  # a few weighings settle it (noise / sqrt(n))
-                        tr[7] += c
-                        tr[8] += 1.0
-                        tr[2] = (tr[7] / tr[8] - tr[1]) / span
-                tr[6] = 1.0 if on else 0.0
-                tr[0] = c
-                tr[3] = times[j]
-                tr[4] = 0.0
-                tr[5] = 1.0
+                    if tr[4] > 0.0:
+                        tr[5] = 0.0
+                        tr[6] = 0.0
+                    tr[1] = 0.0
+                    if tr[6] < REST_WEIGHINGS:  # a few weighings settle it (noise / sqrt(n))
+                        tr[5] += c
+                        tr[6] += 1.0
+                        tr[1] = (tr[5] / tr[6] - tr[0]) / span
+                tr[4] = 1.0 if on else 0.0
+                tr[2] = times[j]
+                tr[3] = 1.0
             j += 1
         api = 0.0
         rest = 0.0
         for f in range(nf):
             cmd = sp[f, t] if running[f, t] else 0.0
-            # a stopped (or zero-commanded) screw delivers nothing, except what the last
-            # weighing of its run says was fed before the stop (settled once)
             # a screw at rest delivers nothing; the model only settles its book (a small
             # correction of either sign)
-            v = max(cmd + track[f, 2], 0.0) if cmd > 0.0 else track[f, 2]
-            track[f, 1] += v * dt
-            track[f, 4] += cmd * dt
+            v = max(cmd + track[f, 1], 0.0) if cmd > 0.0 else track[f, 1]
+            track[f, 0] += v * dt
             flows[f, t] = v
             if f == api_f:
                 api = v

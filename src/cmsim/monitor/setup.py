@@ -87,13 +87,13 @@ def _line_spec(scenario: Any, shift: int, n_api_lots: int, models: Any = None) -
 
 
 def _model_sd(probe_rtd: Any, dt: float, rsd: tuple[float, ...], corr: tuple[float, ...],
-              flows: tuple[float, ...], api: int, lc: tuple[float, float, float]) -> float:
+              flows: tuple[float, ...], api: int, lc: tuple[float, float]) -> float:
     """Model-error standard deviation at the probe [-] (cached per parameter set)."""
     key = (type(probe_rtd).__name__, repr(probe_rtd.params), dt, rsd, corr, flows, api, lc)
     hit = _MODEL_SD.get(key)
     if hit is not None:
         return hit
-    period, window, noise = lc
+    period, noise = lc
     f = np.array(flows)
     shares = f / f.sum()
     kernel = np.asarray(probe_rtd.kernel(dt, tail=1e-9))
@@ -128,7 +128,7 @@ def _estimator_settings(scenario: Any, mon: Any, spec: LineSpec,
         model_sd = _model_sd(probe_rtd, dt, tuple(float(f.noise_rsd) for f in feeders),
                              tuple(max(float(f.noise_correlation_time), dt) for f in feeders),
                              spec.nominal_flows, spec.api_feeder,
-                             (float(mon.load_cell_period), float(mon.load_cell_window),
+                             (float(mon.load_cell_period),
                               float(mon.load_cell_noise)))
     nir_sd = NIR_SD_FLOOR
     if pat is not None:
@@ -139,7 +139,7 @@ def _estimator_settings(scenario: Any, mon: Any, spec: LineSpec,
         lot_sd=float(mon.lot_assay_sd), fault_sd=float(mon.fault_sd),
         cusum_k=float(mon.innovation_cusum_k), cusum_h=float(mon.innovation_cusum_h),
         shewhart_L=float(mon.innovation_shewhart_L), gate_ticks=gate_ticks,
-        lc_period=float(mon.load_cell_period), lc_window=float(mon.load_cell_window),
+        lc_period=float(mon.load_cell_period),
         rtd_uncertainty=float(div.rtd_uncertainty) if div is not None else 0.0)
 
 
