@@ -21,10 +21,10 @@ from typing import Any
 import numpy as np
 
 from cmsim.monitor.estimator import LineStateEstimator
-from cmsim.monitor.pat import _series
 from cmsim.monitor.phases import PhaseRules
 from cmsim.monitor.plant import PlantRecorder, SignalChunk
 from cmsim.monitor.risk import content_risk
+from cmsim.monitor.windows import cached_series
 
 __all__ = ["LineMonitor"]
 
@@ -140,9 +140,10 @@ class LineMonitor:
         key = tuple(sorted(blender.params.items()))
         if key != self._models_key:
             spec = est.spec
-            down = _series(spec.transfer_rtd, spec.feed_frame_rtd)
+            down = cached_series(spec.transfer_rtd, spec.feed_frame_rtd)
             probe = down if est.at_probe else spec.feed_frame_rtd
-            self._models = (_series(blender, spec.transfer_rtd, spec.feed_frame_rtd), probe)
+            line = cached_series(blender, spec.transfer_rtd, spec.feed_frame_rtd)
+            self._models = (line, probe)
             self._models_key = key
         assert self._models is not None
         return self._models

@@ -102,11 +102,12 @@ from cmsim.monitor.state import StartupQualifier
 from cmsim.monitor.windows import (
     DiversionWindow,
     cached_quantile,
+    cached_series,
     pat_window,
     quantile_window,
     rtd_envelope,
 )
-from cmsim.rtd.models import RTDModel, Series
+from cmsim.rtd.models import RTDModel
 
 __all__ = ["MonitorConfig", "PATMonitor", "RunTracker", "line_models"]
 
@@ -801,7 +802,7 @@ class PATMonitor:
         if key == self._blender_key:  # same parameters: nothing changed
             return
         self._blender_key = key
-        feed = _series(model, *self._downstream)
+        feed = cached_series(model, *self._downstream)
         # the probe-to-gate RTD lies downstream of the blender at either probe location
         self._set_models(feed, self.probe_to_gate)
         if self._soft is not None:
@@ -1354,7 +1355,6 @@ def _crossing(t0: float, c0: float, t1: float, c1: float, lo: float, hi: float) 
 
 
 _ENVELOPES: dict[tuple, tuple[tuple[RTDModel, ...], tuple[float, float]]] = {}
-_SERIES: dict[tuple, RTDModel] = {}
 
 
 def _key(model: RTDModel) -> tuple:
@@ -1373,17 +1373,6 @@ def _envelope(model: RTDModel, uncertainty: float, alpha: float
         hit = (env, q)
         if len(_ENVELOPES) < 256:
             _ENVELOPES[key] = hit
-    return hit
-
-
-def _series(*models: RTDModel) -> RTDModel:
-    """``Series(*models)``, cached per parameter set (the same object for equal parameters)."""
-    key = tuple(_key(m) for m in models)
-    hit = _SERIES.get(key)
-    if hit is None:
-        hit = Series(*models)
-        if len(_SERIES) < 256:
-            _SERIES[key] = hit
     return hit
 
 
@@ -1413,5 +1402,5 @@ def line_models(scenario: Any, models: Any = None) -> tuple[RTDModel, RTDModel]:
         tr = scenario.press.transfer_rtd.build()
         ff = scenario.press.feed_frame_rtd.build()
     loc = scenario.pat.location if scenario.pat is not None else "blender_outlet"
-    probe = _series(tr, ff) if loc == "blender_outlet" else ff
-    return _series(b, tr, ff), probe
+    probe = cached_series(tr, ff) if loc == "blender_outlet" else ff
+    return cached_series(b, tr, ff), probe

@@ -23,12 +23,11 @@ from cmsim.monitor.estimator import (
     model_error_sd,
 )
 from cmsim.monitor.line_monitor import LineMonitor
-from cmsim.monitor.pat import _series
 from cmsim.monitor.phases import PhaseRules
 from cmsim.monitor.plant import PlantRecorder, nir_start_time
 from cmsim.monitor.policies import QuantilePolicy, QuantileSettings, RiskPolicy
 from cmsim.monitor.sensors import LoadCellBank, NIRSensor
-from cmsim.monitor.windows import cached_quantile
+from cmsim.monitor.windows import cached_quantile, cached_series
 
 __all__ = ["build_line_monitor", "lot_potency", "monitor_parts", "nir_faults"]
 
@@ -122,7 +121,7 @@ def _estimator_settings(scenario: Any, mon: Any, spec: LineSpec,
     dt = spec.dt
     to_probe = [spec.blender_rtd] if spec.probe == "blender_outlet" else \
         [spec.blender_rtd, spec.transfer_rtd, spec.feed_frame_rtd]
-    probe_rtd = to_probe[0] if len(to_probe) == 1 else _series(*to_probe)
+    probe_rtd = to_probe[0] if len(to_probe) == 1 else cached_series(*to_probe)
     model_sd = mon.model_sd
     if model_sd is None:
         model_sd = _model_sd(probe_rtd, dt, tuple(float(f.noise_rsd) for f in feeders),
@@ -175,7 +174,7 @@ def monitor_parts(scenario: Any, mon: Any, shift: int, n_api_lots: int,
     pat, div = getattr(scenario, "pat", None), scenario.diversion
     timing = None if pat is None else (float(pat.latency), float(pat.integration_time))
     estimator = LineStateEstimator(spec, settings, timing)
-    line_rtd = _series(spec.blender_rtd, spec.transfer_rtd, spec.feed_frame_rtd)
+    line_rtd = cached_series(spec.blender_rtd, spec.transfer_rtd, spec.feed_frame_rtd)
     alpha = float(div.quantile) if div is not None else 0.005
     start_up = (div.start_up if div is not None and div.start_up is not None
                 else scenario.simulation.initial_state == "empty")

@@ -27,10 +27,11 @@ import numpy as np
 
 from cmsim._validate import finite_array, non_negative, positive
 from cmsim.errors import ParameterError
-from cmsim.rtd.models import RTDModel
+from cmsim.rtd.models import RTDModel, Series
 
 __all__ = [
     "cached_quantile",
+    "cached_series",
     "rtd_envelope",
     "scale_residence_times",
     "DiversionWindow",
@@ -145,6 +146,21 @@ def _models(model: RTDModel | Iterable[RTDModel], name: str = "model") -> list[R
 
 _QUANTILES: dict[tuple, float] = {}
 _QUANTILES_BY_ID: dict[tuple, tuple[RTDModel, float]] = {}
+
+
+_SERIES: dict[tuple, RTDModel] = {}
+
+
+def cached_series(*models: RTDModel) -> RTDModel:
+    """``Series(*models)``, cached per parameter set (the same object for equal parameters,
+    so its quantiles are cached too)."""
+    key = tuple((type(m).__name__, repr(m.params)) for m in models)
+    hit = _SERIES.get(key)
+    if hit is None:
+        hit = Series(*models)
+        if len(_SERIES) < 256:
+            _SERIES[key] = hit
+    return hit
 
 
 def cached_quantile(model: RTDModel, p: float) -> float:
