@@ -11,30 +11,14 @@ import pyarrow.parquet as pq
 import pytest
 
 import cmsim
+from _small_line import small_line
 from cmsim import io as cio
 from cmsim.errors import InputError, SimulationError
 from cmsim.eventlog import verify_log
 
 
 def scenario():
-    return {
-        "name": "api-test",
-        "simulation": {"duration": "6 min", "dt": "1 s", "seed": 4},
-        "feeders": [
-            {"name": "api", "material": "API", "role": "api", "mass_flow": "2 kg/h",
-             "noise_rsd": 0.02},
-            {"name": "mcc", "material": "MCC", "mass_flow": "18 kg/h"},
-        ],
-        "blender": {"rtd": {"model": "tanks_in_series", "mean_residence_time": "60 s",
-                            "n_tanks": 5}},
-        "press": {"transfer_rtd": {"model": "pfr", "delay": "10 s"},
-                  "feed_frame_rtd": {"model": "cstr", "mean_residence_time": "30 s"},
-                  "tablet_mass": "250 mg"},
-        "disturbances": [
-            {"type": "feeder_stop", "feeder": "api", "start": "100 s", "duration": "8 s"},
-            {"type": "refill", "feeder": "api", "start": "150 s", "lot": "B"},
-        ],
-    }
+    return small_line("api-test")
 
 
 @pytest.fixture(scope="module")

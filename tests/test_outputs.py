@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 import cmsim
+from _small_line import small_line
 from cmsim import _outdir, api
 from cmsim import io as cio
 from cmsim.cli import main
@@ -24,25 +25,7 @@ from cmsim.errors import InputError
 
 
 def scenario():
-    """A small line: two feeders, an API stop and a refill of the API with lot B."""
-    return {
-        "name": "outputs-test",
-        "simulation": {"duration": "6 min", "dt": "1 s", "seed": 4},
-        "feeders": [
-            {"name": "api", "material": "API", "role": "api", "mass_flow": "2 kg/h",
-             "noise_rsd": 0.02},
-            {"name": "mcc", "material": "MCC", "mass_flow": "18 kg/h"},
-        ],
-        "blender": {"rtd": {"model": "tanks_in_series", "mean_residence_time": "60 s",
-                            "n_tanks": 5}},
-        "press": {"transfer_rtd": {"model": "pfr", "delay": "10 s"},
-                  "feed_frame_rtd": {"model": "cstr", "mean_residence_time": "30 s"},
-                  "tablet_mass": "250 mg"},
-        "disturbances": [
-            {"type": "feeder_stop", "feeder": "api", "start": "100 s", "duration": "8 s"},
-            {"type": "refill", "feeder": "api", "start": "150 s", "lot": "B"},
-        ],
-    }
+    return small_line("outputs-test")
 
 
 def _short():
