@@ -20,25 +20,28 @@ Strategies (any combination, selected by the scenario's ``[control]`` table):
     blender RTD (:func:`fopdt_from_rtd`) plus the sensor delays. The output is clamped and the
     velocity form keeps the clamp in the state (anti-windup).
 ``feedforward``
-    An RTD soft sensor predicts the API fraction at the blender outlet from the feeders' load-cell
-    flows convolved with the blender RTD kernel, ``w_hat = (h * a) / (h * total)``; a PI on the
-    predicted error (tuned from the RTD alone, no sensor delay) corrects the API set point before
-    the NIR can see the deviation. Its output adds to the feedback output.
+    An RTD soft sensor predicts the API fraction at the blender outlet from the feeders'
+    load-cell flows: the API flow ``a`` and the total flow pass, chunk by chunk, through a
+    :class:`~cmsim.unitops.ContinuousBlender` of the nominal blender RTD ``h`` (the line's own
+    streaming stage filters), ``w_hat = (h * a) / (h * total)``; a PI on the predicted error
+    (tuned from the RTD alone, no sensor delay) corrects the API set point before the NIR can
+    see the deviation. Its output adds to the feedback output.
 
 Timing: :class:`Supervisor` acts at every multiple of its period ``T`` (a whole number of
 ticks); run the engine with ``control_period_s = T`` so that every action tick is a chunk
 boundary. The action at tick ``kc`` uses data of ticks ``< kc`` only and sets the set points
 for ticks ``>= kc``, so results do not depend on other chunk boundaries.
 
-NIR input of ``nir_feedback``: when the scenario has a ``[pat]`` table the loop reads the **PAT
-monitor's NIR readings** (:class:`cmsim.monitor.pat.PATMonitor`, the same readings the monitor
-records, with its sample times, latency, noise, bias, drift and dropouts): at action tick ``kc``
+NIR input of ``nir_feedback``: the loop reads the readings of the plant's NIR instrument (the
+model of docs/monitor.md#nir-measurement-model, :class:`cmsim.monitor.sensors.NIRSensor` run by
+:class:`cmsim.monitor.plant.PlantRecorder`) through :class:`NIRSource`: at action tick ``kc``
 the input is the last valid reading reported at a time ``<= kc dt`` (sample and hold; a dropout
-holds the previous reading; before the first reading the PI holds its output). Only without a
-``[pat]`` table does the loop use its own measurement model: reading at ``t`` = mean of the true
-API fraction of the probe stream (``line.records``, ``"blender.out"`` or ``"press.out"`` for the
-feed frame) over the ticks in ``[t - latency - integration_time, t - latency)``, plus Gaussian
-noise (absolute mass fraction), the model of docs/monitor.md#nir-measurement-model.
+holds the previous reading; before the first reading the PI holds its output). With a PAT
+monitor on the line (a ``[pat]`` table) these are the monitor's own readings (its ``readings``
+attribute); without one, :func:`attach_control` puts the plant's NIR instrument on the line by
+itself (:class:`PlantNIR`): the ``[pat]`` probe when the scenario has one, otherwise a probe at
+the blender outlet sampled at the control ticks, with the ``latency``, ``integration_time`` and
+``noise_sd`` of ``[control.nir_feedback]``.
 
 :class:`SetPointRecorder` records every feeder's set point and true discharge per tick (for the
 ``setpoint.<feeder>`` / ``flow.<feeder>`` columns of the time series).
@@ -48,13 +51,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from cmsim import _validate as v
 from cmsim.errors import ParameterError, SimulationError
+from cmsim.rtd import Series
 
 __all__ = [
     "STRATEGIES",
@@ -199,80 +202,46 @@ class PIController:
 # --------------------------------------------------------------------------- supervisor
 
 
-@dataclass(frozen=True)
-class NIRSettings:
-    """Measurement model of the NIR feedback loop (docs/monitor.md#nir-measurement-model).
-
-    Attributes
-    ----------
-    port : str
-        Recorded stream of the probe (``"blender.out"`` or ``"press.out"``).
-    latency : float
-        Reading delay [s].
-    integration_time : float
-        Averaging window [s].
-    noise_sd : float
-        Reading noise, absolute mass fraction [-].
-    """
-
-    port: str = "blender.out"
-    latency: float = 2.0
-    integration_time: float = 1.0
-    noise_sd: float = 0.0
-
-
-class MonitorNIRSource:
-    """Sample-and-hold view of a PAT monitor's NIR readings for a controller.
+class NIRSource:
+    """Sample-and-hold view of an NIR instrument's readings for a controller.
 
     Parameters
     ----------
-    monitor : cmsim.monitor.pat.PATMonitor
-        The monitor (with its NIR probe). It must run before the controller in
-        ``line.observers`` so that every reading reported by a control time is available.
+    instrument : object
+        Anything with a ``readings`` mapping of growing per-chunk lists ``t`` (reading times
+        [s]) and ``nir`` (readings, API mass fraction [-], NaN = dropout): the PAT monitor, or
+        :class:`PlantNIR`. It must run before the controller in ``line.observers`` so that
+        every reading reported by a control time is available.
 
     Notes
     -----
-    :meth:`latest` returns the last valid reading (API mass fraction [-]) reported at a time
-    ``<= t``; NaN readings (dropouts) hold the previous value; NaN before the first valid
-    reading. The readings are taken incrementally from the monitor's growing reading lists
-    (``readings`` or ``_sig`` with keys ``t``/``nir``; otherwise :meth:`PATMonitor.signals`).
+    :meth:`latest` returns the last valid reading reported at a time ``<= t``; NaN readings
+    (dropouts) hold the previous value; NaN before the first valid reading. New readings are
+    taken incrementally from the lists.
     """
 
-    def __init__(self, monitor: Any) -> None:
-        self.monitor = monitor
+    def __init__(self, instrument: Any) -> None:
+        store = getattr(instrument, "readings", None)
+        if not (isinstance(store, Mapping) and isinstance(store.get("t"), list)
+                and isinstance(store.get("nir"), list)):
+            raise ParameterError("instrument", type(instrument).__name__,
+                                 "must have a readings mapping of lists 't' and 'nir'")
+        self.instrument = instrument
+        self._store = store
         self._taken = 0
         self._pend_t = np.empty(0)
         self._pend_y = np.empty(0)
         self.value = math.nan
         self.value_time = math.nan
 
-    def _new_readings(self) -> tuple[np.ndarray, np.ndarray]:
-        store = getattr(self.monitor, "readings", None)
-        if not isinstance(store, Mapping):
-            store = getattr(self.monitor, "_sig", None)
-        if isinstance(store, Mapping) and isinstance(store.get("t"), list) \
-                and isinstance(store.get("nir"), list):
-            ts_list, y_list = store["t"], store["nir"]
-            n = min(len(ts_list), len(y_list))
-            new_t, new_y = ts_list[self._taken:n], y_list[self._taken:n]
-            self._taken = n
-            if not new_t:
-                return np.empty(0), np.empty(0)
-            return (np.concatenate([np.asarray(a, dtype=np.float64) for a in new_t]),
-                    np.concatenate([np.asarray(a, dtype=np.float64) for a in new_y]))
-        sig = self.monitor.signals()  # fallback: full arrays, keep what is new
-        t = np.asarray(sig.get("t", np.empty(0)), dtype=np.float64)
-        y = np.asarray(sig.get("nir", np.empty(0)), dtype=np.float64)
-        new_t, new_y = t[self._taken:], y[self._taken:]
-        self._taken = t.size
-        return new_t, new_y
-
     def latest(self, t: float) -> float:
         """Held NIR reading at time ``t`` [s]: API mass fraction [-] (NaN if none yet)."""
-        nt, ny = self._new_readings()
-        if nt.size:
-            self._pend_t = np.concatenate((self._pend_t, nt))
-            self._pend_y = np.concatenate((self._pend_y, ny))
+        ts_list, y_list = self._store["t"], self._store["nir"]
+        n_new = min(len(ts_list), len(y_list))
+        if n_new > self._taken:
+            self._pend_t = np.concatenate([self._pend_t, *ts_list[self._taken:n_new]])
+            self._pend_y = np.concatenate([self._pend_y, *y_list[self._taken:n_new]])
+            self._taken = n_new
         n = int(np.searchsorted(self._pend_t, t + 1e-9, side="right"))
         if n:
             ty, yy = self._pend_t[:n], self._pend_y[:n]
@@ -282,6 +251,45 @@ class MonitorNIRSource:
                 self.value_time = float(ty[ok[-1]])
             self._pend_t, self._pend_y = self._pend_t[n:], self._pend_y[n:]
         return self.value
+
+
+class PlantNIR:
+    """Line observer: the plant's NIR instrument on a line without a PAT monitor.
+
+    It runs a :class:`cmsim.monitor.plant.PlantRecorder` (the monitor's model of the plant's
+    instruments) that holds only the NIR probe and keeps its readings as the monitor does, so
+    a :class:`NIRSource` reads either in the same way.
+
+    Parameters
+    ----------
+    plant : cmsim.monitor.plant.PlantRecorder
+        The recorder with the NIR instrument (``plant.nir``), created at tick 0.
+
+    Attributes
+    ----------
+    readings : dict of str to list of ndarray
+        Reading times ``t`` [s] and readings ``nir`` (API mass fraction [-], NaN = dropout),
+        one array per chunk.
+    """
+
+    name = "plant_nir"
+
+    def __init__(self, plant: Any) -> None:
+        if getattr(plant, "nir", None) is None:
+            raise ParameterError("plant", plant, "must carry an NIR instrument (nir)")
+        self.plant = plant
+        self.readings: dict[str, list[np.ndarray]] = {"t": [], "nir": []}
+
+    @property
+    def sensor(self) -> Any:
+        """The NIR instrument (:class:`cmsim.monitor.sensors.NIRSensor`)."""
+        return self.plant.nir
+
+    def on_chunk(self, line: Any, k0: int, k1: int) -> None:
+        """Measure ticks ``[k0, k1)`` and keep the readings they complete."""
+        ch = self.plant.on_chunk(line, k0, k1)
+        self.readings["t"].append(ch.nir_t)
+        self.readings["nir"].append(ch.nir)
 
 
 class SetPointRecorder:
@@ -353,16 +361,12 @@ class Supervisor:
         Ratio followers (default every other feeder).
     nir : PIController, optional
         NIR-feedback PI (output: relative correction ``c - 1`` [-]).
-    nir_settings : NIRSettings, optional
-        Own NIR measurement model (with ``nir`` and no ``nir_source``).
-    nir_source : MonitorNIRSource, optional
-        Read the PAT monitor's NIR readings instead of the own model (with ``nir``).
+    nir_source : NIRSource, optional
+        The NIR readings of the feedback (required with ``nir``).
     feedforward : PIController, optional
         Feedforward PI on the RTD-predicted fraction.
-    kernel : ndarray, optional
-        Blender RTD bin kernel at ``dt`` (with ``feedforward``).
-    rng : numpy.random.Generator, optional
-        Source of the NIR noise (required when ``nir_settings.noise_sd > 0``).
+    blender_rtd : cmsim.rtd.RTDModel, optional
+        Nominal blender RTD of the soft sensor (required with ``feedforward``).
     correction_limits : (float, float)
         Limits of the total relative correction ``c - 1`` [-].
     """
@@ -372,10 +376,8 @@ class Supervisor:
     def __init__(self, feeders: Mapping[str, Any], api_feeder: str, dt: float, period: float,
                  target_fraction: float, *, ratio: bool = False, master: str | None = None,
                  followers: Sequence[str] | None = None, nir: PIController | None = None,
-                 nir_settings: NIRSettings | None = None,
-                 nir_source: MonitorNIRSource | None = None,
-                 feedforward: PIController | None = None, kernel: np.ndarray | None = None,
-                 rng: np.random.Generator | None = None,
+                 nir_source: NIRSource | None = None,
+                 feedforward: PIController | None = None, blender_rtd: Any = None,
                  correction_limits: tuple[float, float] = (-0.5, 1.0)) -> None:
         self.feeders = dict(feeders)
         if api_feeder not in self.feeders:
@@ -402,16 +404,20 @@ class Supervisor:
                                      f"{self.master!r}: {list(self.feeders)}")
         self.followers = list(followers)
         self.nir = nir
-        self.nir_settings = nir_settings or NIRSettings()
-        self.ff = feedforward
-        self.kernel = None if kernel is None else np.asarray(kernel, dtype=np.float64)
-        if self.ff is not None and self.kernel is None:
-            raise ParameterError("kernel", None, "the feedforward needs the blender RTD kernel")
+        if nir is not None and nir_source is None:
+            raise ParameterError("nir_source", None, "the NIR feedback needs NIR readings")
         self.nir_source = nir_source
-        if self.nir is not None and nir_source is None and self.nir_settings.noise_sd > 0 \
-                and rng is None:
-            raise ParameterError("rng", None, "a numpy Generator is required for NIR noise")
-        self.rng = rng
+        self.ff = feedforward
+        if feedforward is not None and blender_rtd is None:
+            raise ParameterError("blender_rtd", None, "the feedforward needs the blender RTD")
+        self._ff_blender = None
+        if feedforward is not None:
+            from cmsim.unitops import ContinuousBlender  # noqa: PLC0415 (numba kernels)
+
+            # the soft sensor: rows (API, total) of the load-cell flows through the blender RTD
+            self._ff_blender = ContinuousBlender(blender_rtd, self.dt, 2)
+        self._ff_pred = np.empty(0)  # predicted fraction after each tick of the last chunk
+        self._ff_k0 = self._ff_k1 = 0
         lo, hi = correction_limits
         if not lo < 0.0 < hi:
             raise ParameterError("correction_limits", correction_limits, "need lo < 0 < hi")
@@ -424,24 +430,10 @@ class Supervisor:
         self.events: list[dict[str, Any]] = []
         self._hist: dict[str, list[float]] = {k: [] for k in (
             "time_s", "nir_reading", "predicted_fraction", "correction", "api_set_point")}
-        self._api_rows: np.ndarray | None = None
-        # own NIR: the last ``_nir_keep`` ticks of the port's stream (every reading window
-        # reaches at most latency + integration time back), from tick ``_nir_buf_k0``
-        st = self.nir_settings
-        self._nir_keep = int(math.ceil((st.latency + st.integration_time) / self.dt)) + 2
-        self._nir_buf: np.ndarray | None = None
-        self._nir_buf_k0 = 0
 
     # -- hook ------------------------------------------------------------------------------
     def prepare(self, line: Any) -> None:
-        """Enable the stream watches and load cells the strategies need (call at tick 0)."""
-        self._nir_buf = None
-        self._nir_buf_k0 = 0
-        if self.nir is not None and self.nir_source is None:
-            # per-chunk views of the stream (no record of the run), see _keep_nir
-            line.watch(self.nir_settings.port)
-        self._api_rows = np.asarray(line.channel_map.material_rows(
-            line.channel_map.api_material))
+        """Enable the load cells the strategies need (call at tick 0)."""
         need_cell = [self.master] if self.ratio else []
         if self.ff is not None:
             need_cell = list(self.feeders)
@@ -452,64 +444,40 @@ class Supervisor:
 
     def on_chunk(self, line: Any, k0: int, k1: int) -> None:
         """Act at every control tick in ``(k0, k1]`` (see the module docstring)."""
-        own_nir = self.nir is not None and self.nir_source is None
-        if own_nir:  # the kept ticks, then this chunk of the NIR port's stream
-            chunk = line.chunk_stream(self.nir_settings.port)
-            self._nir_buf = chunk if self._nir_buf is None else \
-                np.concatenate((self._nir_buf, chunk), axis=1)
-            self._nir_buf_k0 = k1 - self._nir_buf.shape[1]
+        if self.ff is not None:
+            self._feed_soft_sensor(k0, k1)
         p = self.period_ticks
         first = (k0 // p + 1) * p
         for kc in range(first, k1 + 1, p):
             self._act(line, kc)
-        if own_nir:  # keep a copy of the last ticks (the line reuses its chunk views)
-            self._nir_buf = np.array(self._nir_buf[:, -self._nir_keep:])
-            self._nir_buf_k0 = k1 - self._nir_buf.shape[1]
 
     # -- measurements ----------------------------------------------------------------------
-    def _nir_reading(self, line: Any, kc: int) -> float:
-        if self.nir_source is not None:
-            return self.nir_source.latest(kc * self.dt)
-        s = self.nir_settings
-        b = min(kc, round(kc - s.latency / self.dt))
-        a = round(kc - (s.latency + s.integration_time) / self.dt)
-        a = min(a, b - 1)
-        if a < 0:
-            return math.nan
-        rec, off = self._nir_buf, self._nir_buf_k0
-        if rec is None or a < off:
-            raise SimulationError(f"NIR window [{a}, {b}) not in the kept ticks from {off}")
-        a, b = a - off, b - off
-        api = rec[self._api_rows, a:b].sum(axis=0)
-        tot = rec[:, a:b].sum(axis=0)
-        ok = tot > 0
-        if not ok.any():
-            return math.nan
-        y = float(np.mean(api[ok] / tot[ok]))
-        if s.noise_sd > 0:
-            y += s.noise_sd * float(self.rng.standard_normal())
-        return y
+    def _feed_soft_sensor(self, k0: int, k1: int) -> None:
+        """Pass the load-cell flows of ticks ``[k0, k1)`` through the soft sensor's blender."""
+        if k0 != self._ff_k1:
+            raise SimulationError(f"the feedforward soft sensor has seen ticks up to "
+                                  f"{self._ff_k1}, not up to {k0}: attach it at tick 0")
+        flows = np.empty((2, k1 - k0))
+        flows[1] = 0.0
+        for name, f in self.feeders.items():
+            m = f.measured_flow[k0:k1]
+            flows[1] += m
+            if name == self.api:
+                flows[0] = m
+        if k0 == 0:  # before tick 0 the line ran steadily at the first estimates
+            self._ff_blender.reset(flows[:, 0])
+        out = self._ff_blender.step(flows)
+        self._ff_pred = np.full(k1 - k0, math.nan)
+        np.divide(out[0], out[1], out=self._ff_pred, where=out[1] > 0)
+        self._ff_k0, self._ff_k1 = k0, k1
+
+    def _predicted(self, kc: int) -> float:
+        """Soft-sensor prediction for action tick ``kc``: the outlet after tick ``kc - 1``."""
+        return float(self._ff_pred[kc - 1 - self._ff_k0])
 
     def _measured(self, name: str, kc: int) -> float:
         m = self.feeders[name].measured_flow
         return float(m[kc - 1]) if kc >= 1 and m.size >= kc else self.nominal[name]
-
-    def _predicted(self, kc: int) -> float:
-        w = self.kernel
-        n = w.size
-        api = np.zeros(n)
-        tot = np.zeros(n)
-        for name, f in self.feeders.items():
-            m = f.measured_flow[:kc]
-            seg = m[max(0, kc - n):][::-1]  # most recent first
-            full = np.empty(n)
-            full[:seg.size] = seg
-            full[seg.size:] = seg[-1] if seg.size else self.nominal[name]  # steady before 0
-            tot += full
-            if name == self.api:
-                api += full
-        den = float(w @ tot)
-        return float(w @ api) / den if den > 0 else math.nan
 
     # -- action ----------------------------------------------------------------------------
     def _base_of(self, name: str) -> float:
@@ -531,7 +499,7 @@ class Supervisor:
         u = 0.0
         y = pred = math.nan
         if self.nir is not None:
-            y = self._nir_reading(line, kc)
+            y = self.nir_source.latest(kc * self.dt)
             u += self.nir.update((self.target - y) / self.target)
         if self.ff is not None:
             pred = self._predicted(kc)
@@ -586,12 +554,13 @@ def attach_control(line: Any, scenario: Any, rng: np.random.Generator | None = N
     scenario : cmsim.config.Scenario
         Validated scenario; nothing happens when ``scenario.control`` is None.
     rng : numpy.random.Generator, optional
-        Source of the NIR measurement noise of the own model (no ``monitor``).
-    monitor : cmsim.monitor.pat.PATMonitor, optional
-        PAT monitor with an NIR probe, already in ``line.observers``: ``nir_feedback`` then
-        reads its NIR readings (and is tuned for its latency, integration time and sample
-        period); ``[control.nir_feedback]`` must not then set its own ``latency``,
-        ``integration_time`` or ``noise_sd``.
+        Random source of the NIR instrument that ``nir_feedback`` puts on a line without
+        ``monitor`` (:class:`PlantNIR`; required when its readings are noisy or drop out).
+    monitor : object, optional
+        PAT monitor with an NIR probe (a ``readings`` mapping, see :class:`NIRSource`),
+        already in ``line.observers``: ``nir_feedback`` then reads its NIR readings (and is
+        tuned for its latency, integration time and sample period); ``[control.nir_feedback]``
+        must not then set its own ``latency``, ``integration_time`` or ``noise_sd``.
     models : cmsim.assembly.LineModels, optional
         The scenario's residence-time models, already built (``blender``, ``line``); built
         from the scenario when not given.
@@ -633,12 +602,10 @@ def attach_control(line: Any, scenario: Any, rng: np.random.Generator | None = N
     gain_rel = 1.0 - target  # d(ln w) / d(ln sp_api) at the nominal composition
     lim = float(ctl.output_limit)
     nir = ff = None
-    settings = None
     source = None
     if "nir_feedback" in supervisory:
         nf = ctl.nir_feedback
         pat = getattr(scenario, "pat", None)
-        hold = 0.0
         if monitor is not None:
             if pat is None:
                 raise ParameterError("monitor", monitor,
@@ -652,30 +619,29 @@ def attach_control(line: Any, scenario: Any, rng: np.random.Generator | None = N
                         f"control.nir_feedback.{fname}", getattr(nf, fname),
                         "must not be set with a [pat] table: the feedback reads the PAT "
                         f"monitor's NIR readings (set pat.{fname} instead)")
-            source = MonitorNIRSource(monitor)
-            hold = 0.5 * float(pat.sample_period)
         latency = nf.latency if nf.latency is not None else (pat.latency if pat else 2.0)
         integ = (nf.integration_time if nf.integration_time is not None
                  else (pat.integration_time if pat else 1.0))
         noise = nf.noise_sd if nf.noise_sd is not None else (pat.noise_sd if pat else 0.0)
-        location = pat.location if pat else "blender_outlet"
-        port = "blender.out" if location == "blender_outlet" else "press.out"
+        if monitor is not None:
+            source = NIRSource(monitor)
+        else:  # the plant's NIR instrument alone, before the supervisor
+            probe = _plant_nir(line, scenario, rng, float(latency), float(integ),
+                               float(noise), period)
+            line.observers.append(probe)
+            source = NIRSource(probe)
+        # mean age of the held reading at an action tick: none when sampled at the action ticks
+        hold = 0.5 * float(pat.sample_period) if pat is not None else 0.0
         rtd = blender_rtd
-        if port == "press.out" and models is not None:
-            rtd = models.line
-        elif port == "press.out":
-            from cmsim.rtd import Series  # noqa: PLC0415
-
-            rtd = Series(blender_rtd, scenario.press.transfer_rtd.build(),
-                         scenario.press.feed_frame_rtd.build())
+        if pat is not None and pat.location == "feed_frame":
+            rtd = models.line if models is not None else Series(
+                blender_rtd, scenario.press.transfer_rtd.build(),
+                scenario.press.feed_frame_rtd.build())
         theta, tau = fopdt_from_rtd(rtd, latency + 0.5 * integ + 0.5 * period + hold)
         kc, ti = simc_pi(gain_rel, tau, theta, nf.closed_loop_time)
         nir = PIController(nf.gain if nf.gain is not None else kc,
                            nf.integral_time if nf.integral_time is not None else ti, period,
                            (-lim, lim))
-        settings = NIRSettings(port=port, latency=latency, integration_time=integ,
-                               noise_sd=noise)
-    kernel = None
     if "feedforward" in supervisory:
         fw = ctl.feedforward
         window = max(f.load_cell_window for f in feeders.values())
@@ -684,14 +650,50 @@ def attach_control(line: Any, scenario: Any, rng: np.random.Generator | None = N
         ff = PIController(fw.gain if fw.gain is not None else kc,
                           fw.integral_time if fw.integral_time is not None else ti, period,
                           (-lim, lim))
-        kernel = blender_rtd.kernel(dt)
     ratio = ctl.ratio if "ratio" in supervisory else None
     sup = Supervisor(feeders, api_name, dt, period, target, ratio=ratio is not None,
                      master=None if ratio is None else ratio.master,
                      followers=None if ratio is None else ratio.followers, nir=nir,
-                     nir_settings=settings, nir_source=source, feedforward=ff,
-                     kernel=kernel, rng=rng,
+                     nir_source=source, feedforward=ff,
+                     blender_rtd=blender_rtd if ff is not None else None,
                      correction_limits=(-lim, lim))
     sup.prepare(line)
     line.observers.append(sup)
     return sup
+
+
+def _plant_nir(line: Any, scenario: Any, rng: np.random.Generator | None, latency: float,
+               integration_time: float, noise_sd: float, period: float) -> PlantNIR:
+    """The plant's NIR instrument for a line without a PAT monitor.
+
+    The ``[pat]`` probe when the scenario has one (its sample clock, bias, drift, dropouts and
+    ``nir_fault`` disturbances), otherwise a probe at the blender outlet sampled every control
+    ``period``; ``latency``, ``integration_time`` [s] and ``noise_sd`` [-] as resolved from
+    ``[control.nir_feedback]``. Its noise and dropouts come from ``rng``.
+    """
+    from cmsim.monitor.plant import PlantRecorder, nir_start_time  # noqa: PLC0415
+    from cmsim.monitor.sensors import NIRSensor  # noqa: PLC0415
+    from cmsim.monitor.setup import lot_potency, nir_faults  # noqa: PLC0415
+
+    pat = getattr(scenario, "pat", None)
+    location = pat.location if pat is not None else "blender_outlet"
+    sample_period = float(pat.sample_period) if pat is not None else period
+    bias, drift, dropout = ((float(pat.bias), float(pat.drift_per_h) / 3600.0,
+                             float(pat.dropout_probability)) if pat is not None
+                            else (0.0, 0.0, 0.0))
+    if rng is None and (noise_sd > 0 or dropout > 0):
+        raise ParameterError("rng", None, "a numpy Generator is required for a noisy NIR "
+                             "instrument (noise_sd > 0 or dropouts)")
+    stages = line.nodes["blender"].unit.n_dispersive
+    if location == "feed_frame":
+        stages += line.nodes["press"].unit.n_dispersive
+    start = nir_start_time(sample_period, latency, integration_time,
+                           (0.5 + 0.5 * stages) * line.dt)
+    sensor = NIRSensor(sample_period, noise_sd, latency, integration_time, bias, drift,
+                       dropout, rng=rng, start=start)
+    for fault in nir_faults(scenario):
+        sensor.add_fault(**fault)
+    plant = PlantRecorder(line, [f.name for f in scenario.feeders], scenario.api_feeder.name,
+                          lot_potency(scenario, line.channel_map.channels), sensor, location,
+                          stages, None)
+    return PlantNIR(plant)
