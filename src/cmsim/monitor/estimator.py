@@ -329,8 +329,9 @@ def _kf_chunk(k0, inv_target, min_flow, src, pot, gen, nir_use, nir_j, nir_y, ri
         while i < n_read and nir_use[i] <= k:
             j = nir_j[i]
             y = nir_y[i]
+            s = j % size
             # a reading of a (nearly) empty stream says nothing about the blend
-            if j > k or j <= k - size or ring[3, j % size] <= min_flow or math.isnan(y):
+            if j > k or j <= k - size or ring[3, s] <= min_flow or math.isnan(y):
                 i += 1
                 continue
             if have_epoch == 0.0:
@@ -344,7 +345,6 @@ def _kf_chunk(k0, inv_target, min_flow, src, pot, gen, nir_use, nir_j, nir_y, ri
             p00 = f * f * p00 + q_ss * (1.0 - f * f)
             p01 *= f
             epoch = max(epoch, j)
-            s = j % size
             hj = ring[1, s] if int(ring[2, s]) == cur else 0.0
             pred = ring[0, s] + eps + a * hj
             sv = p00 + 2.0 * hj * p01 + hj * hj * p11 + r_var
@@ -528,9 +528,8 @@ class LineStateEstimator:
                          s.model_sd ** 2, s.nir_sd ** 2, s.lot_sd ** 2, s.fault_sd ** 2,
                          s.cusum_k, s.cusum_h, s.shewhart_L, p00, p11, pot, z, alarm)
         self._nir_queue = (nir_t[used:], nir_y[used:])
-        del inflow  # what is no longer needed goes before the press allocates its outputs
-        gate = self._align(self.press.step(src) if self.at_probe else src)
-        del src
+        del inflow  # freed before the press allocates
+        gate = self._align(self.press.step(src, out=src) if self.at_probe else src)
         return self._gate_estimate(ch, gate, pot, p00, p11, z[:used], nir_t[:used],
                                    alarm[:used])
 
@@ -538,16 +537,24 @@ class LineStateEstimator:
         """Pending readings with the model tick from which each may be used and the probe
         tick of its window centre."""
         qt, qy = self._nir_queue
-        t = np.concatenate((qt, ch.nir_t))
-        y = np.concatenate((qy, ch.nir / self.spec.target))
+        y = ch.nir / self.spec.target
+        t = np.concatenate((qt, ch.nir_t)) if qt.size else ch.nir_t
+        if qy.size:
+            y = np.concatenate((qy, y))
         if self.nir_timing is None or t.size == 0:
             e = np.empty(0)
             return e.astype(np.int64), e.astype(np.int64), e, e
         lat, integ = self.nir_timing
         g = self.settings.gate_ticks
-        use = np.ceil(t / self.dt - 1e-9).astype(np.int64) + g - 1
-        centre = (t - lat - 0.5 * integ) / self.dt - self._probe_offset
-        return use, np.round(centre).astype(np.int64), y, t
+        x = t / self.dt  # scratch: ceil(t / dt - 1e-9), then the window centre (probe ticks)
+        x -= 1e-9
+        use = np.ceil(x, out=x).astype(np.int64)
+        use += g - 1
+        np.subtract(t, lat, out=x)
+        x -= 0.5 * integ
+        x /= self.dt
+        x -= self._probe_offset
+        return use, np.round(x, out=x).astype(np.int64), y, t
 
     def _align(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The line's integer alignment shift in front of the gate, without a copy of the
