@@ -249,12 +249,11 @@ def input_responses(period: float, dt: float, span: int = 0) -> tuple[np.ndarray
         if kind == "weighing":
             mass[0, np.searchsorted(times, lead * dt)] += 1.0
         rows = np.floor(times / dt + 1e-9).astype(np.int64)
-        flows = np.empty_like(sp)
-        x = np.empty((2, sp.shape[1]))
+        x = np.empty((2, sp.shape[1]))  # the one feeder is the API feeder: its flow is x[0]
         _inflow_kernel(sp, np.ones(sp.shape, dtype=np.bool_), dt, rows, times, mass,
                        np.zeros((1, 7)), 0, np.zeros(sp.shape[1], dtype=np.int64),
-                       np.ones(sp.shape[1]), flows, x)
-        resp = flows[0, lead:] - 1.0
+                       np.ones(sp.shape[1]), x)
+        resp = x[0, lead:] - 1.0
         out.append(resp * dt if kind == "flow" else resp)
     return out[0], out[1]
 
@@ -272,101 +271,128 @@ REST_WEIGHINGS = 5
 
 
 # --------------------------------------------------------------------------- NIR update
-# state: eps, a, P00, P01, P11, epoch (probe tick), cusum_hi, cusum_lo, gen, have_epoch
+#: the estimator's state vector ``st``: model error eps and potency error a of the newest lot,
+#: their covariance P00, P01, P11, the probe tick of the last update (epoch), the two CUSUM
+#: sums, the newest lot generation, whether an update was made
+(ST_EPS, ST_A, ST_P00, ST_P01, ST_P11, ST_EPOCH, ST_CUSUM_HI, ST_CUSUM_LO, ST_GEN,
+ ST_HAVE_EPOCH) = range(10)
+
+
 @njit(cache=True)
-def _kf_chunk(k0, inv_target, min_flow, api, tot, pot, gen, nir_use, nir_j, nir_y, nir_t, ring,
-              st, phi, q_ss,
-              r_var, lot_var, fault_var, ck, ch, shew, eps_out, p00_out, a_out, p11_out,
-              pot_out, z_out, alarm_out):  # pragma: no cover - compiled
-    n = tot.size
+def _kf_chunk(k0, inv_target, min_flow, src, pot, gen, nir_use, nir_j, nir_y, ring, st, phi,
+              q_ss, r_var, lot_var, fault_var, ck, ch, shew, p00_out, p11_out, pot_out, z_out,
+              alarm_out):  # pragma: no cover - compiled
+    """The NIR update of one chunk. ``src`` rows: the API lots and the rest of the blend at
+    the probe [kg/s] (read), then the model error times the flow and its variance times the
+    flow (written: what rides with the material from the probe on). The state ``st`` is
+    kept in local variables during the chunk."""
+    eps, a, p00, p01, p11 = st[ST_EPS], st[ST_A], st[ST_P00], st[ST_P01], st[ST_P11]
+    epoch, cu_hi, cu_lo = st[ST_EPOCH], st[ST_CUSUM_HI], st[ST_CUSUM_LO]
+    lot_gen, have_epoch = st[ST_GEN], st[ST_HAVE_EPOCH]
     n_lots = pot.size
+    n = src.shape[1]
     size = ring.shape[1]
     i = 0
     n_read = nir_use.size
     last_k, last_epoch, last_f = -2, -1.0, 1.0
+    # phi**d for the last exponent of each kind (readings come at a regular spacing and lag)
+    gap_d, gap_f, lag_d, lag_f = -1.0, 1.0, -1.0, 1.0
+    slot = k0 % size
     for m in range(n):
         k = k0 + m
         g = gen[m]
-        if g > st[8]:  # a newer lot: freeze the estimate of the previous one
-            pot[int(st[8])] = 1.0 + st[1]
-            st[8] = g
-            st[1] = 0.0
-            st[3] = 0.0
-            st[4] = lot_var
-        cur = int(st[8])
+        tot_m = src[0, m]  # the flow at the probe, summed in row order
+        for c in range(1, n_lots + 1):
+            tot_m += src[c, m]
+        if g > lot_gen:  # a newer lot: freeze the estimate of the previous one
+            pot[int(lot_gen)] = 1.0 + a
+            lot_gen = g
+            a = 0.0
+            p01 = 0.0
+            p11 = lot_var
+        cur = int(lot_gen)
         c0 = 0.0
         h = 0.0
-        if tot[m] > 0.0:
-            scale = inv_target / tot[m]
+        if tot_m > 0.0:
+            scale = inv_target / tot_m
             for lot in range(n_lots):
                 if lot == cur:
-                    h = api[lot, m] * scale
+                    h = src[lot, m] * scale
                     c0 += h
                 else:
-                    c0 += pot[lot] * api[lot, m] * scale
-        slot = k % size
+                    c0 += pot[lot] * src[lot, m] * scale
         ring[0, slot] = c0
         ring[1, slot] = h
         ring[2, slot] = cur
-        ring[3, slot] = tot[m]
+        ring[3, slot] = tot_m
+        slot = slot + 1 if slot + 1 < size else 0
         while i < n_read and nir_use[i] <= k:
             j = nir_j[i]
             y = nir_y[i]
+            s = j % size
             # a reading of a (nearly) empty stream says nothing about the blend
-            if j > k or j <= k - size or ring[3, j % size] <= min_flow or math.isnan(y):
+            if j > k or j <= k - size or ring[3, s] <= min_flow or math.isnan(y):
                 i += 1
                 continue
-            if st[9] == 0.0:
-                st[5] = j
-                st[9] = 1.0
-            d = max(j - st[5], 0.0)
-            f = phi ** d
-            st[0] *= f
-            st[2] = f * f * st[2] + q_ss * (1.0 - f * f)
-            st[3] *= f
-            st[5] = max(st[5], j)
-            s = j % size
+            if have_epoch == 0.0:
+                epoch = j
+                have_epoch = 1.0
+            d = max(j - epoch, 0.0)
+            if d != gap_d:
+                gap_d, gap_f = d, phi ** d
+            f = gap_f
+            eps *= f
+            p00 = f * f * p00 + q_ss * (1.0 - f * f)
+            p01 *= f
+            epoch = max(epoch, j)
             hj = ring[1, s] if int(ring[2, s]) == cur else 0.0
-            pred = ring[0, s] + st[0] + st[1] * hj
-            p00, p01, p11 = st[2], st[3], st[4]
+            pred = ring[0, s] + eps + a * hj
             sv = p00 + 2.0 * hj * p01 + hj * hj * p11 + r_var
             z = (y - pred) / math.sqrt(sv)
             z_out[i] = z
-            st[6] = max(0.0, st[6] + z - ck)
-            st[7] = max(0.0, st[7] - z - ck)
-            if st[6] > ch or st[7] > ch or (shew > 0.0 and abs(z) > shew):
+            cu_hi = max(0.0, cu_hi + z - ck)
+            cu_lo = max(0.0, cu_lo - z - ck)
+            p00_now = p00
+            if cu_hi > ch or cu_lo > ch or (shew > 0.0 and abs(z) > shew):
                 alarm_out[i] = True
-                st[6] = 0.0
-                st[7] = 0.0
-                p00 += fault_var
+                cu_hi = 0.0
+                cu_lo = 0.0
+                p00_now += fault_var
                 sv += fault_var
             e = y - pred
-            k1 = (p00 + hj * p01) / sv
+            k1 = (p00_now + hj * p01) / sv
             k2 = (p01 + hj * p11) / sv
-            st[0] += k1 * e
-            st[1] += k2 * e
+            eps += k1 * e
+            a += k2 * e
             # P - K H P with H = [1, hj]
-            hp0 = p00 + hj * p01
+            hp0 = p00_now + hj * p01
             hp1 = p01 + hj * p11
-            st[2] = p00 - k1 * hp0
-            st[3] = p01 - k1 * hp1
-            st[4] = p11 - k2 * hp1
+            p00 = p00_now - k1 * hp0
+            p01 = p01 - k1 * hp1
+            p11 = p11 - k2 * hp1
             i += 1
         # decay since the epoch, phi**(k - epoch), kept by multiplication between updates
-        if st[9] == 0.0 or k <= st[5]:
+        if have_epoch == 0.0 or k <= epoch:
             f = 1.0
-        elif last_k == k - 1 and last_epoch == st[5]:
+        elif last_k == k - 1 and last_epoch == epoch:
             f = last_f * phi
         else:
-            f = phi ** (k - st[5])
-        last_k, last_epoch, last_f = k, st[5], f
-        eps_out[m] = f * st[0]
-        p00_out[m] = f * f * st[2] + q_ss * (1.0 - f * f)
-        a_out[m] = st[1]
-        p11_out[m] = st[4]
+            d = k - epoch
+            if d != lag_d:
+                lag_d, lag_f = d, phi ** d
+            f = lag_f
+        last_k, last_epoch, last_f = k, epoch, f
+        p00_k = f * f * p00 + q_ss * (1.0 - f * f)
+        src[n_lots + 1, m] = f * eps * tot_m
+        src[n_lots + 2, m] = p00_k * tot_m
+        p00_out[m] = p00_k
+        p11_out[m] = p11
         for lot in range(n_lots):
             pot_out[lot, m] = pot[lot]
-        pot_out[cur, m] = 1.0 + st[1]
+        pot_out[cur, m] = 1.0 + a
+    st[ST_EPS], st[ST_A], st[ST_P00], st[ST_P01], st[ST_P11] = eps, a, p00, p01, p11
+    st[ST_EPOCH], st[ST_CUSUM_HI], st[ST_CUSUM_LO] = epoch, cu_hi, cu_lo
+    st[ST_GEN], st[ST_HAVE_EPOCH] = lot_gen, have_epoch
     return i
 
 
@@ -412,9 +438,9 @@ class LineStateEstimator:
             self._gate_buf[0] = nom[self.api_feeder]
             self._gate_buf[nl] = nom.sum() - nom[self.api_feeder]
         self._pot = np.ones(nl)
-        # state: eps, a, P00, P01, P11, epoch, cusum+, cusum-, gen, have_epoch
+        # state vector (ST_* indices)
         self._st = np.zeros(10)
-        self._st[2] = s.model_sd ** 2
+        self._st[ST_P00] = s.model_sd ** 2
         self._phi = math.exp(-dt / s.model_tau) if s.model_tau > 0 else 0.0
         self.nir_timing = nir_timing
         stages = self.blender.n_dispersive + (0 if self.at_probe else self.press.n_dispersive)
@@ -443,25 +469,23 @@ class LineStateEstimator:
             self._in_buf[nl] = nom.sum() - nom[self.api_feeder]
 
     # ----------------------------------------------------------------- inputs
-    def _blend_inflow(self, ch: SignalChunk) -> np.ndarray:
-        """Blender inflow channels [kg/s]: the API by lot generation (the newest and the one
-        before it, by the hopper's share), then the rest of the blend; the estimated feeder
-        flows go to :attr:`last_flows`."""
+    def _blend_inflow(self, ch: SignalChunk, gen: np.ndarray) -> np.ndarray:
+        """Blender inflow channels [kg/s]: the API by lot generation ``gen`` (the newest and
+        the one before it, by the hopper's share), then the rest of the blend."""
         n = ch.k1 - ch.k0
         times, mass = self._pending
         if ch.lc_mass is not None and self._weighed and ch.lc_t.size:
-            times = np.concatenate((times, ch.lc_t))
-            mass = np.concatenate((mass, ch.lc_mass), axis=1)
+            if times.size:
+                times = np.concatenate((times, ch.lc_t))
+                mass = np.concatenate((mass, ch.lc_mass), axis=1)
+            else:
+                times, mass = ch.lc_t, ch.lc_mass
         # a weighing is known from the tick its time stamp falls in
         rows = np.floor(times / self.dt + 1e-9).astype(np.int64) - ch.k0
         x = np.empty((self.n_lots + 1, n))
-        flows = np.empty(ch.setpoint.shape)
         used = _inflow_kernel(ch.setpoint, ch.running, self.dt, rows, times, mass, self._track,
-                              self.api_feeder, ch.api_lot_gen.astype(np.int64),
-                              ch.api_lot_share, flows, x)
+                              self.api_feeder, gen, ch.api_lot_share, x)
         self._pending = (times[used:], mass[:, used:])
-        #: estimated feeder flows of the last chunk [kg/s] (what the policies see)
-        self.last_flows = flows
         if self._delay:
             full = np.concatenate((self._in_buf, x), axis=1)
             self._in_buf = full[:, -self._delay:].copy()
@@ -482,36 +506,30 @@ class LineStateEstimator:
             self.press.start()
         elif not ch.press_running and self.press.running:
             self.press.stop()
-        inflow = self._blend_inflow(ch)
-        blended = self.blender.step(inflow)
-        probe = blended if self.at_probe else None
-        if not self.at_probe:
-            probe = self.press.step(blended)
-        tot = probe.sum(axis=0)
-        eps = np.empty(n)
+        gen = ch.api_lot_gen.astype(np.int64)
+        if int(gen.max(initial=0)) >= nl:
+            raise ParameterError("api_lot_gen", int(gen.max()), f"must be < n_api_lots = {nl}")
+        inflow = self._blend_inflow(ch, gen)
+        # rows: the API lots and the rest of the blend at the probe, then the NIR correction
+        # and its variance times the flow (they ride with the material from the probe on)
+        src = np.empty((nl + 3, n))
+        if self.at_probe:
+            self.blender.step(inflow, out=src[:nl + 1])
+        else:
+            src[:nl + 1] = self.press.step(self.blender.step(inflow))
         p00 = np.empty(n)
-        a = np.empty(n)
         p11 = np.empty(n)
         pot = np.empty((nl, n))
         nir_use, nir_j, nir_y, nir_t = self._readings(ch)
         z = np.full(nir_t.size, np.nan)
-        if int(ch.api_lot_gen.max(initial=0)) >= nl:
-            raise ParameterError("api_lot_gen", int(ch.api_lot_gen.max()),
-                                 f"must be < n_api_lots = {nl}")
         alarm = np.zeros(nir_t.size, dtype=np.bool_)
-        used = _kf_chunk(ch.k0, 1.0 / self.spec.target, self._min_flow,
-                         np.ascontiguousarray(probe[:nl]), tot,
-                         self._pot, ch.api_lot_gen.astype(np.int64), nir_use, nir_j, nir_y, nir_t,
-                         self._ring, self._st, self._phi, s.model_sd ** 2, s.nir_sd ** 2,
-                         s.lot_sd ** 2, s.fault_sd ** 2, s.cusum_k, s.cusum_h, s.shewhart_L,
-                         eps, p00, a, p11, pot, z, alarm)
+        used = _kf_chunk(ch.k0, 1.0 / self.spec.target, self._min_flow, src, self._pot, gen,
+                         nir_use, nir_j, nir_y, self._ring, self._st, self._phi,
+                         s.model_sd ** 2, s.nir_sd ** 2, s.lot_sd ** 2, s.fault_sd ** 2,
+                         s.cusum_k, s.cusum_h, s.shewhart_L, p00, p11, pot, z, alarm)
         self._nir_queue = (nir_t[used:], nir_y[used:])
-        # the NIR correction and its variance ride with the material from the probe on
-        src = np.empty((nl + 3, n))
-        src[:nl + 1] = probe if not self.at_probe else blended
-        np.multiply(eps, tot, out=src[nl + 1])
-        np.multiply(p00, tot, out=src[nl + 2])
-        gate = self._align(self.press.step(src) if self.at_probe else src)
+        del inflow  # freed before the press allocates
+        gate = self._align(self.press.step(src, out=src) if self.at_probe else src)
         return self._gate_estimate(ch, gate, pot, p00, p11, z[:used], nir_t[:used],
                                    alarm[:used])
 
@@ -519,53 +537,61 @@ class LineStateEstimator:
         """Pending readings with the model tick from which each may be used and the probe
         tick of its window centre."""
         qt, qy = self._nir_queue
-        t = np.concatenate((qt, ch.nir_t))
-        y = np.concatenate((qy, ch.nir / self.spec.target))
+        y = ch.nir / self.spec.target
+        t = np.concatenate((qt, ch.nir_t)) if qt.size else ch.nir_t
+        if qy.size:
+            y = np.concatenate((qy, y))
         if self.nir_timing is None or t.size == 0:
             e = np.empty(0)
             return e.astype(np.int64), e.astype(np.int64), e, e
         lat, integ = self.nir_timing
         g = self.settings.gate_ticks
-        use = np.ceil(t / self.dt - 1e-9).astype(np.int64) + g - 1
-        centre = (t - lat - 0.5 * integ) / self.dt - self._probe_offset
-        return use, np.round(centre).astype(np.int64), y, t
+        x = t / self.dt  # scratch: ceil(t / dt - 1e-9), then the window centre (probe ticks)
+        x -= 1e-9
+        use = np.ceil(x, out=x).astype(np.int64)
+        use += g - 1
+        np.subtract(t, lat, out=x)
+        x -= 0.5 * integ
+        x /= self.dt
+        x -= self._probe_offset
+        return use, np.round(x, out=x).astype(np.int64), y, t
 
-    def _align(self, y: np.ndarray) -> np.ndarray:
-        """The line's integer alignment shift in front of the gate."""
+    def _align(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The line's integer alignment shift in front of the gate, without a copy of the
+        chunk: the gate ticks of the chunk are the columns of ``head`` (held from the chunks
+        before) followed by those of ``body`` (the start of ``y``)."""
         sh = self.spec.shift
         n = y.shape[1]
         if sh == 0:
-            return y
-        out = np.empty_like(y)
+            return y[:, :0], y
         if n >= sh:
-            out[:, :sh] = self._gate_buf
-            out[:, sh:] = y[:, :n - sh]
+            head = self._gate_buf
             self._gate_buf = y[:, n - sh:].copy()
-        else:
-            full = np.concatenate((self._gate_buf, y), axis=1)
-            out[:] = full[:, :n]
-            self._gate_buf = full[:, n:]
-        return out
+            return head, y[:, :n - sh]
+        full = np.concatenate((self._gate_buf, y), axis=1)
+        self._gate_buf = full[:, n:]
+        return full[:, :n], y[:, :0]
 
-    def _gate_estimate(self, ch: SignalChunk, gate: np.ndarray, pot: np.ndarray,
-                       p00: np.ndarray, p11: np.ndarray, z: np.ndarray, zt: np.ndarray,
-                       alarm: np.ndarray) -> GateEstimate:
+    def _gate_estimate(self, ch: SignalChunk, gate: tuple[np.ndarray, np.ndarray],
+                       pot: np.ndarray, p00: np.ndarray, p11: np.ndarray, z: np.ndarray,
+                       zt: np.ndarray, alarm: np.ndarray) -> GateEstimate:
         n = ch.k1 - ch.k0
         content = np.empty(n)
         sd = np.empty(n)
         timing = self.settings.rtd_uncertainty * self._mrt / self.dt
-        self._last_c = _gate_kernel(gate, pot, p00, p11, int(self._st[8]), 1.0 / self.spec.target,
-                                    timing, self._last_c, content, sd)
+        head, body = gate
+        self._last_c = _gate_kernel(head, body, pot, p00, p11, int(self._st[ST_GEN]),
+                                    1.0 / self.spec.target, timing, self._last_c, content, sd)
         keep = np.isfinite(z)
         return GateEstimate(ch.k0, ch.k1, content, sd, zt[keep], z[keep],
                             [float(t) for t in zt[alarm]])
 
 
 @njit(cache=True)
-def _inflow_kernel(sp, running, dt, rows, times, mass, track, api_f, gen, share, flows,
+def _inflow_kernel(sp, running, dt, rows, times, mass, track, api_f, gen, share,
                    x):  # pragma: no cover - compiled
     """Feeder flows from commands and weighings (mass tracking, see the module docstring),
-    split into the blender's channels. ``track[f]``: the model's cumulative input, extra
+    split into the blender's channels ``x``. ``track[f]``: the model's cumulative input, extra
     rate, time of the last weighing, whether a weighing was seen, whether the feeder ran at
     the last weighing, sum and number of the weighings of the current rest."""
     nf, n = sp.shape
@@ -613,7 +639,6 @@ def _inflow_kernel(sp, running, dt, rows, times, mass, track, api_f, gen, share,
             # correction of either sign)
             v = max(cmd + track[f, 1], 0.0) if cmd > 0.0 else track[f, 1]
             track[f, 0] += v * dt
-            flows[f, t] = v
             if f == api_f:
                 api = v
             else:
@@ -633,27 +658,31 @@ def _inflow_kernel(sp, running, dt, rows, times, mass, track, api_f, gen, share,
 
 
 @njit(cache=True)
-def _gate_kernel(gate, pot, p00, p11, cur, inv_target, timing, last_c, content,
+def _gate_kernel(head, body, pot, p00, p11, cur, inv_target, timing, last_c, content,
                  sd):  # pragma: no cover - compiled
-    """Content (fractions of target) and its standard deviation per gate tick; ``gate`` rows:
-    API lots, rest, model-error x flow, model-error variance x flow."""
+    """Content (fractions of target) and its standard deviation per gate tick; the gate
+    ticks are the columns of ``head`` then those of ``body``, rows: API lots, rest, model
+    error x flow, model-error variance x flow."""
     nl = pot.shape[0]
     n = content.size
+    n_head = head.shape[1]
     prev = last_c
     for t in range(n):
+        gate = head if t < n_head else body
+        col = t if t < n_head else t - n_head
         tot = 0.0
         api = 0.0
         for c in range(nl):
-            tot += gate[c, t]
-            api += pot[c, t] * gate[c, t]
-        tot += gate[nl, t]
+            tot += gate[c, col]
+            api += pot[c, t] * gate[c, col]
+        tot += gate[nl, col]
         if tot <= 0.0:
             content[t] = math.nan
             sd[t] = math.sqrt(p00[t]) + math.sqrt(p11[t])
             continue
-        c = api * inv_target / tot + gate[nl + 1, t] / tot
-        h = gate[cur, t] * inv_target / tot
-        var = max(gate[nl + 2, t] / tot, p00[t])
+        c = api * inv_target / tot + gate[nl + 1, col] / tot
+        h = gate[cur, col] * inv_target / tot
+        var = max(gate[nl + 2, col] / tot, p00[t])
         s = math.sqrt(var) + abs(h) * math.sqrt(p11[t])
         if timing > 0.0:
             slope = abs(c - prev) if not math.isnan(prev) else 0.0

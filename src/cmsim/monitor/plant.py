@@ -157,6 +157,8 @@ class PlantRecorder:
         self.feeders = [str(f) for f in feeders]
         self._units = [line.nodes[f"feeder.{f}"].unit for f in self.feeders]
         self._records = [line.record(f"feeder.{f}.out") for f in self.feeders]
+        # the channels a feeder writes (its material's lots): the rest of its record is zero
+        self._feeder_rows = [np.sort(np.asarray(u.rows)) for u in self._units]
         cmap = line.channel_map
         self._api = self.feeders.index(api_feeder)
         self._api_rows = np.asarray(cmap.material_rows(cmap.api_material))
@@ -186,7 +188,8 @@ class PlantRecorder:
         lc_t = np.empty(0)
         lc_flow = lc_mass = np.empty((nf, 0))
         if self.load_cells is not None:
-            rows = tuple(r[:, k0:k1].sum(axis=0) for r in self._records)
+            rows = tuple(_discharge(r, c, k0, k1)
+                         for r, c in zip(self._records, self._feeder_rows, strict=True))
             lc_t, lc_mass, lc_flow = self.load_cells.measure(rows, slopes=self._slopes)
         nir_t = np.empty(0)
         nir_y = np.empty(0)
@@ -234,6 +237,15 @@ class PlantRecorder:
         share = np.ones(n)
         np.divide(flows[newest, np.arange(n)], tot, out=share, where=tot > 0)
         return gen, share
+
+
+def _discharge(record: np.ndarray, rows: np.ndarray, k0: int, k1: int) -> np.ndarray:
+    """A feeder's total discharge over ticks ``[k0, k1)`` [kg/s] from its per-channel record,
+    summed over the channels it writes only (the others hold exact zeros: the same sums); a
+    view of the record when it writes one channel."""
+    if rows.size == 1:
+        return record[int(rows[0]), k0:k1]
+    return record[rows, k0:k1].sum(axis=0)
 
 
 class SignalsTable(Mapping):

@@ -779,9 +779,10 @@ class LoadCellBank:
         ts *= self.dt
         ns = ts.size
         e0 = self._s0 + self._next * self._period - 1 - k0  # chunk index of the first tick end
-        noise = np.empty((self.n_cells, 0))
-        if self.noise_sd > 0 and ns:
-            noise = np.stack([g().standard_normal(ns) for g in self._noise_streams])
+        noise = np.empty((self.n_cells, ns if self.noise_sd > 0 else 0))
+        if noise.size:
+            for row, g in zip(noise, self._noise_streams, strict=True):
+                g().standard_normal(out=row)  # drawn in place: the numbers of a new array
         buf = np.empty((self.n_cells, ns))
         _bank_weighings(f, self.dt, self._m0, e0, self._period, noise, self.noise_sd, buf)
         self._k = k1

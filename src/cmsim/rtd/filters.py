@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 import math
 from fractions import Fraction
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -227,40 +227,22 @@ class TanksInSeriesFilter(_Streaming):
 
     # ------------------------------------------------------------------ coefficients
     def _set_coefficients(self, tau: float) -> None:
-        from scipy.special import gammainc, gammaln
-
-        n = self._n
-        r = n * self._dt / tau
-        m = np.arange(n)
-        # phi[m] = exp(-r) r^m / m!  (first column of the Toeplitz transition matrix)
-        phi = np.exp(-r + m * math.log(r) - gammaln(m + 1))
-        # mass leaving the chain within one tick per unit mass in tank j: P(Poisson(r) >= n - j)
-        c_mass = gammainc(n - m, r)
-        # Jordan basis: S = [e0, G e0, G^2 e0, ...] with G = (exp(r N) - I) / r
-        g_col = np.zeros(n)
-        g_col[1:] = np.exp((m[1:] - 1) * math.log(r) - gammaln(m[1:] + 1))
-        s_mat = np.zeros((n, n))
-        col = np.zeros(n)
-        col[0] = 1.0
-        for j in range(n):
-            s_mat[:, j] = col
-            col = np.convolve(g_col, col)[:n]  # G @ col (G is lower-triangular Toeplitz)
-        cond = np.linalg.cond(s_mat) if n > 1 else 1.0
+        c = _chain_coefficients(self._n, self._dt, tau)
         self._tau = tau
-        self._r = r
-        self._phi = phi
-        self._c_mass = c_mass
-        self._scaled = bool(cond <= _SCALED_FORM_MAX_COND)
-        self._s_mat = s_mat
-        self._a = math.exp(-r)
-        self._alpha = self._a * r
-        self._c_z = s_mat.T @ c_mass
-        self._h_z = s_mat.sum(axis=0)  # S^T 1: mass per unit of each scaled state
-        self._form = "cascade" if n <= _CASCADE_MAX_TANKS and r <= _CASCADE_MAX_R else (
-            "jordan" if self._scaled else "mass")
-        if self._form == "cascade":
-            self._q_fir = _cascade_numerator(n, r)
-            self._min_split = _two_lane_min_length(n, r)
+        self._r = c.r
+        self._a = c.a
+        self._alpha = c.alpha
+        self._scaled = c.scaled
+        self._form = c.form
+        # per-filter copies: the cached arrays stay as computed
+        self._phi = c.phi.copy()
+        self._c_mass = c.c_mass.copy()
+        self._s_mat = c.s_mat.copy()
+        self._c_z = c.c_z.copy()
+        self._h_z = c.h_z.copy()
+        if c.form == "cascade":
+            self._q_fir = c.q_fir.copy()
+            self._min_split = c.min_split
 
     # ------------------------------------------------------------------ state
     def _state_size(self) -> int:
@@ -587,6 +569,58 @@ class PlugFlowDelay(_Streaming):
         assert self._buf is not None and self._batch is not None
         self._buf[:] = u[:, None]
         self._head = 0
+
+
+class _ChainCoefficients(NamedTuple):
+    """Coefficients of a chain of ``n`` tanks at one ``(dt, tau)`` (see
+    :class:`TanksInSeriesFilter`)."""
+
+    r: float
+    a: float
+    alpha: float
+    phi: np.ndarray
+    c_mass: np.ndarray
+    s_mat: np.ndarray
+    c_z: np.ndarray
+    h_z: np.ndarray
+    scaled: bool
+    form: str
+    q_fir: np.ndarray | None
+    min_split: int
+
+
+@functools.lru_cache(maxsize=64)
+def _chain_coefficients(n: int, dt: float, tau: float) -> _ChainCoefficients:
+    """The chain's coefficients, computed once per ``(n, dt, tau)`` (a line and its monitor
+    build the same stages; callers copy the arrays)."""
+    from scipy.special import gammainc, gammaln
+
+    r = n * dt / tau
+    m = np.arange(n)
+    # phi[m] = exp(-r) r^m / m!  (first column of the Toeplitz transition matrix)
+    phi = np.exp(-r + m * math.log(r) - gammaln(m + 1))
+    # mass leaving the chain within one tick per unit mass in tank j: P(Poisson(r) >= n - j)
+    c_mass = gammainc(n - m, r)
+    # Jordan basis: S = [e0, G e0, G^2 e0, ...] with G = (exp(r N) - I) / r
+    g_col = np.zeros(n)
+    g_col[1:] = np.exp((m[1:] - 1) * math.log(r) - gammaln(m[1:] + 1))
+    s_mat = np.zeros((n, n))
+    col = np.zeros(n)
+    col[0] = 1.0
+    for j in range(n):
+        s_mat[:, j] = col
+        col = np.convolve(g_col, col)[:n]  # G @ col (G is lower-triangular Toeplitz)
+    cond = np.linalg.cond(s_mat) if n > 1 else 1.0
+    scaled = bool(cond <= _SCALED_FORM_MAX_COND)
+    a = math.exp(-r)
+    form = "cascade" if n <= _CASCADE_MAX_TANKS and r <= _CASCADE_MAX_R else (
+        "jordan" if scaled else "mass")
+    cascade = form == "cascade"
+    return _ChainCoefficients(
+        r=r, a=a, alpha=a * r, phi=phi, c_mass=c_mass, s_mat=s_mat, c_z=s_mat.T @ c_mass,
+        h_z=s_mat.sum(axis=0),  # S^T 1: mass per unit of each scaled state
+        scaled=scaled, form=form, q_fir=_cascade_numerator(n, r) if cascade else None,
+        min_split=_two_lane_min_length(n, r) if cascade else 0)
 
 
 def _two_lane_min_length(n: int, r: float) -> int:

@@ -77,9 +77,10 @@ class ContinuousBlender:
         """Index-mean delay of the current RTD [ticks]."""
         return self.stage.mean_delay_ticks
 
-    def step(self, inflow: np.ndarray) -> np.ndarray:
-        """Advance one chunk: inflow ``(n_channels, n)`` [kg/s] -> outflow [kg/s]."""
-        return self.stage.step(inflow)
+    def step(self, inflow: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Advance one chunk: inflow ``(n_channels, n)`` [kg/s] -> outflow [kg/s] (written into
+        ``out`` when given, see :meth:`RTDStage.step`)."""
+        return self.stage.step(inflow, out)
 
     def reset(self, steady_inflow: Any = None) -> None:
         """Empty the blender (start-up) or set it to steady state for a constant inflow [kg/s]."""

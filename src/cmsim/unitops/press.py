@@ -106,18 +106,21 @@ class TabletPress:
                 self._rate = 0.0
 
     # ------------------------------------------------------------------ streaming
-    def step(self, inflow: np.ndarray) -> np.ndarray:
+    def step(self, inflow: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """Advance one chunk.
 
         Parameters
         ----------
         inflow : ndarray, shape (n_channels, n)
             Flow arriving at the press [kg/s].
+        out : ndarray, shape (n_channels, n), optional
+            C-contiguous float64 array that receives the outflow; it may be ``inflow`` itself
+            (read in full before ``out`` is written).
 
         Returns
         -------
         ndarray, shape (n_channels, n)
-            Flow compressed at the dies [kg/s] (zero while stopped).
+            Flow compressed at the dies [kg/s] (zero while stopped; ``out`` when given).
         """
         x = np.asarray(inflow, dtype=np.float64)
         if x.ndim != 2 or x.shape[0] != self.n_channels:
@@ -129,7 +132,10 @@ class TabletPress:
             self.buffer += mass
             self._stop_inflow += float(mass.sum())
             self._stop_ticks += n
-            return np.zeros_like(x)
+            if out is None:
+                return np.zeros_like(x)
+            out[...] = 0.0
+            return out
         feed = x
         total = float(self.buffer.sum())
         if total > 0.0 and n > 0:
@@ -150,7 +156,8 @@ class TabletPress:
             else:
                 self.buffer -= comp * float(released.sum())
                 np.maximum(self.buffer, 0.0, out=self.buffer)
-        return self.feed_frame.step(self.transfer.step(feed))
+        # the transfer stage reads all of the feed before the feed frame writes ``out``
+        return self.feed_frame.step(self.transfer.step(feed), out)
 
     def tablets(self, outflow: np.ndarray) -> np.ndarray:
         """Tablets formed per tick (float) = total mass flow x dt / tablet_mass [-]."""

@@ -250,28 +250,35 @@ class RTDStage:
         return float(self.model.mean)
 
     # ------------------------------------------------------------------ streaming
-    def step(self, inflow: np.ndarray) -> np.ndarray:
+    def step(self, inflow: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """Advance by one chunk.
 
         Parameters
         ----------
         inflow : ndarray, shape (n_channels, n)
             Inlet mass flows [kg/s].
+        out : ndarray, shape (n_channels, n), optional
+            C-contiguous float64 array that receives the outlet flows (not ``inflow``).
 
         Returns
         -------
         ndarray, shape (n_channels, n)
-            Outlet mass flows [kg/s].
+            Outlet mass flows [kg/s] (``out`` when given).
         """
         x = np.asarray(inflow, dtype=np.float64)
         if x.ndim != 2 or x.shape[0] != self.n_channels:
             raise ParameterError("inflow", f"array of shape {x.shape}",
                                  f"must have shape ({self.n_channels}, n)")
         x = np.ascontiguousarray(x)
+        if out is not None and (out.shape != x.shape or out.dtype != np.float64
+                                or not out.flags.c_contiguous):
+            raise ParameterError("out", f"array of shape {out.shape}",
+                                 f"must be a C-contiguous float64 array of shape {x.shape}")
         if x.shape[1] == 0:
-            return x.copy()
-        for e in self._elements:
-            y = np.empty_like(x)
+            return x.copy() if out is None else out
+        last = len(self._elements) - 1
+        for i, e in enumerate(self._elements):
+            y = out if out is not None and i == last else np.empty_like(x)
             e.step(x, y)
             x = y
         return x
