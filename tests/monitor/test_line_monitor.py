@@ -287,9 +287,10 @@ def test_monitor_figures_draw_the_estimate_risk_and_innovations():
     ax2 = plotting.innovations(r, ax=fig.add_subplot(2, 1, 2))
     dots = next(line for line in ax2.get_lines() if line.get_label() == "innovation z")
     np.testing.assert_allclose(dots.get_ydata(), r.pat_signals["z"])
-    rules = cmsim.run(STOP, overrides=["diversion.policy=rules"])
+    bare = _scenario()
+    del bare["pat"], bare["diversion"]
     with pytest.raises(ValueError, match="line-state monitor"):
-        plotting.monitor_estimate(rules)
+        plotting.monitor_estimate(cmsim.run(bare))
 
 
 def test_table_slopes_from_weighings_equal_the_online_load_cell_slopes():
