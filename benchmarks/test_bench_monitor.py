@@ -134,8 +134,7 @@ def test_monitor_overhead_8h(benchmark):
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
     benchmark.extra_info.update(hours=hours, target_ratio=TARGET, repeats=repeats,
                                 load_avg_1_5_15=list(load))
-    rules = {**d, "diversion": {**d["diversion"], "policy": "rules"}}
-    for name, scen in (("shipped", d), ("rules", rules), ("all_on", _all_on(hours))):
+    for name, scen in (("shipped", d), ("all_on", _all_on(hours))):
         with_s, without_s = _interleaved(scen, repeats)
         _record(benchmark, name, hours, with_s, without_s)
         assert with_s > 0.0 and without_s > 0.0

@@ -49,11 +49,11 @@ def test_a_run_builds_each_rtd_table_once(name: str, count_builds: list[str]) ->
     assert len(count_builds) == len(RTD_PATHS) == 3
 
 
-def test_rules_monitor_shares_the_models(count_builds: list[str]) -> None:
+def test_quantile_monitor_shares_the_models(count_builds: list[str]) -> None:
     sc = load_scenario("scenarios/baseline.toml",
-                       overrides=[*SHORT, "diversion.policy=rules"])
+                       overrides=[*SHORT, "diversion.policy=quantile"])
     r = cmsim.run(sc, seed=1)
-    assert r.metadata["monitor"]["policy"] == "rules"
+    assert r.metadata["monitor"]["policy"] == "quantile"
     assert len(count_builds) == 3
 
 

@@ -173,11 +173,20 @@ def test_control_combined_as_its_comment_says():
 def test_monitor_charts_as_its_comment_says():
     r = cmsim.run("scenarios/monitor_charts.toml")
     ev, ts = r.events, r.timeseries
-    first_signal = ev.loc[ev["type"] == "spc_signal", "time_s"].min()
+    signals = ev[ev["type"] == "spc_signal"]
+    first = {rule: signals.loc[[d["rule"] == rule for d in signals["data"]], "time_s"].min()
+             for rule in ("cusum", "ewma")}
+    assert first == {"cusum": 488.0, "ewma": 492.0}
     t, c = ts["time_s"].to_numpy(), ts["api_content"].to_numpy()
-    first_oos = t[np.argmax(c > 1.05)]
-    assert first_signal == 510.0 and first_oos == 1339.0
+    assert c[t == 488.0][0] == pytest.approx(1.004, abs=5e-4)
+    assert t[np.argmax(c > 1.05)] == 1339.0
     s = r.summary()
-    assert [(d["start_s"], d["end_s"]) for d in s["diversion_events"]] == [(1145.0, 1800.0)]
+    assert [(d["start_s"], d["end_s"]) for d in s["diversion_events"]] == [(1219.0, 1800.0)]
     assert s["tablets"]["nonconforming_accepted"] == 0
-    assert s["tablets"]["conforming_diverted"] == pytest.approx(4100, rel=0.02)
+    assert s["tablets"]["conforming_diverted"] == pytest.approx(2550, rel=0.02)
+    # each signal takes the line out of the state of control for 3 readings (6 s)
+    assert r.metadata["monitor"]["state_changes"][:2] == [[488.0, False], [498.0, True]]
+    q = cmsim.run("scenarios/monitor_charts.toml", overrides=["diversion.policy=quantile"])
+    qs = q.summary()
+    assert [(d["start_s"], d["end_s"]) for d in qs["diversion_events"]] == [(1145.0, 1800.0)]
+    assert qs["tablets"]["conforming_diverted"] == pytest.approx(4130, rel=0.02)

@@ -284,4 +284,4 @@ def test_report_has_inputs_legend_and_a_readable_event_table(run_dir):
     events = html[html.index("<h2>Event log"):]
     assert '{"' not in events  # no raw JSON
     assert "feeder_stop" in events and "duration s = 8" in events
-    assert set(report.TRIGGERS) >= {"pat_oos", "soft_sensor", "feeder", "mspc", "start_up"}
+    assert set(report.TRIGGERS) >= {"pat_oos", "risk", "feeder", "mspc", "start_up"}

@@ -13,7 +13,6 @@ be repeated. No global random state is touched.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import hashlib
 import os
 import platform
@@ -28,7 +27,7 @@ from cmsim._version import __version__
 from cmsim.errors import ParameterError
 from cmsim.results import SimulationResult
 
-__all__ = ["build_monitor", "pat_rng_names", "rng_streams", "run"]
+__all__ = ["pat_rng_names", "rng_streams", "run"]
 
 
 def _name_key(name: str) -> int:
@@ -76,75 +75,14 @@ def rng_streams(seed: int | np.random.SeedSequence | None,
 
 
 def pat_rng_names(scenario: Any) -> list[str]:
-    """Names of the PAT monitor's random streams (``pat.nir``, ``pat.load_cell.<feeder>``,
-    ``pat.tablet_weight``)."""
-    return ["pat.nir", "pat.tablet_weight"] + [f"pat.load_cell.{f.name}"
+    """Names of the PAT monitor's random streams (``pat.nir``, ``pat.load_cell.<feeder>``)."""
+    return ["pat.nir"] + [f"pat.load_cell.{f.name}"
                                                for f in scenario.feeders]
-
-
-def monitor_config(scenario: Any) -> Any:
-    """:class:`cmsim.monitor.pat.MonitorConfig` from a validated scenario's sections."""
-    from cmsim.monitor.pat import MonitorConfig  # noqa: PLC0415
-
-    pat, div, mon = scenario.pat, scenario.diversion, scenario.monitor
-    kw: dict[str, Any] = {"limits": tuple(scenario.specification.api_content_limits)}
-    if pat is None:
-        kw["pat"] = False
-    else:
-        kw.update(location=pat.location, sample_period=pat.sample_period, latency=pat.latency,
-                  integration_time=pat.integration_time, noise_sd=pat.noise_sd, bias=pat.bias,
-                  drift_per_s=pat.drift_per_h / 3600.0,
-                  dropout_probability=pat.dropout_probability)
-    if div is not None:
-        start_up = div.start_up if div.start_up is not None else \
-            scenario.simulation.initial_state == "empty"
-        kw.update(alpha=div.quantile, margin=div.margin, start_up=start_up,
-                  start_up_quantile=div.start_up_quantile, rtd_uncertainty=div.rtd_uncertainty)
-    if mon is not None:
-        # every [monitor] key with the same name in MonitorConfig is copied as it is; the two
-        # with their own rules (action_limits -> limits, mspc_training None) follow below
-        same = {f.name for f in dataclasses.fields(MonitorConfig)} - {"mspc_training"}
-        kw.update({f: getattr(mon, f) for f in type(mon).model_fields if f in same})
-        if mon.action_limits is not None:
-            kw["limits"] = tuple(mon.action_limits)
-        if mon.mspc_training is not None:
-            kw["mspc_training"] = tuple(mon.mspc_training)
-    return MonitorConfig(**kw)
-
-
-def build_monitor(scenario: Any, line: Any, rng: dict[str, np.random.Generator],
-                  models: Any = None) -> Any:
-    """Attach a :class:`cmsim.monitor.pat.PATMonitor` to ``line`` (observer) and return it.
-
-    The monitor only drives the gate when the scenario has a ``[diversion]`` section; with
-    ``[pat]`` alone it records the signals and alarms. ``models``: the scenario's RTD models
-    already built (:class:`cmsim.assembly.LineModels`), built here when not given.
-    """
-    from cmsim.monitor.pat import PATMonitor, line_models  # noqa: PLC0415
-
-    cfg = monitor_config(scenario)
-    feed_to_gate, probe_to_gate = line_models(scenario, models)
-    blender = line.nodes["blender"].unit
-    press = line.nodes["press"].unit
-    stages = blender.n_dispersive + (press.n_dispersive if cfg.location == "feed_frame" else 0)
-    mon = PATMonitor(cfg, line, [(f.name, f.material, float(f.mass_flow))
-                                 for f in scenario.feeders],
-                     line.channel_map.api_material, float(scenario.target_api_fraction),
-                     feed_to_gate, probe_to_gate, float(scenario.press.gate_delay),
-                     float(scenario.press.tablet_mass), rng, upstream_stages=stages,
-                     steady_start=scenario.simulation.initial_state == "steady",
-                     drive_gate=scenario.diversion is not None)
-    line.observers.append(mon)
-    return mon
 
 
 def _attach_monitor(scenario: Any, line: Any, rng: dict[str, np.random.Generator],
                     models: Any) -> Any:
-    """The scenario's monitor: the line-state estimator with the risk or quantile policy
-    (default), or the rule-based monitor of cmsim 0.1 (``diversion.policy = "rules"``)."""
-    div = scenario.diversion
-    if div is not None and div.policy == "rules":
-        return build_monitor(scenario, line, rng, models)
+    """The scenario's monitor: the line-state estimator with the risk or quantile policy."""
     from cmsim.config.schema import Monitor  # noqa: PLC0415
     from cmsim.monitor.setup import build_line_monitor  # noqa: PLC0415
 
@@ -161,9 +99,7 @@ def _summary_event(ev: dict[str, Any]) -> dict[str, Any]:
 
 
 def _diversion_events(mon: Any, line: Any, scenario: Any) -> list[dict[str, Any]]:
-    if hasattr(mon, "estimator"):
-        return mon.diversion_events(line.flow, line.diverted, float(scenario.press.tablet_mass))
-    return mon.diversion_events(line.flow, line.diverted)
+    return mon.diversion_events(line.flow, line.diverted, float(scenario.press.tablet_mass))
 
 
 def _versions() -> dict[str, str]:
@@ -365,8 +301,7 @@ def _simulate(sc: Any, asm: Any, seed: Any, progress: bool | Callable[[int, int]
         tick_signals[f"setpoint.{f.name}"] = setpoints.set_point[f.name]
         tick_signals[f"flow.{f.name}"] = setpoints.flow[f.name]
     if mon is not None:
-        start_up = (mon.config.start_up if hasattr(mon, "config")
-                    else mon.phases.intervals[:1] != [] and mon.phases.intervals[0][0] == 0)
+        start_up = mon.phases.intervals[:1] != [] and mon.phases.intervals[0][0] == 0
         metadata["pat"] = {"location": sc.pat.location if sc.pat is not None else None,
                            "initial_in_control": not bool(start_up)}
     from cmsim.monitor.setup import lot_potency  # noqa: PLC0415
@@ -394,7 +329,7 @@ def _simulate(sc: Any, asm: Any, seed: Any, progress: bool | Callable[[int, int]
         pat_signals=mon.signals() if mon is not None else {},
         control_history=supervisor.history if supervisor is not None else {},
     )
-    if mon is not None and hasattr(mon, "estimator"):
+    if mon is not None:
         result.metadata["monitor"] = {
             "policy": sc.diversion.policy if sc.diversion is not None else None,
             "expected_escapes": mon.expected_escapes(result.tablets, line.diverted),
@@ -404,8 +339,4 @@ def _simulate(sc: Any, asm: Any, seed: Any, progress: bool | Callable[[int, int]
         result.metadata["replay"] = {
             "scenario": sc.resolved_dict(), "line_shift": int(line.shift),
             "n_api_lots": len(line.channel_map.lots(line.channel_map.api_material))}
-    elif mon is not None:
-        result.metadata["monitor"] = {"state_changes": [[t, b] for t, b in mon.state_changes],
-                                      "policy": "rules"}
-        result._cache["monitor_signals"] = result.pat_signals  # (older name, not pickled)
     return result, bar

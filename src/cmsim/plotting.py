@@ -200,8 +200,7 @@ def monitor_estimate(result: Any, ax: Any = None) -> Any:
     """
     sig = result.pat_signals
     if "est_sd" not in sig:
-        raise ValueError("this run has no line-state monitor (diversion.policy = 'rules' or no "
-                         "[pat]/[diversion] table)")
+        raise ValueError("this run has no line-state monitor (no [pat]/[diversion] table)")
     ax = _axes(ax)
     scale, label = _time_scale(float(result.n_ticks * result.dt))
     t = result.time_s / scale

@@ -125,8 +125,7 @@ def replay(source: str | os.PathLike, *, scenario: Any = None,
     from cmsim.config import load_scenario  # noqa: PLC0415
     from cmsim.config.schema import Monitor  # noqa: PLC0415
     from cmsim.io import read_signals_parquet  # noqa: PLC0415
-    from cmsim.monitor.line_monitor import LineMonitor  # noqa: PLC0415
-    from cmsim.monitor.setup import monitor_parts  # noqa: PLC0415
+    from cmsim.monitor.setup import assemble_monitor, monitor_parts  # noqa: PLC0415
 
     path = Path(source)
     if path.is_dir():
@@ -139,9 +138,6 @@ def replay(source: str | os.PathLike, *, scenario: Any = None,
     if raw is None:
         raise InputError(f"{path}: no scenario stored with the signals; pass --scenario")
     sc = load_scenario(raw, overrides=list(overrides) if overrides else None)
-    if sc.diversion is not None and sc.diversion.policy == "rules":
-        raise InputError("diversion.policy = 'rules' reads the simulated line and cannot be "
-                         "replayed; use 'risk' or 'quantile'")
     feeders = [f.name for f in sc.feeders]
     dt = float(sc.simulation.dt)
     _check_table(table, feeders, dt, str(path))
@@ -152,12 +148,11 @@ def replay(source: str | os.PathLike, *, scenario: Any = None,
     shift = int(meta["line_shift"]) if "line_shift" in meta else _default_shift(sc, models)
     n_lots = int(meta.get("n_api_lots", int(np.nanmax(table["api_lot_gen"])) + 1))
     parts = monitor_parts(sc, sc.monitor or Monitor(), shift, n_lots, models)
-    mon = LineMonitor(parts["estimator"], parts["phases"], parts["policy"], n,
-                      parts["limits"], drive_gate=sc.diversion is not None)
+    mon = assemble_monitor(parts, n, drive_gate=sc.diversion is not None)
     for ch in chunks_of(table, feeders, dt):
         mon.process(ch)
     return ReplayResult(dt, mon.plan.copy() if mon.drive_gate else np.zeros(n, bool),
-                        mon.content, mon.sd, mon.risk, mon.events + mon.phases.events,
+                        mon.content, mon.sd, mon.risk, mon.events,
                         getattr(parts["policy"], "name", "risk"))
 
 

@@ -71,10 +71,11 @@ class SimulationResult:
         Extra per-tick columns of :attr:`timeseries` (``setpoint.<feeder>`` and
         ``flow.<feeder>`` [kg/s]), each of shape ``(n_ticks,)``.
     pat_signals : dict of str to ndarray
-        The PAT monitor's recorded signals (:meth:`cmsim.monitor.pat.PATMonitor.signals`):
-        ``t`` [s] / ``nir`` (API mass fraction [-], NaN = dropout) / ``nir_true``, ``soft_t`` [s]
-        / ``soft`` (soft-sensor content at the gate, fraction of target [-]), load cells,
-        tablet weight. Empty without a monitor.
+        The PAT monitor's recorded signals
+        (:meth:`cmsim.monitor.line_monitor.LineMonitor.signals`): ``t`` [s] / ``nir`` (API
+        mass fraction [-], NaN = dropout) / ``nir_true``, ``soft_t`` [s] / ``soft`` (the
+        estimator's content at the gate, fraction of target [-]) / ``est_sd``, ``risk``,
+        ``z_t`` / ``z`` (standardised innovations). Empty without a monitor.
     control_history : dict of str to ndarray
         Supervisory control actions (:attr:`cmsim.control.Supervisor.history`): ``time_s``
         [s], ``nir_reading`` [-], ``predicted_fraction`` [-], ``correction`` [-],
@@ -228,7 +229,7 @@ class SimulationResult:
     def _alarm_columns(self) -> dict[str, np.ndarray]:
         """``pat.alarm`` / ``pat.nir_alarm``: a monitoring rule open at the end of the tick."""
         n = self.n_ticks
-        nir_rules = {"pat_oos", "pat_unavailable", "shewhart", "ewma", "cusum", "mspc"}
+        nir_rules = {"pat_oos", "shewhart", "ewma", "cusum", "mspc"}
         opened: dict[str, tuple[float, str]] = {}
         spans: list[tuple[float, float, str]] = []
         for e in self.event_log:
@@ -265,7 +266,7 @@ class SimulationResult:
             ``pat.nir_api_content`` and ``pat.nir_true_api_content`` (NIR reading and its
             noise-free window average as fraction of target [-], in the row of the tick in which
             the reading was reported, NaN elsewhere and for dropouts);
-            ``pat.soft_sensor_api_content`` (soft-sensor prediction for that gate tick [-]);
+            ``pat.soft_sensor_api_content`` (the estimator's content of that gate tick [-]);
             ``pat.alarm`` / ``pat.nir_alarm`` (any rule / any NIR-based rule open at the end of
             the tick) and ``pat.in_control`` (state of control at the end of the tick).
         """

@@ -10,12 +10,10 @@ from hypothesis import strategies as st
 
 from cmsim.errors import ParameterError
 from cmsim.monitor.diversion import DiversionManager, window_ticks
-from cmsim.monitor.pat import RunTracker
-from cmsim.monitor.soft_sensor import midpoint_kernel
 from cmsim.monitor.state import StartupQualifier
+from cmsim.monitor.tracker import RunTracker
 from cmsim.monitor.windows import DiversionWindow
 from cmsim.results import SimulationResult
-from cmsim.rtd import CSTR, PFR, Series, TanksInSeries
 
 
 def test_window_ticks_cover_the_window():
@@ -114,14 +112,6 @@ def test_startup_qualifier_is_chunk_invariant_and_matches_a_loop(ok, k, settle, 
     assert got == ref
 
 
-def test_midpoint_kernel_mean_and_mass():
-    model = Series(PFR(10.0), TanksInSeries(60.0, 5), CSTR(30.0))
-    w = midpoint_kernel(model, 0.5)
-    j = np.arange(w.size) * 0.5
-    assert w.sum() == pytest.approx(1.0, abs=1e-9)
-    assert (w * j).sum() == pytest.approx(100.0, abs=1e-3)
-
-
 def _result(content, diverted, dt=1.0):
     api = 0.1 * np.asarray(content, dtype=float)
     flow = np.vstack([api, 1.0 - api]) * 0.25  # 1 tablet of 0.25 kg per tick
@@ -146,36 +136,6 @@ def test_escapes_and_waste_counted_on_constructed_cases():
     assert s["conforming_diverted"] == pytest.approx(2.0)      # ticks 3 and 6
     assert s["diverted"] == pytest.approx(3.0)
     assert s["accepted"] + s["diverted"] == pytest.approx(s["produced"])
-
-
-@settings(max_examples=25, deadline=None)
-@given(st.sampled_from([0.25, 0.5, 1.0]), st.sampled_from([0.5, 1.0, 2.0, 0.75, 10.0]),
-       st.integers(0, 3), st.lists(st.integers(1, 399), max_size=3))
-def test_decimated_grid_gives_the_same_sampler_readings(dt, period, start_ticks, cuts):
-    """Load cells are fed only the grid points at their sample times (plus the last one):
-    the readings equal those from the whole grid, chunk by chunk."""
-    from cmsim.monitor.pat import _bracketing  # noqa: PLC0415
-    from cmsim.monitor.sensors import LoadCellSignal  # noqa: PLC0415
-
-    n = 400
-    t = np.arange(1, n + 1) * dt
-    rng = np.random.default_rng(1)
-    net = 5.0 - np.cumsum(1e-3 * (1 + 0.1 * rng.standard_normal(n))) * dt
-    window = max(4 * period, 2 * period)
-    full = LoadCellSignal(period, 1e-5, window, rng=7, start=start_ticks * dt)
-    part = LoadCellSignal(period, 1e-5, window, rng=7, start=start_ticks * dt)
-    edges = [0, *sorted(set(cuts)), n]
-    got, ref = [], []
-    for a, b in zip(edges[:-1], edges[1:], strict=True):
-        if b <= a:
-            continue
-        ref.append(full.measure(t[a:b], net[a:b]))
-        keep = _bracketing(t[a:b], part.start, part.sample_period)
-        assert keep[-1] == b - a - 1
-        got.append(part.measure(t[a:b][keep], net[a:b][keep]))
-    for i in range(3):
-        np.testing.assert_allclose(np.concatenate([g[i] for g in got]),
-                                   np.concatenate([r[i] for r in ref]), rtol=1e-12, atol=1e-15)
 
 
 def _tracker_loop(bad, k_on, k_off):
@@ -224,59 +184,3 @@ def test_run_tracker_long_good_runs(n, bad_at, k_on, k_off, cuts, offset):
         got_g += [(k, i + a, tf) for k, i, tf in on_grid.update_grid(a, 1.0, bad[a:b])]
     assert got_t == ref
     assert got_g == ref
-
-
-@settings(max_examples=60, deadline=None)
-@given(st.integers(1, 6), st.integers(1, 2500), st.integers(0, 2**31 - 1), st.booleans())
-def test_probe_fraction_equals_row_sums_with_forward_fill(n_rows, n, seed, tiny):
-    """The compiled probe pass (blocks of ticks) against numpy row sums: API rows over all
-    rows per tick, ticks without flow (total <= 1e-12) repeating the previous value."""
-    from cmsim.monitor.pat import _probe_fraction  # noqa: PLC0415
-
-    rng = np.random.default_rng(seed)
-    rec = rng.random((n_rows, n))
-    rec[:, rng.random(n) < 0.2] = 0.0  # no flow
-    if tiny:
-        rec *= 1e-13  # totals around the 1e-12 threshold
-    api = np.sort(rng.choice(n_rows, int(rng.integers(1, n_rows + 1)), replace=False))
-    k0 = int(rng.integers(0, n))
-    k1 = int(rng.integers(k0, n + 1))
-    out = np.empty(k1 - k0)
-    last = _probe_fraction(rec, k0, k1, api, 0.1, out)
-    tot = rec[:, k0:k1].sum(axis=0)
-    num = rec[api, k0:k1].sum(axis=0)
-    ref, prev = np.empty(k1 - k0), 0.1
-    for j in range(k1 - k0):
-        prev = num[j] / tot[j] if tot[j] > 1e-12 else prev
-        ref[j] = prev
-    np.testing.assert_allclose(out, ref, rtol=1e-15, atol=0)
-    assert last == (ref[-1] if ref.size else 0.1)
-
-
-@settings(max_examples=40, deadline=None)
-@given(st.lists(st.one_of(st.floats(0.8, 1.2), st.just(float("nan"))), min_size=0,
-                max_size=80), st.integers(1, 4), st.integers(0, 2**31 - 1))
-def test_envelope_flags_one_model_and_many(values, rows, seed):
-    """The soft-sensor flags: bad where any model's content lies outside the limits (NaN
-    never), content the model farthest from target; one model (its own fast path) is that
-    model itself, checked against a per-element loop."""
-    from cmsim.monitor.pat import _envelope_flags, _outside  # noqa: PLC0415
-
-    lo, hi = 0.95, 1.05
-    x = np.array(values, dtype=float)
-    bad1 = np.empty(x.size, dtype=bool)
-    _outside(x, lo, hi, bad1)
-    content1, bad_env = np.empty(x.size), np.empty(x.size, dtype=bool)
-    _envelope_flags(x[None, :], lo, hi, content1, bad_env)
-    assert bad1.tolist() == [bool(v < lo or v > hi) for v in values]
-    assert np.array_equal(bad1, bad_env) and np.array_equal(content1, x, equal_nan=True)
-    env = np.random.default_rng(seed).uniform(0.8, 1.2, (rows, x.size))
-    env[0] = x
-    content, bad = np.empty(x.size), np.empty(x.size, dtype=bool)
-    _envelope_flags(env, lo, hi, content, bad)
-    for k in range(x.size):
-        col = env[:, k]
-        assert bad[k] == bool(((col < lo) | (col > hi)).any())
-        dev = np.where(np.isnan(col), 0.0, np.abs(col - 1.0))
-        assert content[k] == col[int(np.argmax(dev))] or (np.isnan(content[k]) and
-                                                          np.isnan(col[int(np.argmax(dev))]))

@@ -172,27 +172,77 @@ def test_decisions_do_not_depend_on_extra_chunk_boundaries():
 # --------------------------------------------------------------------------- innovations
 
 
-def test_innovations_are_white_and_keep_the_cusum_arl0():
+#: in-control ARL of the [monitor] charts at their defaults on white N(0, 1) data [readings]:
+#: Shewhart L = 3 (closed form), two-sided CUSUM k = 0.5, h = 5 (textbook), EWMA lambda = 0.2,
+#: L = 2.86 with exact limits from each restart (:func:`_ewma_arl0`, about 364)
+SHEWHART_ARL0 = 1.0 / (2.0 * 0.0013498980316301)  # 370.4
+CUSUM_ARL0 = 465.0
+
+
+def _ewma_arl0(lam: float, width: float, rows: int = 4000, seed: int = 0) -> float:
+    """Monte Carlo ARL0 of an EWMA with exact limits on white N(0, 1) data (plain numpy, all
+    rows at once; standard error about 1.6 %)."""
+    rng = np.random.default_rng(seed)
+    z = np.zeros(rows)
+    run = np.full(rows, -1)
+    t = 0
+    while (run < 0).any():
+        t += 1
+        z = lam * rng.standard_normal(rows) + (1.0 - lam) * z
+        limit = width * np.sqrt(lam / (2.0 - lam) * (1.0 - (1.0 - lam) ** (2 * t)))
+        run[(run < 0) & (np.abs(z) > limit)] = t
+    return float(run.mean())
+
+
+def test_innovations_are_white_and_keep_the_charts_arl0():
     """In control (8 h, noisy feeders and NIR), the standardised innovations are close to
-    N(0, 1) and uncorrelated, so a CUSUM(0.5, 4) on them signals at its textbook in-control
-    rate (ARL0 = 168 readings); on the raw readings the same chart signals far more often."""
-    zs, raw = [], []
+    N(0, 1) and uncorrelated, so the monitor's charts on them (``[monitor]`` ``shewhart``,
+    ``ewma``, ``cusum`` at their defaults, restarted after each signal) signal at their
+    textbook in-control rate: ``N / ARL0`` signals in ``N`` innovations. The same charts on
+    the raw readings (autocorrelated: RTD-filtered feeder noise) signal far more often.
+
+    Tolerance 0.6-1.5 x: the count is about Poisson(N / ARL0), some 75 signals per chart in
+    the 28,800 readings, so +-3 standard deviations are +-35 %; the rest allows for the
+    innovations being only nearly N(0, 1) (standard deviation within 10 %)."""
+    from cmsim.monitor.charts import CUSUMChart, EWMAChart, ShewhartChart
+    from cmsim.monitor.rules import ChartRule
+
+    zs, raw, counts = [], [], {"shewhart": 0, "ewma": 0, "cusum": 0}
     for seed in (11, 12):
         r = cmsim.run("scenarios/baseline.toml", seed=seed,
-                      overrides=["pat.noise_sd=0.25 %"])
+                      overrides=["pat.noise_sd=0.25 %", "monitor.shewhart=true",
+                                 "monitor.ewma=true", "monitor.cusum=true"])
         z = r.pat_signals["z"]
         zs.append(z)
         y = r.pat_signals["nir"] / r.target_api_fraction
         raw.append(y[np.isfinite(y)])
+        for e in r.event_log:
+            if e["type"] == "spc_signal":
+                counts[e["data"]["rule"]] += 1
+        assert r.summary()["tablets"]["conforming_diverted"] <= \
+            1e-3 * r.summary()["tablets"]["produced"]  # "warn": the charts divert nothing
     z = np.concatenate(zs)
     assert abs(z.mean()) < 0.05 and 0.9 < z.std() < 1.1
     for lag in (1, 2, 5):
         assert abs(np.corrcoef(z[:-lag], z[lag:])[0, 1]) < 0.06
-    alarms = _cusum_signals(z, 0.5, 4.0)
-    expected = z.size / 168.0
-    assert 0.6 * expected < alarms < 1.5 * expected
+    arl0 = {"shewhart": SHEWHART_ARL0, "ewma": _ewma_arl0(0.2, 2.86),
+            "cusum": CUSUM_ARL0}
+    assert 340.0 < arl0["ewma"] < 400.0
+    for rule, ref in arl0.items():
+        expected = z.size / ref
+        assert 0.6 * expected < counts[rule] < 1.5 * expected, (rule, counts[rule], expected)
+    # the same chart rules on the raw readings, standardised by the NIR noise (2.5 % of
+    # target): the charts with memory (EWMA, CUSUM) add up the autocorrelated feeder noise
+    # and signal several times as often (measured about 6x); the memoryless Shewhart only
+    # sees the extra variance (about 1.8x)
     yr = (np.concatenate(raw) - 1.0) / 0.025
-    assert _cusum_signals(yr, 0.5, 4.0) > 1.5 * expected
+    for rule, chart, factor in (("ewma", EWMAChart(0.0, 1.0, 0.2, 2.86), 3.0),
+                                ("cusum", CUSUMChart(0.0, 1.0, 0.5, 5.0), 3.0),
+                                ("shewhart", ShewhartChart(0.0, 1.0, 3.0), 1.3)):
+        n_raw = len(ChartRule(rule, chart).feed(np.arange(yr.size, dtype=float), yr))
+        assert n_raw > factor * yr.size / arl0[rule], (rule, n_raw, yr.size / arl0[rule])
+    # the estimator's own CUSUM(0.5, 4) restarted after each signal, as before
+    assert 0.6 * z.size / 168.0 < _cusum_signals(z, 0.5, 4.0) < 1.5 * z.size / 168.0
 
 
 def _cusum_signals(z: np.ndarray, k: float, h: float) -> int:
@@ -287,9 +337,10 @@ def test_monitor_figures_draw_the_estimate_risk_and_innovations():
     ax2 = plotting.innovations(r, ax=fig.add_subplot(2, 1, 2))
     dots = next(line for line in ax2.get_lines() if line.get_label() == "innovation z")
     np.testing.assert_allclose(dots.get_ydata(), r.pat_signals["z"])
-    rules = cmsim.run(STOP, overrides=["diversion.policy=rules"])
+    bare = _scenario()
+    del bare["pat"], bare["diversion"]
     with pytest.raises(ValueError, match="line-state monitor"):
-        plotting.monitor_estimate(rules)
+        plotting.monitor_estimate(cmsim.run(bare))
 
 
 def test_table_slopes_from_weighings_equal_the_online_load_cell_slopes():

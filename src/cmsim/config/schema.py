@@ -689,12 +689,13 @@ class Diversion(_Strict):
         Relative +- uncertainty of all residence times [-], in [0, 1) (default 0): windows
         cover the envelope of the RTDs scaled by 1 - u and 1 + u (margins for RTD uncertainty);
         the risk policy adds the timing error u x MRT x |dc/dt| to the content uncertainty.
-    policy : {"risk", "quantile", "rules"}
+    policy : {"risk", "quantile"}
         How gate ticks are chosen (default "risk"): "risk" diverts a tick when the probability
         that its content is outside the limits, given the plant signals, exceeds
         ``max_risk``; "quantile" opens RTD-quantile (method B) and PAT windows on feeder
-        deviations, NIR readings out of limits and innovation-chart signals; "rules" is the
-        rule-based monitor of cmsim 0.1 (method A soft sensor, B and PAT windows).
+        deviations, NIR readings out of limits and innovation-chart signals. The rule-based
+        monitor of cmsim 0.1 (``"rules"``) was retired: such a file is refused with a
+        message naming the two policies that replace it.
     max_risk : float
         Largest accepted probability that a tablet's content is outside the limits [-], in
         (0, 0.5) (default 0.001).
@@ -705,56 +706,79 @@ class Diversion(_Strict):
     start_up: bool | None = None
     start_up_quantile: Q("fraction", gt=0.5, lt=1) = 0.999
     rtd_uncertainty: Q("fraction", ge=0, lt=1) = 0.0
-    policy: Literal["risk", "quantile", "rules"] = "risk"
+    policy: Literal["risk", "quantile"] = "risk"
     max_risk: Q("fraction", gt=0, lt=0.5) = 1e-3
+
+    @field_validator("policy", mode="before")
+    @classmethod
+    def _retired_policy(cls, value: Any) -> Any:
+        if value == "rules":
+            raise ValueError(
+                "the rule-based monitor of cmsim 0.1 (policy = 'rules') was retired; use "
+                "'quantile' (RTD-quantile and PAT windows, closest to it) or 'risk' (the "
+                "default); its [monitor] chart keys act under both (docs/monitor.md)")
+        return value
 
 
 class Monitor(_Strict):
-    """``[monitor]``: monitoring rules that can trigger a diversion (docs/monitor.md).
+    """``[monitor]``: the PAT monitor's instruments, estimator and rules (docs/monitor.md).
 
     Attributes
     ----------
     persistence : int
-        Consecutive NIR readings outside the limits that trigger (default 3).
+        Consecutive NIR readings outside the limits that open a PAT window (quantile policy)
+        (default 3).
     clear_readings : int
-        Consecutive in-limit readings that clear a PAT alarm (default 3).
+        Consecutive in-limit readings that clear a PAT alarm and qualify the start-up; NIR
+        sample periods a model-mismatch or chart signal keeps the line out of the state of
+        control (default 3).
     pat_grace : float
-        Longest tolerated time without a valid NIR reading [s] (default 10 s).
+        Longest time without a valid NIR reading before the line is out of the state of
+        control [s] (default 10 s); it diverts nothing by itself (without readings the
+        estimator's uncertainty, hence the risk, grows).
     action_limits : (float, float), optional
-        NIR action limits as fractions of target (default: the specification limits).
+        Content limits of the monitor as fractions of target (default: the specification
+        limits).
     shewhart, ewma, cusum : bool
-        Control charts on the NIR readings (default off).
+        Control charts on the estimator's standardised innovations (default off).
     chart_sigma : float
-        Standard deviation of one reading for the charts, fraction of target [-] (default:
-        ``pat.noise_sd`` / target).
+        Accepted for scenario files of cmsim 0.1 and ignored: the charts run on standardised
+        innovations, whose sigma is 1 by construction (the NIR noise enters through
+        ``pat.noise_sd``).
     shewhart_L, ewma_lambda, ewma_L, cusum_k, cusum_h : float
-        Chart parameters (defaults 3; 0.2, 2.86; 0.5, 5).
+        Chart parameters in innovation sigmas (defaults 3; 0.2, 2.86; 0.5, 5: in-control
+        ARL 370, about 360 (exact limits from each restart) and 465 readings).
     mspc : bool
-        PCA monitoring (T^2, Q) of the NIR reading and the load-cell flows (default off).
+        PCA monitoring (T^2, Q) of the innovation and the feeders' load-cell flow residuals
+        (default off).
     mspc_training : (float, float)
         Training interval of the PCA model in this run [s] (required with ``mspc``).
     mspc_alpha : float
         False-alarm probability of the T^2 and Q limits [-] (default 0.001).
     soft_sensor : bool
-        RTD soft sensor (feeder data through the line RTD, method A) (default on).
+        Accepted for scenario files of cmsim 0.1 and ignored: the line-state estimator, which
+        always runs, is the monitor's soft sensor.
     feeder_trigger : bool
-        Feeder deviation / stop trigger (method B) (default on).
+        Feeder deviation trigger of the quantile policy (method B windows) (default on; the
+        risk policy has no trigger to switch).
     feeder_deviation : float
-        Relative deviation of a feeder flow from nominal that counts [-] (default 20 %).
+        Relative deviation of a feeder flow from its reference that counts [-] (default 20 %).
     feeder_persistence : float
         How long the deviation must last [s] (default 1 s).
     load_cell_period, load_cell_noise, load_cell_window : float
         Load-cell weighing period [s] (0: off; default 1 s), noise [kg] (default 0), flow
         window [s] (default 10 s).
     tablet_weight_period, tablet_weight_rsd : float
-        Tablet-weight sampling period [s] (0: off; default 10 s) and RSD [-] (default 0).
+        Accepted for scenario files of cmsim 0.1 and ignored: the monitor samples no tablet
+        weights.
     chart_action : {"warn", "divert"}
-        What a Shewhart/EWMA/CUSUM signal does: "warn" (default) logs an SPC signal and takes
-        the line out of the state of control; "divert" also opens a diversion window.
-    feeder_reference : {"set_point", "nominal"}
-        What the feeder deviation trigger compares the flow with: the feeder's current set
-        point (default; set-point changes by an operator or controller are not faults) or the
-        scenario's nominal flow.
+        What a chart signal does: "warn" (default) logs it (``spc_signal``) and takes the line
+        out of the state of control; "divert" also opens a PAT diversion window (both
+        policies).
+    feeder_reference : {"nominal", "set_point"}
+        What the quantile policy's feeder trigger compares a flow with: the scenario's
+        nominal flow (default) or the feeder's current set point (set-point changes by an
+        operator or controller are then no fault).
     model_sd : float, optional
         Standard deviation of the line-state estimator's model error at the probe, fraction
         of target [-] (default: computed from the feeders' noise and the load cells).
@@ -797,7 +821,7 @@ class Monitor(_Strict):
     tablet_weight_period: Q("time", ge=0) = 10.0
     tablet_weight_rsd: Q("fraction", ge=0) = 0.0
     chart_action: Literal["warn", "divert"] = "warn"
-    feeder_reference: Literal["set_point", "nominal"] = "set_point"
+    feeder_reference: Literal["nominal", "set_point"] = "nominal"
     model_sd: Q("fraction", gt=0) | None = None
     lot_assay_sd: Q("fraction", ge=0) = 0.02
     fault_sd: Q("fraction", ge=0) = 0.05

@@ -6,7 +6,6 @@ Pure numpy/scipy/numba domain objects, usable alone from Python and by the line 
 from cmsim.monitor.charts import CUSUMChart, EWMAChart, MovingAverageChart, ShewhartChart
 from cmsim.monitor.mspc import MSPCResult, PCAMonitor, jackson_mudholkar_limit
 from cmsim.monitor.sensors import LoadCellSignal, NIRSensor, TabletWeightSignal
-from cmsim.monitor.soft_sensor import RTDSoftSensor, midpoint_kernel
 from cmsim.monitor.state import (
     StartupQualifier,
     StateOfControl,
@@ -34,7 +33,6 @@ __all__ = [
     "MovingAverageChart",
     "NIRSensor",
     "PCAMonitor",
-    "RTDSoftSensor",
     "ShewhartChart",
     "StartupQualifier",
     "StateOfControl",
@@ -43,7 +41,6 @@ __all__ = [
     "evaluate_state_of_control",
     "jackson_mudholkar_limit",
     "merge_windows",
-    "midpoint_kernel",
     "oos_intervals",
     "pat_window",
     "predicted_window",

@@ -8,8 +8,11 @@
    tick and its uncertainty from those signals;
 3. :func:`~cmsim.monitor.risk.content_risk` turns that into the risk of each tick;
 4. :class:`~cmsim.monitor.phases.PhaseRules` forces diversion during start-up and shut-down;
-5. the policy (:mod:`cmsim.monitor.policies`) decides the other ticks;
-6. the plan of the chunk goes to the gate.
+5. the control charts on the estimator's innovations (:mod:`cmsim.monitor.rules`, when the
+   scenario switches any on) log their signals, which take the line out of the state of
+   control and, with ``chart_action = "divert"``, go to the policy;
+6. the policy (:mod:`cmsim.monitor.policies`) decides the other ticks;
+7. the plan of the chunk goes to the gate.
 
 The monitor never reads a true flow or content: its inputs are the signal chunks.
 """
@@ -24,7 +27,8 @@ from cmsim.monitor.estimator import LineStateEstimator
 from cmsim.monitor.phases import PhaseRules
 from cmsim.monitor.plant import PlantRecorder, SignalChunk
 from cmsim.monitor.risk import content_risk
-from cmsim.monitor.windows import cached_series
+from cmsim.monitor.rules import SPCRules
+from cmsim.monitor.windows import cached_series, rtd_envelope
 
 __all__ = ["LineMonitor"]
 
@@ -49,8 +53,13 @@ class LineMonitor:
     drive_gate : bool
         Write the plan into ``line.divert_plan`` (False: monitor only).
     sample_period : float
-        NIR sample period [s] (how long a model-mismatch signal keeps the line out of
-        control: ``clear_readings`` periods).
+        NIR sample period [s] (how long a model-mismatch or chart signal keeps the line out
+        of control: ``clear_readings`` periods).
+    rules : SPCRules, optional
+        Control charts on the innovations (none: no chart is on).
+    pat_grace : float
+        Longest time without a valid NIR reading before the line is out of the state of
+        control [s].
     """
 
     name = "monitor"
@@ -58,11 +67,14 @@ class LineMonitor:
     def __init__(self, estimator: LineStateEstimator, phases: PhaseRules, policy: Any,
                  n_ticks: int, limits: tuple[float, float], *,
                  plant: PlantRecorder | None = None, drive_gate: bool = True,
-                 sample_period: float = 2.0) -> None:
+                 sample_period: float = 2.0, rules: SPCRules | None = None,
+                 pat_grace: float = np.inf) -> None:
         self.estimator = estimator
         self.phases = phases
         self.policy = policy
         self.plant = plant
+        self.rules = rules
+        self.pat_grace = float(pat_grace)
         self.drive_gate = bool(drive_gate)
         self.limits = (float(limits[0]), float(limits[1]))
         self.dt = estimator.dt
@@ -77,6 +89,7 @@ class LineMonitor:
         self.readings: dict[str, list[np.ndarray]] = {"t": [], "nir": []}
         self._z: dict[str, list[np.ndarray]] = {"t": [], "z": []}
         self._models_key: Any = None
+        self._phase_logged = 0
         self._sample_period = float(sample_period)
         self._lc_last: np.ndarray | None = None
         self._models: tuple[Any, Any] | None = None
@@ -98,11 +111,16 @@ class LineMonitor:
         risk = content_risk(est.content, est.sd, lo, hi)
         forced = self.phases.update(k0, (ch.setpoint * ch.running).sum(axis=0), ch.nir_t,
                                     ch.nir)
+        self.events += self.phases.events[self._phase_logged:]  # start-up, feed stops
+        self._phase_logged = len(self.phases.events)
         flows = self._controller_flows(ch) if getattr(self.policy, "needs_flows", False) \
             else None
-        divert = self.policy.decide(k0, risk, flows=flows,
+        charts = self._chart_signals(ch, est)
+        divert = self.policy.decide(k0, risk, flows=flows, setpoint=ch.setpoint,
                                     nir_t=ch.nir_t, nir_y=ch.nir, alarms=est.alarms,
-                                    models=self.models())
+                                    models=self.models(),
+                                    chart_alarms=charts if self.rules and self.rules.divert
+                                    else ())
         self.plan[k0:k1] = divert | forced
         self.forced[k0:k1] = forced
         self.content[k0:k1] = est.content
@@ -116,25 +134,44 @@ class LineMonitor:
             self.events.append({"time_s": t, "type": "alarm", "source": self.name,
                                 "data": {"rule": "model_mismatch",
                                          "statistic": "CUSUM of standardised innovations"}})
+        windows = getattr(self.policy, "windows", None)
+        if windows is not None and windows.events:
+            self.events += [{**e, "source": self.name} for e in windows.events]
+            windows.events.clear()
+
+    def _chart_signals(self, ch: SignalChunk, est: Any) -> list[tuple[float, str]]:
+        """Run the control charts on the chunk's innovations; log their signals."""
+        if self.rules is None:
+            return []
+        signals = self.rules.step(ch, est)
+        for s in signals:
+            self.events.append({"time_s": s.time_s, "type": "spc_signal", "source": self.name,
+                                "data": {"rule": s.rule, "action": self.rules.action,
+                                         **s.data}})
+        self.events += [{**r, "source": self.name} for r in self.rules.records]
+        self.rules.records.clear()
+        return [(s.time_s, s.rule) for s in signals]
 
     def _controller_flows(self, ch: SignalChunk) -> np.ndarray:
         """The loss-in-weight controllers' flow estimates held per tick [kg/s] (the commanded
-        flow until a first estimate)."""
-        n = ch.k1 - ch.k0
-        if self._lc_last is None:
-            self._lc_last = ch.setpoint[:, 0] * ch.running[:, 0]
+        flow of each tick until a first estimate, e.g. without load cells)."""
+        cmd = ch.setpoint * ch.running
+        prev = cmd if self._lc_last is None else np.broadcast_to(self._lc_last[:, None],
+                                                                 cmd.shape)
+        if not ch.lc_t.size:
+            return prev
         rows = np.floor(ch.lc_t / self.dt + 1e-9).astype(np.int64) - ch.k0
-        idx = np.searchsorted(rows, np.arange(n), side="right") - 1
-        held = np.where(idx >= 0, ch.lc_flow[:, np.maximum(idx, 0)] if ch.lc_t.size else 0.0,
-                        self._lc_last[:, None])
-        held = np.where(np.isfinite(held), held, ch.setpoint * ch.running)
-        if ch.lc_t.size:
-            last = ch.lc_flow[:, -1]
-            self._lc_last = np.where(np.isfinite(last), last, self._lc_last)
+        idx = np.searchsorted(rows, np.arange(ch.k1 - ch.k0), side="right") - 1
+        held = np.where(idx >= 0, ch.lc_flow[:, np.maximum(idx, 0)], prev)
+        held = np.where(np.isfinite(held), held, cmd)
+        last = ch.lc_flow[:, -1]
+        self._lc_last = np.where(np.isfinite(last), last, cmd[:, -1] if self._lc_last is None
+                                 else self._lc_last)
         return held
 
     def models(self) -> tuple[Any, Any]:
-        """Current feeder-to-gate and probe-to-gate RTDs (after speed changes)."""
+        """Current feeder-to-gate and probe-to-gate RTDs (after speed changes; envelopes
+        with ``rtd_uncertainty``)."""
         est = self.estimator
         blender = est.blender.model
         key = tuple(sorted(blender.params.items()))
@@ -143,7 +180,10 @@ class LineMonitor:
             down = cached_series(spec.transfer_rtd, spec.feed_frame_rtd)
             probe = down if est.at_probe else spec.feed_frame_rtd
             line = cached_series(blender, spec.transfer_rtd, spec.feed_frame_rtd)
-            self._models = (line, probe)
+            u = est.settings.rtd_uncertainty
+            # windows cover the RTDs with every residence time scaled by 1 -+ u
+            self._models = (rtd_envelope(line, u), rtd_envelope(probe, u)) if u > 0 else \
+                (line, probe)
             self._models_key = key
         assert self._models is not None
         return self._models
@@ -171,19 +211,24 @@ class LineMonitor:
     def state_of_control(self) -> Any:
         """State of control per tick (:func:`~cmsim.monitor.state.evaluate_state_of_control`,
         the same start-up qualification and shut-down delay as the diversion):
-        in control when the gate accepts and no model-mismatch signal is recent (within
-        ``clear_readings`` sample periods of NIR)."""
+        in control when the gate accepts, no model-mismatch or control-chart signal is
+        recent (within ``clear_readings`` sample periods of NIR) and the last valid NIR
+        reading is at most ``pat_grace`` old."""
         from cmsim.monitor.state import evaluate_state_of_control  # noqa: PLC0415
 
         ph = self.phases
         n = self.plan.size
         t = np.arange(n) * self.dt
-        quiet = np.ones(n, dtype=bool)
         hold = max(ph.k, 1) * self._sample_period
-        for e in self.events:
-            if e["type"] == "alarm":
-                a = int(np.ceil(e["time_s"] / self.dt - 1e-9))
-                quiet[a:int(np.ceil((e["time_s"] + hold) / self.dt - 1e-9))] = False
+        conditions = {"no_diversion": ~self.plan}
+        for name, kind in (("no_model_mismatch", "alarm"), ("no_spc_signal", "spc_signal")):
+            quiet = np.ones(n, dtype=bool)
+            for e in self.events:
+                if e["type"] == kind and (kind != "alarm" or
+                                          e["data"]["rule"] == "model_mismatch"):
+                    a = int(np.ceil(e["time_s"] / self.dt - 1e-9))
+                    quiet[a:int(np.ceil((e["time_s"] + hold) / self.dt - 1e-9))] = False
+            conditions[name] = quiet
         stops: list[list[Any]] = []
         cold = bool(ph.intervals[:1]) and ph.intervals[0][2] == "start_up" and \
             ph.intervals[0][0] == 0
@@ -194,6 +239,10 @@ class LineMonitor:
                 stops[-1][1] = e["time_s"]
         rt = np.concatenate(self.readings["t"]) if self.readings["t"] else np.empty(0)
         ry = np.concatenate(self.readings["nir"]) if self.readings["nir"] else np.empty(0)
+        if ph.k and np.isfinite(self.pat_grace):  # PAT available: a recent valid reading
+            last = np.concatenate(([0.0], rt[np.isfinite(ry)]))
+            seen = last[np.searchsorted(last, t, side="right") - 1]
+            conditions["pat_available"] = t - seen <= self.pat_grace + 1e-9
         lo, hi = ph.limits
         with np.errstate(invalid="ignore"):
             ok = np.isfinite(ry) & (ry / ph.target >= lo) & (ry / ph.target <= hi)
@@ -203,7 +252,7 @@ class LineMonitor:
             rt = np.concatenate((-self.dt * np.arange(ph.k, 0, -1), rt))
             ok = np.concatenate((np.ones(ph.k, bool), ok))
         return evaluate_state_of_control(
-            t, {"no_diversion": ~self.plan, "no_model_mismatch": quiet},
+            t, conditions,
             pat_times=rt if ph.k else None, pat_in_limits=ok if ph.k else None,
             k_consecutive=ph.k, settle_time=ph.settle_s, setpoint_changes=starts,
             feed_stops=[tuple(x) for x in stops], shutdown_delay=ph.t_alpha)
@@ -233,8 +282,8 @@ class LineMonitor:
         out = []
         for a, b in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True):
             triggers = []
-            forced = [r for r in self.phases.intervals
-                      if r[0] < b and (r[1] is None or r[1] > a)]
+            forced = [r for r in self.phases.intervals  # (a pause shorter than t_alpha
+                      if r[0] < b and (r[1] is None or r[1] > max(a, r[0]))]  # leaves none)
             triggers += [r[2] for r in forced]
             if (self.risk[a:b] > getattr(self.policy, "max_risk", np.inf)).any():
                 triggers.append("risk")

@@ -3,11 +3,16 @@
 * :class:`RiskPolicy` (``"risk"``): divert a gate tick when the probability that its content
   is outside the limits exceeds ``max_risk``.
 * :class:`QuantilePolicy` (``"quantile"``): ICH Q13-style windows. A deviation of a feeder
-  flow (the loss-in-weight controller's estimate) from its nominal value opens an
-  RTD-quantile window (method B, feeder-to-gate RTD); NIR readings outside the limits for
-  ``persistence`` readings, or a signal of the innovation chart, open a PAT window
-  (probe-to-gate RTD, back-projected by the NIR latency). Windows use the current RTDs (after
-  speed changes) and are never shortened.
+  flow (the loss-in-weight controller's estimate) from its nominal value or its set point
+  (``feeder_reference``) opens an RTD-quantile window (method B, feeder-to-gate RTD); NIR
+  readings outside the limits for ``persistence`` readings, or a signal of the innovation
+  chart, open a PAT window (probe-to-gate RTD, back-projected by the NIR latency). Windows use
+  the current RTDs (after speed changes) and are never shortened.
+
+Under both policies a signal of a control chart on the innovations with
+``chart_action = "divert"`` (``chart_alarms``, :mod:`cmsim.monitor.rules`) opens the same
+PAT window as a model-mismatch signal opens under the quantile policy
+(:meth:`AlarmWindows.signal`).
 
 Both see the same :class:`~cmsim.monitor.estimator.GateEstimate` and plant signals, so the
 two can be compared on the same signals (``cmsim replay --set diversion.policy=quantile``).
@@ -16,29 +21,156 @@ two can be compared on the same signals (``cmsim replay --set diversion.policy=q
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from cmsim.monitor.diversion import DiversionManager
-from cmsim.monitor.pat import RunTracker
+from cmsim.monitor.tracker import RunTracker
 from cmsim.monitor.windows import pat_window, quantile_window
 
-__all__ = ["QuantilePolicy", "QuantileSettings", "RiskPolicy"]
+__all__ = ["AlarmWindows", "QuantilePolicy", "QuantileSettings", "RiskPolicy",
+           "WindowSettings"]
+
+
+@dataclass(frozen=True)
+class WindowSettings:
+    """Settings of the windows alarms open (SI units).
+
+    Attributes
+    ----------
+    alpha : float
+        Quantile level of the windows [-].
+    margin : float
+        Margin at both ends of every window [s].
+    clear_readings : int
+        NIR sample periods a one-off signal (model mismatch, control chart) keeps its window
+        open after the signalling reading [-].
+    sample_period, lag : float
+        NIR sample period and latency + integration time [s].
+    """
+
+    alpha: float
+    margin: float
+    clear_readings: int
+    sample_period: float
+    lag: float
+
+
+class AlarmWindows:
+    """Diversion windows opened, extended and closed by alarms (both policies).
+
+    Parameters
+    ----------
+    settings : WindowSettings
+        Window settings.
+    n_ticks, dt, gate_delay : int, float, float
+        Run length [ticks], tick [s], gate actuation delay [s].
+    """
+
+    def __init__(self, settings: WindowSettings, n_ticks: int, dt: float,
+                 gate_delay: float) -> None:
+        self.s = settings
+        self.manager = DiversionManager(n_ticks, dt, gate_delay)
+        #: ``alarm`` / ``alarm_cleared`` records (``time_s``, ``type``, ``data``: ``rule``,
+        #: ``key``, ...) of the alarms opened and closed, drained by the monitor
+        self.events: list[dict[str, Any]] = []
+        self._open: dict[str, tuple[str, float, float]] = {}  # key -> (kind, t_first, decided)
+        self._n = 0
+
+    def _window(self, kind: str, t_first: float, t_last: float, decided: float,
+                models: tuple[Any, Any], trigger: str) -> Any:
+        s = self.s
+        if kind == "B":
+            return quantile_window(t_first, max(t_last, t_first), models[0], s.alpha,
+                                   s.margin, s.margin, trigger=trigger)
+        return pat_window(t_first, max(t_last, t_first), s.sample_period, models[1], s.alpha,
+                          latency=s.lag, margin_start=s.margin, margin_end=s.margin,
+                          trigger=trigger, decision_s=decided)
+
+    def open(self, trigger: str, kind: str, t_first: float, decided: float, *,
+             log: bool = True) -> str:
+        """Open an alarm (``kind``: ``"B"`` feeder-to-gate, ``"PAT"`` probe-to-gate) decided
+        at ``decided`` [s] whose evidence began at ``t_first`` [s]; return its key."""
+        self._n += 1
+        key = f"{trigger}#{self._n}"
+        self._open[key] = (kind, t_first, decided)
+        if log:
+            self.events.append({"time_s": decided, "type": "alarm", "data": {
+                "rule": trigger, "key": key, "first_time_s": t_first}})
+        return key
+
+    def extend(self, key: str, t_now: float, models: tuple[Any, Any]) -> None:
+        """Request the window of the open alarm ``key`` up to ``t_now`` [s]."""
+        kind, t_first, decided = self._open[key]
+        trigger = key.split("#")[0]
+        self.manager.request(self._window(kind, t_first, t_now, decided, models, trigger),
+                             decided, key=key)
+
+    def close(self, key: str, t_now: float, models: tuple[Any, Any], *,
+              cleared: float | None = None, log: bool = True) -> None:
+        """Extend the window of ``key`` to ``t_now`` [s] and close the alarm (cleared at
+        ``cleared`` [s], default ``t_now``)."""
+        self.extend(key, t_now, models)
+        del self._open[key]
+        if log:
+            self.events.append({"time_s": t_now if cleared is None else cleared,
+                                "type": "alarm_cleared",
+                                "data": {"rule": key.split("#")[0], "key": key}})
+
+    def key_of(self, trigger: str) -> str:
+        """Key of the open alarm of ``trigger``."""
+        return next(k for k in self._open if k.startswith(f"{trigger}#"))
+
+    def signal(self, trigger: str, t: float, models: tuple[Any, Any]) -> None:
+        """A one-off signal at reading time ``t`` [s]: a PAT window from the material read at
+        ``t`` to ``clear_readings`` sample periods later (the monitor logs the signal)."""
+        key = self.open(trigger, "PAT", t, t, log=False)
+        self.close(key, t + self.s.clear_readings * self.s.sample_period, models, log=False)
+
+    def extend_open(self, t_end: float, models: tuple[Any, Any]) -> None:
+        """Extend every open alarm's window to ``t_end`` [s]."""
+        for key in self._open:
+            self.extend(key, t_end, models)
 
 
 class RiskPolicy:
-    """Divert where the risk exceeds ``max_risk`` [-]."""
+    """Divert where the risk exceeds ``max_risk`` [-], and inside the windows of control-chart
+    signals that divert (``windows``; none when no chart diverts).
+
+    A chart signal opens a window rather than raising the estimator's model variance (what
+    the in-filter model-mismatch alarm does): that variance is taken back by the Kalman update
+    of the very reading that signalled, so it only re-converges the estimate and diverts
+    nothing unless the estimate itself leaves the limits, which the risk already covers; a
+    chart set to divert is asked to divert the material read around its signal.
+    """
 
     name = "risk"
 
-    def __init__(self, max_risk: float) -> None:
+    def __init__(self, max_risk: float, windows: AlarmWindows | None = None) -> None:
         self.max_risk = float(max_risk)
+        self.windows = windows
 
-    def decide(self, k0: int, risk: np.ndarray, **_: Any) -> np.ndarray:
-        """Gate ticks ``[k0, k0 + n)`` to divert."""
-        return risk > self.max_risk
+    @property
+    def manager(self) -> DiversionManager | None:
+        """The windows' diversion plan and requests (None without windows)."""
+        return None if self.windows is None else self.windows.manager
+
+    def decide(self, k0: int, risk: np.ndarray, *,
+               chart_alarms: Sequence[tuple[float, str]] = (),
+               models: tuple[Any, Any] | None = None, **_: Any) -> np.ndarray:
+        """Gate ticks ``[k0, k0 + n)`` to divert (``chart_alarms``: ``(reading time [s],
+        rule)`` of the chart signals that divert; ``models``: current feeder-to-gate and
+        probe-to-gate RTDs)."""
+        divert = risk > self.max_risk
+        if self.windows is None:
+            return divert
+        for t, rule in chart_alarms:
+            assert models is not None
+            self.windows.signal(rule, t, models)
+        return divert | self.windows.manager.plan[k0:k0 + risk.size]
 
 
 @dataclass(frozen=True)
@@ -47,31 +179,29 @@ class QuantileSettings:
 
     Attributes
     ----------
-    alpha : float
-        Quantile level of the windows [-].
-    margin : float
-        Margin at both ends of every window [s].
+    windows : WindowSettings
+        Window settings.
     feeder_deviation : float
-        Relative deviation of a feeder flow from nominal that opens a window [-].
+        Relative deviation of a feeder flow from its reference that opens a window [-].
     feeder_persistence : float
         How long the deviation must last [s].
     monitored : tuple of int
-        Feeders watched (the API and those whose stop could move the content out of limits).
-    persistence, clear_readings : int
-        NIR readings outside / inside the limits to open / clear a PAT alarm.
-    sample_period, lag : float
-        NIR sample period and latency + integration time [s].
+        Feeders watched (the API and those whose stop could move the content out of limits;
+        none when the feeder trigger is off).
+    persistence : int
+        NIR readings outside the limits that open a PAT alarm (``clear_readings`` of
+        ``windows`` in-limit readings clear it).
+    feeder_reference : {"nominal", "set_point"}
+        What a feeder flow is compared with: its nominal flow, or its current set point (a
+        commanded change is then no fault; a commanded stop is left to the shut-down rules).
     """
 
-    alpha: float
-    margin: float
+    windows: WindowSettings
     feeder_deviation: float
     feeder_persistence: float
     monitored: tuple[int, ...]
     persistence: int
-    clear_readings: int
-    sample_period: float
-    lag: float
+    feeder_reference: str = "nominal"
 
 
 class QuantilePolicy:
@@ -99,40 +229,26 @@ class QuantilePolicy:
                  nominal: np.ndarray, limits: tuple[float, float], target: float) -> None:
         self.s = s = settings
         self.dt = float(dt)
-        self.manager = DiversionManager(n_ticks, dt, gate_delay)
+        self.windows = AlarmWindows(s.windows, n_ticks, dt, gate_delay)
+        self.manager = self.windows.manager
         self.nominal = np.asarray(nominal, dtype=np.float64)
         self.limits, self.target = limits, float(target)
         k_on = max(1, int(math.ceil(s.feeder_persistence / dt - 1e-9)))
         self._feeders = {f: RunTracker(k_on, 1) for f in s.monitored}
-        self._pat = RunTracker(s.persistence, s.clear_readings)
-        self._open: dict[str, tuple[str, float, float]] = {}  # key -> (kind, t_first, decided)
-        self._n = 0
+        self._pat = RunTracker(s.persistence, s.windows.clear_readings)
 
-    def _window(self, kind: str, t_first: float, t_last: float, decided: float,
-                models: tuple[Any, Any], trigger: str) -> Any:
-        s = self.s
-        if kind == "B":
-            return quantile_window(t_first, max(t_last, t_first), models[0], s.alpha,
-                                   s.margin, s.margin, trigger=trigger)
-        return pat_window(t_first, max(t_last, t_first), s.sample_period, models[1], s.alpha,
-                          latency=s.lag, margin_start=s.margin, margin_end=s.margin,
-                          trigger=trigger, decision_s=decided)
-
-    def _request(self, key: str, t_now: float, models: tuple[Any, Any]) -> None:
-        kind, t_first, decided = self._open[key]
-        trigger = key.split("#")[0]
-        self.manager.request(self._window(kind, t_first, t_now, decided, models, trigger),
-                             decided, key=key)
-
-    def _open_alarm(self, trigger: str, kind: str, t_first: float, decided: float) -> str:
-        self._n += 1
-        key = f"{trigger}#{self._n}"
-        self._open[key] = (kind, t_first, decided)
-        return key
+    def _feeder_bad(self, f: int, flows: np.ndarray, setpoint: np.ndarray | None
+                    ) -> np.ndarray:
+        """Ticks where feeder ``f``'s flow estimate is off its reference."""
+        if self.s.feeder_reference == "set_point" and setpoint is not None:
+            ref = setpoint[f]
+            return (ref > 0.0) & (np.abs(flows[f] - ref) > self.s.feeder_deviation * ref)
+        return np.abs(flows[f] / self.nominal[f] - 1.0) > self.s.feeder_deviation
 
     def decide(self, k0: int, risk: np.ndarray, *, flows: np.ndarray, nir_t: np.ndarray,
                nir_y: np.ndarray, alarms: list[float], models: tuple[Any, Any],
-               **_: Any) -> np.ndarray:
+               chart_alarms: Sequence[tuple[float, str]] = (),
+               setpoint: np.ndarray | None = None, **_: Any) -> np.ndarray:
         """Request/extend windows from this chunk's signals; return the plan of its ticks.
 
         Parameters
@@ -147,22 +263,26 @@ class QuantilePolicy:
         nir_t, nir_y : ndarray
             NIR reading times [s] and mass fractions [-].
         alarms : list of float
-            Innovation-chart signal times [s].
+            Model-mismatch signal times of the estimator's innovation CUSUM [s].
         models : (RTDModel, RTDModel)
             Current feeder-to-gate and probe-to-gate RTDs.
+        chart_alarms : sequence of (float, str)
+            ``(reading time [s], rule)`` of the control-chart signals that divert.
+        setpoint : ndarray, shape (n_feeders, n), optional
+            Commanded feeder flows [kg/s] (the reference with ``feeder_reference =
+            "set_point"``).
         """
         n = risk.size
         dt = self.dt
+        w = self.windows
         for f, tracker in self._feeders.items():
-            bad = np.abs(flows[f] / self.nominal[f] - 1.0) > self.s.feeder_deviation
-            for kind, i, tref in tracker.update_grid(k0, dt, bad):
-                t_dec = (k0 + i + 1) * dt
+            for kind, i, tref in tracker.update_grid(k0, dt, self._feeder_bad(f, flows,
+                                                                               setpoint)):
                 if kind == "open":
-                    self._open_alarm(f"feeder:{f}", "B", tref, t_dec)
+                    w.open(f"feeder:{f}", "B", tref, (k0 + i + 1) * dt)
                 else:
-                    key = next(k for k in self._open if k.startswith(f"feeder:{f}#"))
-                    self._request(key, tref + dt, models)
-                    del self._open[key]
+                    w.close(w.key_of(f"feeder:{f}"), tref + dt, models,
+                            cleared=(k0 + i + 1) * dt)
         if nir_t.size:
             lo, hi = self.limits
             c = nir_y / self.target
@@ -170,16 +290,12 @@ class QuantilePolicy:
                 bad = np.isfinite(c) & ((c < lo) | (c > hi))
             for kind, i, tref in self._pat.update(nir_t, bad):
                 if kind == "open":
-                    self._open_alarm("pat_oos", "PAT", tref, float(nir_t[i]))
+                    w.open("pat_oos", "PAT", tref, float(nir_t[i]))
                 else:
-                    key = next(k for k in self._open if k.startswith("pat_oos#"))
-                    self._request(key, float(nir_t[i]), models)
-                    del self._open[key]
+                    w.close(w.key_of("pat_oos"), float(nir_t[i]), models)
         for t in alarms:
-            key = self._open_alarm("model_mismatch", "PAT", t, t)
-            self._request(key, t + self.s.clear_readings * self.s.sample_period, models)
-            del self._open[key]
-        t_end = (k0 + n) * dt
-        for key in self._open:
-            self._request(key, t_end, models)
+            w.signal("model_mismatch", t, models)
+        for t, rule in chart_alarms:
+            w.signal(rule, t, models)
+        w.extend_open((k0 + n) * dt, models)
         return self.manager.plan[k0:k0 + n]

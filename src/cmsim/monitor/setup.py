@@ -25,11 +25,19 @@ from cmsim.monitor.estimator import (
 from cmsim.monitor.line_monitor import LineMonitor
 from cmsim.monitor.phases import PhaseRules
 from cmsim.monitor.plant import PlantRecorder, nir_start_time
-from cmsim.monitor.policies import QuantilePolicy, QuantileSettings, RiskPolicy
+from cmsim.monitor.policies import (
+    AlarmWindows,
+    QuantilePolicy,
+    QuantileSettings,
+    RiskPolicy,
+    WindowSettings,
+)
+from cmsim.monitor.rules import build_rules
 from cmsim.monitor.sensors import LoadCellBank, NIRSensor
 from cmsim.monitor.windows import cached_quantile, cached_series
 
-__all__ = ["build_line_monitor", "lot_potency", "monitor_parts", "nir_faults"]
+__all__ = ["assemble_monitor", "build_line_monitor", "lot_potency", "monitor_parts",
+           "nir_faults"]
 
 #: smallest NIR standard deviation the estimator assumes, fraction of target [-]
 NIR_SD_FLOOR = 0.005
@@ -164,7 +172,9 @@ def monitor_parts(scenario: Any, mon: Any, shift: int, n_api_lots: int,
     Returns
     -------
     dict
-        ``spec``, ``estimator``, ``phases``, ``policy``, ``gate_ticks``.
+        ``spec``, ``estimator``, ``phases``, ``policy``, ``gate_ticks``, ``limits``,
+        ``rules`` (the control charts on the innovations, None when none is on),
+        ``sample_period`` [s] and ``pat_grace`` [s] (infinite without NIR).
     """
     dt = float(scenario.simulation.dt)
     gd = float(scenario.press.gate_delay)
@@ -185,23 +195,43 @@ def monitor_parts(scenario: Any, mon: Any, shift: int, n_api_lots: int,
         cached_quantile(line_rtd, alpha), int(mon.clear_readings) if pat is not None else 0,
         limits, spec.target, bool(start_up))
     policy_name = div.policy if div is not None else "risk"
+    flows = np.array(spec.nominal_flows)
+    ws = WindowSettings(
+        alpha=alpha, margin=float(div.margin) if div is not None else 0.0,
+        clear_readings=int(mon.clear_readings),
+        sample_period=float(pat.sample_period) if pat is not None else 1.0,
+        lag=float(pat.latency + pat.integration_time) if pat is not None else 0.0)
+    rules = build_rules(mon, [f.name for f in scenario.feeders], flows, dt) \
+        if pat is not None else None
     if policy_name == "quantile":
-        flows = np.array(spec.nominal_flows)
         half = min(1.0 - limits[0], limits[1] - 1.0)
         watched = tuple(i for i, f in enumerate(flows)
-                        if i == spec.api_feeder or f / flows.sum() >= half)
+                        if i == spec.api_feeder or f / flows.sum() >= half) \
+            if mon.feeder_trigger else ()
         qs = QuantileSettings(
-            alpha=alpha, margin=float(div.margin), feeder_deviation=float(mon.feeder_deviation),
+            windows=ws, feeder_deviation=float(mon.feeder_deviation),
             feeder_persistence=float(mon.feeder_persistence), monitored=watched,
-            persistence=int(mon.persistence), clear_readings=int(mon.clear_readings),
-            sample_period=float(pat.sample_period) if pat is not None else 1.0,
-            lag=float(pat.latency + pat.integration_time) if pat is not None else 0.0)
+            persistence=int(mon.persistence), feeder_reference=str(mon.feeder_reference))
         policy: Any = QuantilePolicy(qs, int(scenario.n_ticks), dt, gd, flows, limits,
                                      spec.target)
     else:
-        policy = RiskPolicy(float(div.max_risk) if div is not None else 1e-3)
+        windows = AlarmWindows(ws, int(scenario.n_ticks), dt, gd) \
+            if rules is not None and rules.divert else None
+        policy = RiskPolicy(float(div.max_risk) if div is not None else 1e-3, windows)
     return {"spec": spec, "estimator": estimator, "phases": phases, "policy": policy,
-            "gate_ticks": g, "limits": limits}
+            "gate_ticks": g, "limits": limits, "rules": rules,
+            "sample_period": float(pat.sample_period) if pat is not None else 2.0,
+            "pat_grace": float(mon.pat_grace) if pat is not None else math.inf}
+
+
+def assemble_monitor(parts: Mapping[str, Any], n_ticks: int, *, drive_gate: bool,
+                     plant: PlantRecorder | None = None) -> LineMonitor:
+    """A :class:`LineMonitor` from :func:`monitor_parts` (``plant``: the instruments of a
+    simulated line; None when recorded chunks are fed to :meth:`LineMonitor.process`)."""
+    return LineMonitor(parts["estimator"], parts["phases"], parts["policy"], int(n_ticks),
+                       parts["limits"], plant=plant, drive_gate=drive_gate,
+                       sample_period=parts["sample_period"], rules=parts["rules"],
+                       pat_grace=parts["pat_grace"])
 
 
 def build_line_monitor(scenario: Any, mon: Any, line: Any,
@@ -238,12 +268,12 @@ def build_line_monitor(scenario: Any, mon: Any, line: Any,
                              max(mon.load_cell_window, 2 * mon.load_cell_period), line.dt,
                              [rng[f"pat.load_cell.{n}"] for n in feeders])
     api = next(f.name for f in scenario.feeders if f.role == "api")
+    slopes = getattr(parts["policy"], "needs_flows", False) or \
+        getattr(parts["rules"], "needs_flows", False)
     plant = PlantRecorder(line, feeders, api, lot_potency(scenario, cmap.channels), nir,
                           pat.location if pat is not None else "blender_outlet", stages, cells,
-                          slopes=getattr(parts["policy"], "needs_flows", False))
-    monitor = LineMonitor(parts["estimator"], parts["phases"], parts["policy"],
-                          int(scenario.n_ticks), parts["limits"], plant=plant,
-                          drive_gate=scenario.diversion is not None,
-                          sample_period=float(pat.sample_period) if pat is not None else 2.0)
+                          slopes=slopes)
+    monitor = assemble_monitor(parts, int(scenario.n_ticks), plant=plant,
+                               drive_gate=scenario.diversion is not None)
     line.observers.append(monitor)
     return monitor
