@@ -117,8 +117,9 @@ def partial_fractions(stages: tuple[tuple[float, int], ...]) -> list[tuple[float
         for j, (bj, nj) in enumerate(stages):
             if j == i:
                 continue
-            alpha = 1.0 - bj / bi
-            ratio = -(bj / bi) / alpha
+            # b_i - b_j is exact for close stage times (Sterbenz): no cancellation in 1 - b_j/b_i
+            alpha = (bi - bj) / bi
+            ratio = -bj / (bi - bj)
             k = np.arange(ni)
             factor = np.exp(-nj * math.log(abs(alpha))) * np.array(
                 [math.comb(nj + kk - 1, kk) for kk in range(ni)], dtype=np.float64) * ratio**k
