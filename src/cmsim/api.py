@@ -260,10 +260,12 @@ def _simulate(sc: Any, asm: Any, seed: Any, progress: bool | Callable[[int, int]
         engine.run()
         diversion_events: list[dict[str, Any]] = []
         if mon is not None:
+            from cmsim.monitor.events import EventKind, MonitorEvent  # noqa: PLC0415
+
             diversion_events = _diversion_events(mon, line, sc)
             for i, ev in enumerate(diversion_events):
-                mon.events.append({"time_s": ev["start_s"], "type": "diversion",
-                                   "source": "diversion", "data": {"event": i, **ev}})
+                mon.log.append(MonitorEvent(ev["start_s"], EventKind.DIVERSION,
+                                            {"event": i, **ev}, source="diversion"))
         events = engine.event_log()
     except BaseException:
         bar.close()
@@ -301,9 +303,8 @@ def _simulate(sc: Any, asm: Any, seed: Any, progress: bool | Callable[[int, int]
         tick_signals[f"setpoint.{f.name}"] = setpoints.set_point[f.name]
         tick_signals[f"flow.{f.name}"] = setpoints.flow[f.name]
     if mon is not None:
-        start_up = mon.phases.intervals[:1] != [] and mon.phases.intervals[0][0] == 0
         metadata["pat"] = {"location": sc.pat.location if sc.pat is not None else None,
-                           "initial_in_control": not bool(start_up)}
+                           "initial_in_control": not mon.phases.starts_cold}
     from cmsim.monitor.setup import lot_potency  # noqa: PLC0415
 
     potency = lot_potency(sc, line.channel_map.channels)

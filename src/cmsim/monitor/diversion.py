@@ -243,7 +243,7 @@ class DiversionManager:
                             key=lambda r: (r.k_lo, r.window.start_s, r.key))
             triggers: list[str] = []
             for r in inside:
-                for t in r.window.trigger.split("+"):
+                for t in r.window.triggers:
                     if t not in triggers:
                         triggers.append(t)
             mass = float(mass_tick[a:b].sum())

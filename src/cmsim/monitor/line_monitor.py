@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from cmsim.monitor.estimator import LineStateEstimator
+from cmsim.monitor.events import EventKind, MonitorEvent
 from cmsim.monitor.phases import PhaseRules
 from cmsim.monitor.plant import PlantRecorder, SignalChunk
 from cmsim.monitor.risk import content_risk
@@ -84,7 +85,11 @@ class LineMonitor:
         self.content = np.full(n, np.nan)
         self.sd = np.full(n, np.nan)
         self.risk = np.zeros(n)
-        self.events: list[dict[str, Any]] = []
+        #: what the monitor logged, in order (:attr:`events` gives the event-log records)
+        self.log: list[MonitorEvent] = []
+        #: times of the signals that take the line out of control for a while [s]
+        self._signal_t: dict[str, list[float]] = {"no_model_mismatch": [],
+                                                  "no_spc_signal": []}
         #: NIR readings as growing per-chunk lists (``t``, ``nir``), read by NIR feedback control
         self.readings: dict[str, list[np.ndarray]] = {"t": [], "nir": []}
         self._z: dict[str, list[np.ndarray]] = {"t": [], "z": []}
@@ -111,7 +116,7 @@ class LineMonitor:
         risk = content_risk(est.content, est.sd, lo, hi)
         forced = self.phases.update(k0, (ch.setpoint * ch.running).sum(axis=0), ch.nir_t,
                                     ch.nir)
-        self.events += self.phases.events[self._phase_logged:]  # start-up, feed stops
+        self.log += self.phases.events[self._phase_logged:]  # start-up, feed stops
         self._phase_logged = len(self.phases.events)
         flows = self._controller_flows(ch) if getattr(self.policy, "needs_flows", False) \
             else None
@@ -131,12 +136,12 @@ class LineMonitor:
         self._z["t"].append(est.z_t)
         self._z["z"].append(est.z)
         for t in est.alarms:
-            self.events.append({"time_s": t, "type": "alarm", "source": self.name,
-                                "data": {"rule": "model_mismatch",
-                                         "statistic": "CUSUM of standardised innovations"}})
+            self.log.append(MonitorEvent(t, EventKind.ALARM, {
+                "rule": "model_mismatch", "statistic": "CUSUM of standardised innovations"}))
+        self._signal_t["no_model_mismatch"] += est.alarms
         windows = getattr(self.policy, "windows", None)
         if windows is not None and windows.events:
-            self.events += [{**e, "source": self.name} for e in windows.events]
+            self.log += windows.events
             windows.events.clear()
 
     def _chart_signals(self, ch: SignalChunk, est: Any) -> list[tuple[float, str]]:
@@ -145,10 +150,10 @@ class LineMonitor:
             return []
         signals = self.rules.step(ch, est)
         for s in signals:
-            self.events.append({"time_s": s.time_s, "type": "spc_signal", "source": self.name,
-                                "data": {"rule": s.rule, "action": self.rules.action,
-                                         **s.data}})
-        self.events += [{**r, "source": self.name} for r in self.rules.records]
+            self.log.append(MonitorEvent(s.time_s, EventKind.SPC_SIGNAL, {
+                "rule": s.rule, "action": self.rules.action, **s.data}))
+        self._signal_t["no_spc_signal"] += [s.time_s for s in signals]
+        self.log += self.rules.records
         self.rules.records.clear()
         return [(s.time_s, s.rule) for s in signals]
 
@@ -189,6 +194,11 @@ class LineMonitor:
         return self._models
 
     # ------------------------------------------------------------------ results
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        """The event-log records of :attr:`log` (``{time_s, type, source, data}``)."""
+        return [e.record(self.name) for e in self.log]
+
     def signals(self) -> dict[str, np.ndarray]:
         """Monitor signals: NIR readings (``t``, ``nir``, ``nir_true``), the gate estimate
         (``soft_t``: gate tick times [s], ``soft``: content, ``est_sd``: its standard
@@ -221,22 +231,20 @@ class LineMonitor:
         t = np.arange(n) * self.dt
         hold = max(ph.k, 1) * self._sample_period
         conditions = {"no_diversion": ~self.plan}
-        for name, kind in (("no_model_mismatch", "alarm"), ("no_spc_signal", "spc_signal")):
-            quiet = np.ones(n, dtype=bool)
-            for e in self.events:
-                if e["type"] == kind and (kind != "alarm" or
-                                          e["data"]["rule"] == "model_mismatch"):
-                    a = int(np.ceil(e["time_s"] / self.dt - 1e-9))
-                    quiet[a:int(np.ceil((e["time_s"] + hold) / self.dt - 1e-9))] = False
-            conditions[name] = quiet
+        for name, times in self._signal_t.items():
+            if times:  # model-mismatch / control-chart signals
+                quiet = np.ones(n, dtype=bool)
+                for ts in times:
+                    a = int(np.ceil(ts / self.dt - 1e-9))
+                    quiet[a:int(np.ceil((ts + hold) / self.dt - 1e-9))] = False
+                conditions[name] = quiet
         stops: list[list[Any]] = []
-        cold = bool(ph.intervals[:1]) and ph.intervals[0][2] == "start_up" and \
-            ph.intervals[0][0] == 0
+        cold = ph.starts_cold
         for e in ph.events:
-            if e["type"] == "feed_stop":
-                stops.append([e["time_s"], None])
-            elif e["type"] == "feed_restart" and stops:
-                stops[-1][1] = e["time_s"]
+            if e.kind is EventKind.FEED_STOP:
+                stops.append([e.time_s, None])
+            elif e.kind is EventKind.FEED_RESTART and stops:
+                stops[-1][1] = e.time_s
         rt = np.concatenate(self.readings["t"]) if self.readings["t"] else np.empty(0)
         ry = np.concatenate(self.readings["nir"]) if self.readings["nir"] else np.empty(0)
         if ph.k and np.isfinite(self.pat_grace):  # PAT available: a recent valid reading
@@ -283,8 +291,8 @@ class LineMonitor:
         for a, b in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True):
             triggers = []
             forced = [r for r in self.phases.intervals  # (a pause shorter than t_alpha
-                      if r[0] < b and (r[1] is None or r[1] > max(a, r[0]))]  # leaves none)
-            triggers += [r[2] for r in forced]
+                      if r.first < b and (r.end is None or r.end > max(a, r.first))]  # none)
+            triggers += [r.reason for r in forced]
             if (self.risk[a:b] > getattr(self.policy, "max_risk", np.inf)).any():
                 triggers.append("risk")
             windows = [self.policy.manager.request_record(r) for r in reqs.values()

@@ -14,13 +14,34 @@ Both act on decision times: a gate tick ``k`` is decided at ``(k - G + 1) dt``.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from cmsim.monitor.events import EventKind, MonitorEvent
 from cmsim.monitor.state import StartupQualifier
 
-__all__ = ["PhaseRules"]
+__all__ = ["ForcedInterval", "PhaseRules"]
+
+
+@dataclass
+class ForcedInterval:
+    """Gate ticks ``[first, end)`` diverted by a phase rule (``end`` None: still open).
+
+    Attributes
+    ----------
+    first : int
+        First gate tick [-].
+    end : int or None
+        End tick (exclusive) [-], None while the phase lasts.
+    reason : {"start_up", "shut_down"}
+        The phase (the trigger named in the diversion records).
+    """
+
+    first: int
+    end: int | None
+    reason: str
 
 
 class PhaseRules:
@@ -47,9 +68,9 @@ class PhaseRules:
 
     Attributes
     ----------
-    intervals : list of [int, int or None, str]
-        Forced gate intervals ``[first tick, end tick (None: open), reason]``.
-    events : list of dict
+    intervals : list of ForcedInterval
+        Forced gate intervals, in order.
+    events : list of MonitorEvent
         ``feed_stop``, ``feed_restart``, ``state_of_control`` records.
     """
 
@@ -59,8 +80,8 @@ class PhaseRules:
         self.dt, self.g = float(dt), int(gate_ticks)
         self.settle_s, self.t_alpha = float(settle_s), float(t_alpha)
         self.k, self.limits, self.target = int(k_readings), limits, float(target)
-        self.intervals: list[list[Any]] = []
-        self.events: list[dict[str, Any]] = []
+        self.intervals: list[ForcedInterval] = []
+        self.events: list[MonitorEvent] = []
         self._feeding = True
         self._qual: StartupQualifier | None = None
         if start_up:
@@ -73,21 +94,28 @@ class PhaseRules:
             return "stopped"
         return "start_up" if self._qual is not None else "run"
 
-    def _log(self, t: float, type_: str, data: dict[str, Any]) -> None:
-        self.events.append({"time_s": float(t), "type": type_, "source": "monitor",
-                            "data": data})
+    def _log(self, t: float, kind: EventKind, data: dict[str, Any]) -> None:
+        self.events.append(MonitorEvent(float(t), kind, data))
+
+    @property
+    def starts_cold(self) -> bool:
+        """The run began with a start-up at tick 0 (the line started empty)."""
+        return bool(self.intervals) and self.intervals[0].reason == "start_up" and \
+            self.intervals[0].first == 0
 
     def _begin_start_up(self, t: float, *, restart: bool) -> None:
         self._qual = StartupQualifier(t + self.settle_s, self.k)
-        self.intervals.append([int(math.ceil(t / self.dt - 1e-9)), None, "start_up"])
-        self._log(t, "state_of_control", {"in_control": False, "state": "start_up",
+        self.intervals.append(ForcedInterval(int(math.ceil(t / self.dt - 1e-9)), None,
+                                             "start_up"))
+        self._log(t, EventKind.STATE_OF_CONTROL, {"in_control": False, "state": "start_up",
                                           "reason": "feeding resumed" if restart else
                                           "line started empty",
                                           "settled_s": t + self.settle_s})
 
     def _close(self, end_tick: int) -> None:
-        if self.intervals and self.intervals[-1][1] is None:
-            self.intervals[-1][1] = max(int(end_tick), self.intervals[-1][0])
+        last = self.intervals[-1] if self.intervals else None
+        if last is not None and last.end is None:
+            last.end = max(int(end_tick), last.first)
 
     def update(self, k0: int, commanded_total: np.ndarray, nir_t: np.ndarray,
                nir_y: np.ndarray) -> np.ndarray:
@@ -110,16 +138,16 @@ class PhaseRules:
             if not feeding[j]:  # feed stop
                 self._feeding = False
                 shut = t + self.t_alpha
-                self._log(t, "feed_stop", {"stop_s": t, "t_alpha_s": self.t_alpha,
+                self._log(t, EventKind.FEED_STOP, {"stop_s": t, "t_alpha_s": self.t_alpha,
                                            "shut_down_s": shut})
                 if self._qual is not None:
                     self._close(k0 + j)
                     self._qual = None
-                self.intervals.append([int(math.ceil(shut / self.dt - 1e-9)), None,
-                                       "shut_down"])
+                self.intervals.append(ForcedInterval(int(math.ceil(shut / self.dt - 1e-9)),
+                                                     None, "shut_down"))
             else:  # restart
                 self._feeding = True
-                self._log(t, "feed_restart", {"restart_s": t})
+                self._log(t, EventKind.FEED_RESTART, {"restart_s": t})
                 self._close(k0 + j)
                 self._begin_start_up(t, restart=True)
         self._feeding = bool(feeding[-1]) if n else self._feeding
@@ -132,12 +160,12 @@ class PhaseRules:
             if math.isfinite(ready):
                 self._close(int(math.ceil(ready / self.dt - 1e-9)) + self.g - 1)
                 self._qual = None
-                self._log(ready, "state_of_control", {"in_control": True,
+                self._log(ready, EventKind.STATE_OF_CONTROL, {"in_control": True,
                                                       "reason": "start-up complete"})
         mask = np.zeros(n, dtype=bool)
-        for a, b, _ in self.intervals:
-            lo_k = max(a, k0) - k0
-            hi_k = (n if b is None else min(b, k0 + n) - k0)
+        for iv in self.intervals:
+            lo_k = max(iv.first, k0) - k0
+            hi_k = (n if iv.end is None else min(iv.end, k0 + n) - k0)
             if hi_k > lo_k:
                 mask[lo_k:hi_k] = True
         return mask

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from cmsim.monitor.diversion import DiversionManager
+from cmsim.monitor.events import Alarm, EventKind, MonitorEvent, WindowKind
 from cmsim.monitor.tracker import RunTracker
 from cmsim.monitor.windows import pat_window, quantile_window
 
@@ -74,66 +75,64 @@ class AlarmWindows:
                  gate_delay: float) -> None:
         self.s = settings
         self.manager = DiversionManager(n_ticks, dt, gate_delay)
-        #: ``alarm`` / ``alarm_cleared`` records (``time_s``, ``type``, ``data``: ``rule``,
-        #: ``key``, ...) of the alarms opened and closed, drained by the monitor
-        self.events: list[dict[str, Any]] = []
-        self._open: dict[str, tuple[str, float, float]] = {}  # key -> (kind, t_first, decided)
+        #: ``alarm`` / ``alarm_cleared`` records of the alarms opened and closed, drained by
+        #: the monitor
+        self.events: list[MonitorEvent] = []
+        self._open: dict[str, Alarm] = {}
         self._n = 0
 
-    def _window(self, kind: str, t_first: float, t_last: float, decided: float,
-                models: tuple[Any, Any], trigger: str) -> Any:
+    def _window(self, alarm: Alarm, t_last: float, models: tuple[Any, Any]) -> Any:
         s = self.s
-        if kind == "B":
+        t_first = alarm.first_s
+        if alarm.window is WindowKind.FEEDER_TO_GATE:
             return quantile_window(t_first, max(t_last, t_first), models[0], s.alpha,
-                                   s.margin, s.margin, trigger=trigger)
+                                   s.margin, s.margin, trigger=alarm.trigger)
         return pat_window(t_first, max(t_last, t_first), s.sample_period, models[1], s.alpha,
                           latency=s.lag, margin_start=s.margin, margin_end=s.margin,
-                          trigger=trigger, decision_s=decided)
+                          trigger=alarm.trigger, decision_s=alarm.decided_s)
 
-    def open(self, trigger: str, kind: str, t_first: float, decided: float, *,
-             log: bool = True) -> str:
-        """Open an alarm (``kind``: ``"B"`` feeder-to-gate, ``"PAT"`` probe-to-gate) decided
-        at ``decided`` [s] whose evidence began at ``t_first`` [s]; return its key."""
+    def open(self, trigger: str, window: WindowKind, t_first: float, decided: float, *,
+             log: bool = True) -> Alarm:
+        """Open an alarm of ``trigger`` decided at ``decided`` [s] whose evidence began at
+        ``t_first`` [s]; its window is placed by the RTD of ``window``."""
         self._n += 1
-        key = f"{trigger}#{self._n}"
-        self._open[key] = (kind, t_first, decided)
+        alarm = Alarm(f"{trigger}#{self._n}", trigger, window, t_first, decided)
+        self._open[alarm.key] = alarm
         if log:
-            self.events.append({"time_s": decided, "type": "alarm", "data": {
-                "rule": trigger, "key": key, "first_time_s": t_first}})
-        return key
+            self.events.append(MonitorEvent(decided, EventKind.ALARM, {
+                "rule": trigger, "key": alarm.key, "first_time_s": t_first}))
+        return alarm
 
-    def extend(self, key: str, t_now: float, models: tuple[Any, Any]) -> None:
-        """Request the window of the open alarm ``key`` up to ``t_now`` [s]."""
-        kind, t_first, decided = self._open[key]
-        trigger = key.split("#")[0]
-        self.manager.request(self._window(kind, t_first, t_now, decided, models, trigger),
-                             decided, key=key)
+    def extend(self, alarm: Alarm, t_now: float, models: tuple[Any, Any]) -> None:
+        """Request the window of the open ``alarm`` up to ``t_now`` [s]."""
+        self.manager.request(self._window(alarm, t_now, models), alarm.decided_s,
+                             key=alarm.key)
 
-    def close(self, key: str, t_now: float, models: tuple[Any, Any], *,
+    def close(self, alarm: Alarm, t_now: float, models: tuple[Any, Any], *,
               cleared: float | None = None, log: bool = True) -> None:
-        """Extend the window of ``key`` to ``t_now`` [s] and close the alarm (cleared at
+        """Extend the window of ``alarm`` to ``t_now`` [s] and close it (cleared at
         ``cleared`` [s], default ``t_now``)."""
-        self.extend(key, t_now, models)
-        del self._open[key]
+        self.extend(alarm, t_now, models)
+        del self._open[alarm.key]
         if log:
-            self.events.append({"time_s": t_now if cleared is None else cleared,
-                                "type": "alarm_cleared",
-                                "data": {"rule": key.split("#")[0], "key": key}})
+            self.events.append(MonitorEvent(t_now if cleared is None else cleared,
+                                            EventKind.ALARM_CLEARED,
+                                            {"rule": alarm.trigger, "key": alarm.key}))
 
-    def key_of(self, trigger: str) -> str:
-        """Key of the open alarm of ``trigger``."""
-        return next(k for k in self._open if k.startswith(f"{trigger}#"))
+    def open_alarm(self, trigger: str) -> Alarm:
+        """The open alarm of ``trigger``."""
+        return next(a for a in self._open.values() if a.trigger == trigger)
 
     def signal(self, trigger: str, t: float, models: tuple[Any, Any]) -> None:
         """A one-off signal at reading time ``t`` [s]: a PAT window from the material read at
         ``t`` to ``clear_readings`` sample periods later (the monitor logs the signal)."""
-        key = self.open(trigger, "PAT", t, t, log=False)
-        self.close(key, t + self.s.clear_readings * self.s.sample_period, models, log=False)
+        alarm = self.open(trigger, WindowKind.PROBE_TO_GATE, t, t, log=False)
+        self.close(alarm, t + self.s.clear_readings * self.s.sample_period, models, log=False)
 
     def extend_open(self, t_end: float, models: tuple[Any, Any]) -> None:
         """Extend every open alarm's window to ``t_end`` [s]."""
-        for key in self._open:
-            self.extend(key, t_end, models)
+        for alarm in self._open.values():
+            self.extend(alarm, t_end, models)
 
 
 class RiskPolicy:
@@ -279,9 +278,9 @@ class QuantilePolicy:
             for kind, i, tref in tracker.update_grid(k0, dt, self._feeder_bad(f, flows,
                                                                                setpoint)):
                 if kind == "open":
-                    w.open(f"feeder:{f}", "B", tref, (k0 + i + 1) * dt)
+                    w.open(f"feeder:{f}", WindowKind.FEEDER_TO_GATE, tref, (k0 + i + 1) * dt)
                 else:
-                    w.close(w.key_of(f"feeder:{f}"), tref + dt, models,
+                    w.close(w.open_alarm(f"feeder:{f}"), tref + dt, models,
                             cleared=(k0 + i + 1) * dt)
         if nir_t.size:
             lo, hi = self.limits
@@ -290,9 +289,9 @@ class QuantilePolicy:
                 bad = np.isfinite(c) & ((c < lo) | (c > hi))
             for kind, i, tref in self._pat.update(nir_t, bad):
                 if kind == "open":
-                    w.open("pat_oos", "PAT", tref, float(nir_t[i]))
+                    w.open("pat_oos", WindowKind.PROBE_TO_GATE, tref, float(nir_t[i]))
                 else:
-                    w.close(w.key_of("pat_oos"), float(nir_t[i]), models)
+                    w.close(w.open_alarm("pat_oos"), float(nir_t[i]), models)
         for t in alarms:
             w.signal("model_mismatch", t, models)
         for t, rule in chart_alarms:

@@ -32,6 +32,7 @@ import numpy as np
 
 from cmsim.monitor.charts import CUSUMChart, EWMAChart, ShewhartChart
 from cmsim.monitor.estimator import GateEstimate
+from cmsim.monitor.events import EventKind, MonitorEvent
 from cmsim.monitor.plant import SignalChunk
 
 __all__ = ["ChartRule", "MSPCRule", "Rule", "SPCRules", "Signal", "build_rules"]
@@ -223,8 +224,8 @@ class SPCRules:
         self.dt = float(dt)
         #: the MSPC rule reads the load-cell flow estimates
         self.needs_flows = any(isinstance(r, MSPCRule) for r in rules)
-        #: records other than signals (``time_s``, ``type``, ``data``), drained by the monitor
-        self.records: list[dict[str, Any]] = []
+        #: records other than signals (the MSPC training), drained by the monitor
+        self.records: list[MonitorEvent] = []
         self._lc_t = np.empty(0)
         self._lc_r = np.empty((self.nominal.size, 0))
 
@@ -256,8 +257,8 @@ class SPCRules:
                 x = np.column_stack((est.z, self._flow_residuals(ch, est.z_t)))
                 out += rule.feed(est.z_t, x)
                 if not fitted and rule.record is not None:
-                    self.records.append({"time_s": rule.training[1], "type": "mspc_trained",
-                                         "data": rule.record})
+                    self.records.append(MonitorEvent(rule.training[1], EventKind.MSPC_TRAINED,
+                                                     rule.record))
             else:
                 out += rule.feed(est.z_t, est.z)
         return sorted(out, key=lambda s: s.time_s)

@@ -97,7 +97,7 @@ class DiversionWindow:
     def triggers(self) -> tuple[str, ...]:
         """Every contributing trigger (the sources' triggers for a merged window)."""
         if self.sources:
-            return tuple(s.trigger for s in self.sources)
+            return tuple(t for s in self.sources for t in s.triggers)
         return (self.trigger,)
 
     def contains(self, t: Any) -> np.ndarray:
