@@ -26,7 +26,7 @@ import numpy as np
 from cmsim.monitor.estimator import LineStateEstimator
 from cmsim.monitor.events import EventKind, MonitorEvent
 from cmsim.monitor.phases import PhaseRules
-from cmsim.monitor.plant import PlantRecorder, SignalChunk
+from cmsim.monitor.plant import HeldControllerFlows, PlantRecorder, SignalChunk
 from cmsim.monitor.risk import content_risk
 from cmsim.monitor.rules import SPCRules
 from cmsim.monitor.windows import cached_series, rtd_envelope
@@ -96,7 +96,7 @@ class LineMonitor:
         self._models_key: Any = None
         self._phase_logged = 0
         self._sample_period = float(sample_period)
-        self._lc_last: np.ndarray | None = None
+        self._held_flows = HeldControllerFlows(self.dt)
         self._models: tuple[Any, Any] | None = None
 
     # ------------------------------------------------------------------ observer
@@ -118,8 +118,7 @@ class LineMonitor:
                                     ch.nir)
         self.log += self.phases.events[self._phase_logged:]  # start-up, feed stops
         self._phase_logged = len(self.phases.events)
-        flows = self._controller_flows(ch) if getattr(self.policy, "needs_flows", False) \
-            else None
+        flows = self._held_flows(ch) if getattr(self.policy, "needs_flows", False) else None
         charts = self._chart_signals(ch, est)
         divert = self.policy.decide(k0, risk, flows=flows, setpoint=ch.setpoint,
                                     nir_t=ch.nir_t, nir_y=ch.nir, alarms=est.alarms,
@@ -156,23 +155,6 @@ class LineMonitor:
         self.log += self.rules.records
         self.rules.records.clear()
         return [(s.time_s, s.rule) for s in signals]
-
-    def _controller_flows(self, ch: SignalChunk) -> np.ndarray:
-        """The loss-in-weight controllers' flow estimates held per tick [kg/s] (the commanded
-        flow of each tick until a first estimate, e.g. without load cells)."""
-        cmd = ch.setpoint * ch.running
-        prev = cmd if self._lc_last is None else np.broadcast_to(self._lc_last[:, None],
-                                                                 cmd.shape)
-        if not ch.lc_t.size:
-            return prev
-        rows = np.floor(ch.lc_t / self.dt + 1e-9).astype(np.int64) - ch.k0
-        idx = np.searchsorted(rows, np.arange(ch.k1 - ch.k0), side="right") - 1
-        held = np.where(idx >= 0, ch.lc_flow[:, np.maximum(idx, 0)], prev)
-        held = np.where(np.isfinite(held), held, cmd)
-        last = ch.lc_flow[:, -1]
-        self._lc_last = np.where(np.isfinite(last), last, cmd[:, -1] if self._lc_last is None
-                                 else self._lc_last)
-        return held
 
     def models(self) -> tuple[Any, Any]:
         """Current feeder-to-gate and probe-to-gate RTDs (after speed changes; envelopes

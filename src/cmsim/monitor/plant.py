@@ -50,7 +50,8 @@ import numpy as np
 from cmsim.errors import ParameterError
 from cmsim.monitor.sensors import LoadCellBank, NIRSensor, slopes_of_weighings
 
-__all__ = ["PlantRecorder", "SignalChunk", "SignalsTable", "nir_start_time", "signal_columns"]
+__all__ = ["HeldControllerFlows", "PlantRecorder", "SignalChunk", "SignalsTable", "nir_start_time",
+           "signal_columns"]
 
 
 @dataclass
@@ -312,3 +313,34 @@ def _file(tab: dict[str, np.ndarray], dt: float, t: np.ndarray, time_col: str,
     tab[time_col][rows[ok]] = t[ok]
     for col, v in values.items():
         tab[col][rows[ok]] = v[ok]
+
+
+class HeldControllerFlows:
+    """The loss-in-weight controllers' flow estimates held per tick, chunk by chunk.
+
+    Parameters
+    ----------
+    dt : float
+        Tick [s].
+    """
+
+    def __init__(self, dt: float) -> None:
+        self.dt = float(dt)
+        self._last: np.ndarray | None = None
+
+    def __call__(self, ch: SignalChunk) -> np.ndarray:
+        """Flow estimates [kg/s] per feeder and tick of the chunk: each weighing's slope held
+        until the next (the commanded flow of each tick until a first estimate, e.g. without
+        load cells)."""
+        cmd = ch.setpoint * ch.running
+        prev = cmd if self._last is None else np.broadcast_to(self._last[:, None], cmd.shape)
+        if not ch.lc_t.size:
+            return prev
+        rows = np.floor(ch.lc_t / self.dt + 1e-9).astype(np.int64) - ch.k0
+        idx = np.searchsorted(rows, np.arange(ch.k1 - ch.k0), side="right") - 1
+        held = np.where(idx >= 0, ch.lc_flow[:, np.maximum(idx, 0)], prev)
+        held = np.where(np.isfinite(held), held, cmd)
+        last = ch.lc_flow[:, -1]
+        self._last = np.where(np.isfinite(last), last, cmd[:, -1] if self._last is None
+                              else self._last)
+        return held
