@@ -18,7 +18,6 @@ from cmsim.cli import main
 from cmsim.config import load_scenario
 from cmsim.errors import ParameterError, ScenarioError
 from cmsim.faultbench import load_manifest, read_run, run_fault, to_markdown
-from cmsim.faultbench.features import available_features
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFEST = ROOT / "scenarios" / "faults" / "manifest.toml"
@@ -96,7 +95,7 @@ def test_a_failed_replicate_stops_the_benchmark(monkeypatch):
 def test_bench_summary_rows_and_skips():
     table = cmsim.bench_monitor(replicates=2, faults=["feeder_stop", "no_fault"],
                                 overrides=SHORT)
-    pols = ["risk", "quantile"] if "diversion.policy" in available_features() else ["default"]
+    pols = ["risk", "quantile"]
     assert list(table["fault"]) == ["feeder_stop"] * len(pols) + ["no_fault"] * len(pols)
     assert list(table["policy"]) == pols * 2
     stop = table[table["fault"] == "feeder_stop"].iloc[0]
@@ -114,15 +113,8 @@ def test_bench_summary_rows_and_skips():
 def test_all_faults_listed_even_when_skipped(tmp_path):
     table = cmsim.bench_monitor(replicates=1, overrides=SHORT, faults=None,
                                 manifest=_tiny_manifest(tmp_path))
-    pols = 2 if "diversion.policy" in available_features() else 1
-    assert list(table["fault"]) == ["stop"] * pols + ["sensor"] * pols
-    sensor = table.iloc[-1]
-    if "disturbance nir_fault" in available_features():
-        assert sensor["replicates"] == 1 and sensor["note"] == ""
-    else:
-        assert sensor["replicates"] == 0
-        assert sensor["note"].startswith("skipped: needs disturbance nir_fault")
-        assert "skipped: needs disturbance nir_fault" in to_markdown(table)
+    assert list(table["fault"]) == ["stop"] * 2 + ["sensor"] * 2
+    assert (table["replicates"] == 1).all()
 
 
 def _tiny_manifest(base: Path) -> Path:
@@ -149,11 +141,11 @@ def test_bad_arguments(kwargs, field):
     assert err.value.name == field
 
 
-def test_policies_need_the_schema_key():
-    if "diversion.policy" in available_features():
-        pytest.skip("this cmsim has diversion.policy")
-    with pytest.raises(ParameterError, match="no diversion.policy"):
-        cmsim.bench_monitor(replicates=1, policies=["risk"], faults=["feeder_stop"])
+@pytest.mark.parametrize("policies", [["risk", "rules"], []])
+def test_policies_must_be_policy_values(policies):
+    with pytest.raises(ParameterError, match="must name diversion.policy values") as err:
+        cmsim.bench_monitor(replicates=1, policies=policies, faults=["feeder_stop"])
+    assert err.value.name == "policies"
 
 
 def test_fault_start_after_the_end_of_the_run_is_an_input_error(tmp_path):

@@ -13,7 +13,6 @@ import pytest
 import cmsim
 from cmsim.config import load_scenario, read_toml
 from cmsim.faultbench import KINDS, ManifestError, load_manifest
-from cmsim.faultbench.features import features_used, missing_features
 
 ROOT = Path(__file__).resolve().parents[2]
 FOLDER = ROOT / "scenarios" / "faults"
@@ -27,14 +26,14 @@ ISSUE_KINDS = {"none", "feeder_stop", "partial_feed", "feeder_drift", "refill_su
                "nir_dropout", "start_up", "shut_down", "overlap"}
 
 
-def _without_v2_keys(raw: dict) -> dict:
-    """The scenario without the monitor v2 keys (NIR faults, assay, diversion policy)."""
+def _nir_faults(raw: dict) -> list[dict]:
+    return [d for d in raw.get("disturbances", []) if d.get("type") == "nir_fault"]
+
+
+def _without_nir_faults(raw: dict) -> dict:
+    """The scenario without its NIR sensor faults."""
     out = copy.deepcopy(raw)
     out["disturbances"] = [d for d in out.get("disturbances", []) if d.get("type") != "nir_fault"]
-    for d in out["disturbances"]:
-        d.pop("assay", None)
-    for key in ("policy", "max_risk"):
-        out.get("diversion", {}).pop(key, None)
     return out
 
 
@@ -56,11 +55,6 @@ def test_shipped_copy_is_identical():
 
 @pytest.mark.parametrize("fault", FAULTS, ids=lambda f: f.name)
 def test_scenario_validates(fault):
-    raw = read_toml(fault.path)
-    missing = missing_features(raw)
-    if missing:
-        pytest.skip(f"{fault.path.name} uses {', '.join(missing)}, which this cmsim's scenario "
-                    "schema lacks (monitor v2 keys)")
     sc = load_scenario(fault.path)
     assert sc.name == fault.name
     if fault.start_s is not None:
@@ -71,9 +65,7 @@ def test_scenario_validates(fault):
 
 @pytest.mark.parametrize("fault", FAULTS, ids=lambda f: f.name)
 def test_scenario_is_the_example_line_under_the_shared_noise(fault):
-    # checked without the v2 keys, so the rest of every file is validated on any schema
-    raw = read_toml(fault.path)
-    sc = load_scenario(_without_v2_keys(raw), source=fault.path)
+    sc = load_scenario(fault.path)
     assert sc.simulation.dt == 0.5
     assert [(f.name, f.role) for f in sc.feeders] == [("api", "api"), ("mcc", "excipient"),
                                                      ("mgst", "lubricant")]
@@ -96,10 +88,6 @@ def test_label_holds_against_the_true_content(fault):
     """At the file's own seed the simulator's true content agrees with the manifest: a case
     labelled nonconforming makes nonconforming tablets, and only after the fault started; a
     case labelled conforming makes none."""
-    raw = read_toml(fault.path)
-    missing = missing_features(raw)
-    if missing:
-        pytest.skip(f"needs {', '.join(missing)} (not in this cmsim's scenario schema)")
     res = cmsim.run(load_scenario(fault.path))
     nonconf = np.asarray(res.nonconforming, dtype=bool)
     tablets = res.tablets
@@ -115,13 +103,16 @@ def test_label_holds_against_the_true_content(fault):
 def test_sensor_faults_do_not_touch_the_process():
     # an NIR fault changes what the monitor sees, never the true content: the labels of the
     # NIR cases rest on this
+    checked = 0
     for fault in FAULTS:
         raw = read_toml(fault.path)
-        if "disturbance nir_fault" not in features_used(raw) or missing_features(raw):
+        if not _nir_faults(raw):
             continue
+        checked += 1
         with_fault = cmsim.run(load_scenario(fault.path))
-        without = cmsim.run(load_scenario(_without_v2_keys(raw), source=fault.path))
+        without = cmsim.run(load_scenario(_without_nir_faults(raw), source=fault.path))
         np.testing.assert_array_equal(with_fault.api_content, without.api_content)
+    assert checked >= 4  # bias, drift, dropout, frozen (and the overlap with a dropout)
 
 
 # --------------------------------------------------------------------------- bad manifests

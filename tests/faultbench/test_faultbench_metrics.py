@@ -1,5 +1,5 @@
 """Benchmark metrics against hand-made results: escape rate, waste ratio, false diversions,
-detection delay, Wilson intervals; schema feature detection."""
+detection delay, Wilson intervals."""
 
 from __future__ import annotations
 
@@ -11,15 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scipy.stats import binomtest
 
-from cmsim.config.schema import Diversion, Refill
 from cmsim.faultbench import detection_time, read_run, summarize_case, wilson_interval
-from cmsim.faultbench.features import (
-    FEATURES,
-    available_features,
-    features_in_schema,
-    features_used,
-    missing_features,
-)
 
 
 def _result(*, produced=1000.0, nonconforming=0.0, escapes=0.0, waste=0.0, diverted=None,
@@ -207,47 +199,3 @@ def test_wilson_contains_the_estimate_and_grows_with_k(kn):
 def test_wilson_rejects_bad_input(k, n, conf):
     with pytest.raises(ValueError):
         wilson_interval(k, n, conf)
-
-
-# --------------------------------------------------------------------------- schema features
-
-
-def test_available_features_agree_with_the_pydantic_models():
-    have = available_features()
-    assert have <= set(FEATURES)
-    assert ("refill.assay" in have) == ("assay" in Refill.model_fields)
-    assert ("diversion.policy" in have) == ("policy" in Diversion.model_fields)
-    assert ("diversion.max_risk" in have) == ("max_risk" in Diversion.model_fields)
-
-
-def test_features_found_in_a_schema_that_has_them():
-    js = {
-        "$defs": {
-            "Refill": {"properties": {"type": {"const": "refill"}, "assay": {}}},
-            "NIRFault": {"properties": {"type": {"enum": ["nir_fault"]}, "kind": {}}},
-            "Stop": {"properties": {"type": {"const": "feeder_stop"}}},
-            "Diversion": {"properties": {"policy": {}, "max_risk": {}}},
-        },
-        "properties": {
-            "disturbances": {"items": {"oneOf": [{"$ref": "#/$defs/Refill"},
-                                                 {"$ref": "#/$defs/NIRFault"},
-                                                 {"$ref": "#/$defs/Stop"}]}},
-            "diversion": {"anyOf": [{"$ref": "#/$defs/Diversion"}, {"type": "null"}]},
-        },
-    }
-    assert features_in_schema(js) == set(FEATURES)
-    del js["$defs"]["Refill"]["properties"]["assay"]
-    del js["$defs"]["Diversion"]["properties"]["max_risk"]
-    assert features_in_schema(js) == {"disturbance nir_fault", "diversion.policy"}
-
-
-def test_features_used_and_missing():
-    raw = {"disturbances": [{"type": "nir_fault", "kind": "bias"},
-                            {"type": "refill", "assay": 0.9}, {"type": "refill"}],
-           "diversion": {"max_risk": 0.01}}
-    assert features_used(raw) == {"disturbance nir_fault", "refill.assay",
-                                  "diversion.max_risk"}
-    assert features_used({"disturbances": [{"type": "feeder_stop"}]}) == set()
-    missing = missing_features({}, ["diversion.policy=\"risk\"", "simulation.seed=1"])
-    assert missing == ([] if "diversion.policy" in available_features()
-                       else ["diversion.policy"])

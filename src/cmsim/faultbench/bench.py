@@ -19,15 +19,14 @@ from typing import Any
 import numpy as np
 
 from cmsim.errors import ParameterError, SimulationError
-from cmsim.faultbench.features import available_features, missing_features
 from cmsim.faultbench.manifest import Fault, load_manifest
 from cmsim.faultbench.metrics import read_run, summarize_case
 
 __all__ = ["DEFAULT_POLICIES", "bench_monitor", "default_manifest", "run_fault"]
 
-#: Policies compared when the schema has ``diversion.policy`` and none are named.
+#: Policies compared when none are named.
 DEFAULT_POLICIES = ("risk", "quantile")
-#: Label of the monitor's own setting when no policy override is possible or asked for.
+#: Label of the monitor's own setting when no policy is asked for (:func:`run_fault`).
 MONITOR_DEFAULT = "default"
 
 _RUN_COLUMNS = ("produced", "nonconforming", "escapes", "waste", "diverted",
@@ -150,20 +149,22 @@ def _pick(faults: list[Fault], names: Iterable[str] | None) -> list[Fault]:
     return [by_name[n] for n in dict.fromkeys(wanted)]
 
 
-def _policies(policies: Sequence[str] | None) -> list[str] | None:
-    have = available_features()
+def _policies(policies: Sequence[str] | None) -> list[str]:
+    from typing import get_args  # noqa: PLC0415
+
+    from cmsim.config.schema import Diversion  # noqa: PLC0415
+
     if policies is None:
-        return list(DEFAULT_POLICIES) if "diversion.policy" in have else None
+        return list(DEFAULT_POLICIES)
     if isinstance(policies, str):
         raise ParameterError("policies", policies, "must be a list of policy names")
     names = [str(p) for p in policies]
-    if not names:
-        return None
-    if "diversion.policy" not in have:
-        raise ParameterError("policies", names,
-                             "this cmsim's scenario schema has no diversion.policy (the PAT "
-                             "monitor v2 keys); leave policies out to run the monitor as is")
-    return names
+    known = get_args(Diversion.model_fields["policy"].annotation)
+    bad = [p for p in names if p not in known]
+    if not names or bad:
+        raise ParameterError("policies", bad[0] if bad else names,
+                             f"must name diversion.policy values ({', '.join(known)})")
+    return list(dict.fromkeys(names))
 
 
 def bench_monitor(*, replicates: int = 200, policies: Sequence[str] | None = None,
@@ -178,9 +179,8 @@ def bench_monitor(*, replicates: int = 200, policies: Sequence[str] | None = Non
     replicates : int
         Seeded replicates per fault and policy (the issue's targets are stated for 200).
     policies : sequence of str, optional
-        Diversion policies (``diversion.policy`` values) to compare; default ``("risk",
-        "quantile")`` when the schema has ``diversion.policy``, otherwise the monitor as
-        configured (reported as policy ``"default"``).
+        Diversion policies (``diversion.policy`` values) to compare (default ``("risk",
+        "quantile")``).
     faults : iterable of str, optional
         Fault names of the manifest (default: all).
     manifest : str or Path, optional
@@ -202,8 +202,7 @@ def bench_monitor(*, replicates: int = 200, policies: Sequence[str] | None = Non
     pandas.DataFrame, or (pandas.DataFrame, pandas.DataFrame) with ``return_runs``
         One row per fault and policy: ``fault``, ``kind``, ``policy``,
         ``nonconforming_expected`` (the manifest's label), ``start_s``, ``end_s``, the columns
-        of :func:`cmsim.faultbench.metrics.summarize_case` and ``note`` (why a fault was
-        skipped: a scenario key this cmsim's schema lacks; its metrics are then NaN).
+        of :func:`cmsim.faultbench.metrics.summarize_case`.
 
     Raises
     ------
@@ -214,7 +213,7 @@ def bench_monitor(*, replicates: int = 200, policies: Sequence[str] | None = Non
     """
     import pandas as pd  # noqa: PLC0415
 
-    from cmsim.config import load_scenario, read_toml  # noqa: PLC0415
+    from cmsim.config import load_scenario  # noqa: PLC0415
 
     if isinstance(replicates, bool) or not isinstance(replicates, int | np.integer) \
             or replicates < 1:
@@ -224,31 +223,15 @@ def bench_monitor(*, replicates: int = 200, policies: Sequence[str] | None = Non
     overrides = list(overrides)
     pols = _policies(policies)
     chosen = _pick(load_manifest(manifest or default_manifest()), faults)
-    extra = [f"diversion.policy={p}" for p in pols or []]
-    plan: list[tuple[Fault, str]] = []  # (fault, reason to skip or "")
-    for fault in chosen:
-        missing = missing_features(read_toml(fault.path), overrides + extra)
-        if missing:
-            plan.append((fault, f"needs {', '.join(missing)}, which this cmsim's scenario "
-                                "schema lacks"))
-            continue
-        load_scenario(fault.path, overrides=overrides or None)  # validate all before running
-        plan.append((fault, ""))
-    if faults is not None and any(note for _, note in plan):
-        bad = next((f, n) for f, n in plan if n)
-        raise ParameterError("faults", bad[0].name, bad[1])
+    for fault in chosen:  # validate every scenario before running any
+        load_scenario(fault.path, overrides=overrides or None)
     rows: list[dict[str, Any]] = []
     run_tables = []
-    for fault, note in plan:
+    for fault in chosen:
         head = {"fault": fault.name, "kind": fault.kind,
                 "nonconforming_expected": fault.nonconforming,
                 "start_s": math.nan if fault.start_s is None else fault.start_s,
                 "end_s": math.nan if fault.end_s is None else fault.end_s}
-        if note:
-            for pol in pols or [MONITOR_DEFAULT]:
-                rows.append({**head, "policy": pol, "replicates": 0,
-                             "note": f"skipped: {note}"})
-            continue
         table = run_fault(fault, policies=pols, replicates=int(replicates), seed=int(seed),
                           overrides=overrides, executor=executor, progress=progress)
         run_tables.append(table)
@@ -256,8 +239,7 @@ def bench_monitor(*, replicates: int = 200, policies: Sequence[str] | None = Non
             rows.append({**head, "policy": pol,
                          **summarize_case(group.to_dict("records"),
                                           reference=fault.is_reference,
-                                          nonconforming_expected=fault.nonconforming),
-                         "note": ""})
+                                          nonconforming_expected=fault.nonconforming)})
     summary = pd.DataFrame(rows)
     if not return_runs:
         return summary

@@ -40,8 +40,7 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--replicates", type=int, default=200, metavar="N",
                    help="replicates per fault and policy (default 200)")
     p.add_argument("--policies", default=None, metavar="P1,P2",
-                   help="diversion.policy values to compare (default: risk,quantile when the "
-                   "scenario schema has diversion.policy, else the monitor as configured)")
+                   help="diversion.policy values to compare (default: risk,quantile)")
     p.add_argument("--faults", default=None, metavar="F1,F2",
                    help="fault names of the manifest (default: all)")
     p.add_argument("--workers", type=int, default=1, metavar="K",

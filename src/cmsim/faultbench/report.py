@@ -26,8 +26,6 @@ def _num(x: Any, fmt: str = "{:.3g}") -> str:
 
 
 def _row(r: dict[str, Any]) -> list[str]:
-    if r.get("note"):
-        return [r["fault"], r["policy"], "0", r["note"]] + [""] * (len(_HEADER) - 4)
     n = int(r["replicates"])
     verdicts = [f"{label} {r[key]}" for label, key in (
         ("escape", "target_escape"), ("waste", "target_waste"),
