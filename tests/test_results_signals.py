@@ -259,7 +259,7 @@ def test_nir_feedback_still_controls_on_pat_readings():
     assert sp[-1] > 1.02 * sp[0]
 
 
-def test_nir_feedback_without_pat_uses_its_own_model():
+def test_nir_feedback_without_pat_reads_a_plant_probe_of_its_own():
     raw = read_toml(NIR_FB)
     raw["simulation"]["duration"] = "6 min"
     for key in ("pat", "diversion"):
@@ -268,10 +268,10 @@ def test_nir_feedback_without_pat_uses_its_own_model():
     r = cmsim.run(raw)
     assert r.nir_readings is None
     h = r.control_history
-    assert np.isfinite(h["nir_reading"]).sum() > 100           # own model produced readings
+    assert np.isfinite(h["nir_reading"]).sum() > 100           # the control probe read
 
 
-def test_own_nir_model_settings_conflict_with_pat():
+def test_control_probe_settings_conflict_with_pat():
     raw = read_toml(NIR_FB)
     raw["simulation"]["duration"] = "6 min"
     raw.setdefault("control", {})["nir_feedback"] = {"latency": "3 s"}

@@ -671,29 +671,20 @@ def _plant_nir(line: Any, scenario: Any, rng: np.random.Generator | None, latenc
     ``period``; ``latency``, ``integration_time`` [s] and ``noise_sd`` [-] as resolved from
     ``[control.nir_feedback]``. Its noise and dropouts come from ``rng``.
     """
-    from cmsim.monitor.plant import PlantRecorder, nir_start_time  # noqa: PLC0415
-    from cmsim.monitor.sensors import NIRSensor  # noqa: PLC0415
-    from cmsim.monitor.setup import lot_potency, nir_faults  # noqa: PLC0415
+    from cmsim.monitor.plant import PlantRecorder  # noqa: PLC0415
+    from cmsim.monitor.setup import lot_potency, nir_instrument, probe_stages  # noqa: PLC0415
 
     pat = getattr(scenario, "pat", None)
     location = pat.location if pat is not None else "blender_outlet"
-    sample_period = float(pat.sample_period) if pat is not None else period
-    bias, drift, dropout = ((float(pat.bias), float(pat.drift_per_h) / 3600.0,
-                             float(pat.dropout_probability)) if pat is not None
-                            else (0.0, 0.0, 0.0))
-    if rng is None and (noise_sd > 0 or dropout > 0):
-        raise ParameterError("rng", None, "a numpy Generator is required for a noisy NIR "
-                             "instrument (noise_sd > 0 or dropouts)")
-    stages = line.nodes["blender"].unit.n_dispersive
-    if location == "feed_frame":
-        stages += line.nodes["press"].unit.n_dispersive
-    start = nir_start_time(sample_period, latency, integration_time,
-                           (0.5 + 0.5 * stages) * line.dt)
-    sensor = NIRSensor(sample_period, noise_sd, latency, integration_time, bias, drift,
-                       dropout, rng=rng, start=start)
-    for fault in nir_faults(scenario):
-        sensor.add_fault(**fault)
+    if pat is None:
+        sensor = nir_instrument(scenario, line, rng, location, period, noise_sd, latency,
+                                integration_time)
+    else:
+        sensor = nir_instrument(scenario, line, rng, location, float(pat.sample_period),
+                                noise_sd, latency, integration_time, bias=float(pat.bias),
+                                drift_per_s=float(pat.drift_per_h) / 3600.0,
+                                dropout=float(pat.dropout_probability))
     plant = PlantRecorder(line, [f.name for f in scenario.feeders], scenario.api_feeder.name,
                           lot_potency(scenario, line.channel_map.channels), sensor, location,
-                          stages, None)
+                          probe_stages(line, location), None)
     return PlantNIR(plant)

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from cmsim.errors import ParameterError
 from cmsim.monitor.estimator import (
     EstimatorSettings,
     LineSpec,
@@ -36,8 +37,8 @@ from cmsim.monitor.rules import build_rules
 from cmsim.monitor.sensors import LoadCellBank, NIRSensor
 from cmsim.monitor.windows import cached_quantile, cached_series
 
-__all__ = ["assemble_monitor", "build_line_monitor", "lot_potency", "monitor_parts",
-           "nir_faults"]
+__all__ = ["assemble_monitor", "build_line_monitor", "lot_potency", "monitor_parts", "nir_faults",
+           "nir_instrument", "probe_stages"]
 
 #: smallest NIR standard deviation the estimator assumes, fraction of target [-]
 NIR_SD_FLOOR = 0.005
@@ -234,6 +235,54 @@ def assemble_monitor(parts: Mapping[str, Any], n_ticks: int, *, drive_gate: bool
                        pat_grace=parts["pat_grace"])
 
 
+def probe_stages(line: Any, location: str) -> int:
+    """Dispersive stages of ``line`` upstream of an NIR probe at ``location``
+    (``"blender_outlet"`` or ``"feed_frame"``) [-]."""
+    stages = line.nodes["blender"].unit.n_dispersive
+    if location == "feed_frame":
+        stages += line.nodes["press"].unit.n_dispersive
+    return int(stages)
+
+
+def nir_instrument(scenario: Any, line: Any, rng: np.random.Generator | None, location: str,
+                   sample_period: float, noise_sd: float, latency: float,
+                   integration_time: float, *, bias: float = 0.0, drift_per_s: float = 0.0,
+                   dropout: float = 0.0) -> NIRSensor:
+    """The plant's NIR probe at ``location`` on ``line``, with the scenario's ``nir_fault``
+    disturbances.
+
+    Parameters
+    ----------
+    scenario : cmsim.config.Scenario
+        Validated scenario (its ``nir_fault`` disturbances).
+    line : cmsim.line.Line
+        The line (its stages place the first reading, :func:`nir_start_time`).
+    rng : numpy.random.Generator, optional
+        Source of the reading noise and dropouts (required when either is on).
+    location : {"blender_outlet", "feed_frame"}
+        Probe position.
+    sample_period, latency, integration_time : float
+        Reading clock, delay and averaging window [s].
+    noise_sd, bias : float
+        Reading noise (1-sigma) and calibration offset, absolute mass fraction [-].
+    drift_per_s : float
+        Drift of the offset [1/s].
+    dropout : float
+        Probability that a reading is missing [-].
+    """
+    if rng is None and (noise_sd > 0 or dropout > 0):
+        raise ParameterError("rng", None, "a numpy Generator is required for a noisy NIR "
+                             "instrument (noise_sd > 0 or dropouts)")
+    stages = probe_stages(line, location)
+    start = nir_start_time(sample_period, latency, integration_time,
+                           (0.5 + 0.5 * stages) * line.dt)
+    sensor = NIRSensor(sample_period, noise_sd, latency, integration_time, bias, drift_per_s,
+                       dropout, rng=rng, start=start)
+    for fault in nir_faults(scenario):
+        sensor.add_fault(**fault)
+    return sensor
+
+
 def build_line_monitor(scenario: Any, mon: Any, line: Any,
                        rng: Mapping[str, np.random.Generator],
                        models: Any = None) -> LineMonitor:
@@ -248,20 +297,14 @@ def build_line_monitor(scenario: Any, mon: Any, line: Any,
     parts = monitor_parts(scenario, mon, line.shift, n_lots, models)
     pat = getattr(scenario, "pat", None)
     feeders = [f.name for f in scenario.feeders]
-    blender = line.nodes["blender"].unit
-    press = line.nodes["press"].unit
     nir = None
-    stages = blender.n_dispersive
+    stages = probe_stages(line, "blender_outlet")
     if pat is not None:
-        if pat.location == "feed_frame":
-            stages += press.n_dispersive
-        start = nir_start_time(pat.sample_period, pat.latency, pat.integration_time,
-                               (0.5 + 0.5 * stages) * line.dt)
-        nir = NIRSensor(pat.sample_period, pat.noise_sd, pat.latency, pat.integration_time,
-                        pat.bias, pat.drift_per_h / 3600.0, pat.dropout_probability,
-                        rng=rng["pat.nir"], start=start)
-        for f in nir_faults(scenario):
-            nir.add_fault(**f)
+        nir = nir_instrument(scenario, line, rng["pat.nir"], pat.location, pat.sample_period,
+                             pat.noise_sd, pat.latency, pat.integration_time, bias=pat.bias,
+                             drift_per_s=pat.drift_per_h / 3600.0,
+                             dropout=pat.dropout_probability)
+        stages = probe_stages(line, pat.location)
     cells = None
     if mon.load_cell_period > 0:
         cells = LoadCellBank(mon.load_cell_period, mon.load_cell_noise,
