@@ -352,3 +352,23 @@ def test_table_slopes_from_weighings_equal_the_online_load_cell_slopes():
         np.testing.assert_array_equal(derived[f"lc_mass.{f}"], online[f"lc_mass.{f}"])
         np.testing.assert_allclose(derived[f"lc_flow.{f}"], online[f"lc_flow.{f}"],
                                    rtol=1e-12, atol=1e-15, equal_nan=True)
+
+
+def test_model_mismatch_alarm_clears_after_its_hold():
+    """A model-mismatch signal is an alarm for ``clear_readings`` NIR sample periods (the
+    time it keeps the line out of control), not to the end of the run: every alarm has its
+    clear, and the per-tick ``pat.alarm`` column is the union of those spans."""
+    r = cmsim.run("scenarios/faults/nir_bias.toml", overrides=["simulation.duration=10 min"])
+    ev = [e for e in r.event_log if e["data"].get("rule") == "model_mismatch"]
+    raised = {e["data"]["key"]: e["time_s"] for e in ev if e["type"] == "alarm"}
+    cleared = {e["data"]["key"]: e["time_s"] for e in ev if e["type"] == "alarm_cleared"}
+    assert len(raised) >= 2 and raised.keys() == cleared.keys()
+    hold = 3 * 2.0  # clear_readings (default 3) x pat.sample_period of the file
+    assert all(cleared[k] == pytest.approx(raised[k] + hold) for k in raised)
+    t_end = r.time_s + r.dt  # the column says: an alarm open at the end of the tick
+    expect = np.zeros(r.n_ticks, dtype=bool)
+    for k, t0 in raised.items():
+        expect |= (t_end >= t0 - 1e-9) & (t_end < cleared[k] - 1e-9)
+    got = np.asarray(r.timeseries["pat.alarm"], dtype=bool)
+    np.testing.assert_array_equal(got, expect)
+    assert 0 < got.sum() < 0.2 * got.size  # spans of 6 s, not stuck on from the first

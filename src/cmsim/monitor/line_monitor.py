@@ -95,7 +95,8 @@ class LineMonitor:
         self._z: dict[str, list[np.ndarray]] = {"t": [], "z": []}
         self._models_key: Any = None
         self._phase_logged = 0
-        self._sample_period = float(sample_period)
+        #: how long a model-mismatch or chart signal keeps the line out of control [s]
+        self._signal_hold_s = max(phases.k, 1) * float(sample_period)
         self._held_flows = HeldControllerFlows(self.dt)
         self._models: tuple[Any, Any] | None = None
 
@@ -134,10 +135,14 @@ class LineMonitor:
         self.readings["nir"].append(ch.nir)
         self._z["t"].append(est.z_t)
         self._z["z"].append(est.z)
-        for t in est.alarms:
+        for t in est.alarms:  # out of control for the hold of a signal, then cleared
+            key = f"model_mismatch#{len(self._signal_t['no_model_mismatch']) + 1}"
+            self._signal_t["no_model_mismatch"].append(t)
             self.log.append(MonitorEvent(t, EventKind.ALARM, {
-                "rule": "model_mismatch", "statistic": "CUSUM of standardised innovations"}))
-        self._signal_t["no_model_mismatch"] += est.alarms
+                "rule": "model_mismatch", "key": key,
+                "statistic": "CUSUM of standardised innovations"}))
+            self.log.append(MonitorEvent(t + self._signal_hold_s, EventKind.ALARM_CLEARED,
+                                         {"rule": "model_mismatch", "key": key}))
         windows = getattr(self.policy, "windows", None)
         if windows is not None and windows.events:
             self.log += windows.events
@@ -211,7 +216,7 @@ class LineMonitor:
         ph = self.phases
         n = self.plan.size
         t = np.arange(n) * self.dt
-        hold = max(ph.k, 1) * self._sample_period
+        hold = self._signal_hold_s
         conditions = {"no_diversion": ~self.plan}
         for name, times in self._signal_t.items():
             if times:  # model-mismatch / control-chart signals
