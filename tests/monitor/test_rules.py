@@ -34,11 +34,12 @@ def _restarting_cusum(x: np.ndarray, k: float, h: float) -> list[int]:
 
 @settings(max_examples=30, deadline=None)
 @given(st.integers(0, 2**31 - 1), st.lists(st.integers(1, 1999), max_size=6),
-       st.floats(0.0, 1.5))
-def test_chart_rule_restarts_after_each_signal_in_any_chunking(seed, cuts, shift):
+       st.floats(0.0, 1.5), st.sampled_from([1, 7, 512]))
+def test_chart_rule_restarts_after_each_signal_in_any_chunking(seed, cuts, shift, block):
     x = np.random.default_rng(seed).standard_normal(2000) + shift
     t = np.arange(x.size) * 2.0
     rule = ChartRule("cusum", CUSUMChart(0.0, 1.0, 0.5, 4.0))
+    rule.block = block  # readings run at a time: no effect on the signals
     edges = [0, *sorted(set(cuts)), x.size]
     got = []
     for a, b in zip(edges[:-1], edges[1:], strict=True):

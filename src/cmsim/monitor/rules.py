@@ -83,14 +83,18 @@ class ChartRule:
         self.name = name
         self.chart = chart
 
+    #: readings run at a time: after a signal only the rest of its block is run again
+    block = 512
+
     def feed(self, t: np.ndarray, x: np.ndarray) -> list[Signal]:
         """Signals among the innovations ``x`` [-] read at ``t`` [s]."""
         out = []
         i = 0
         while i < x.size:
-            hits = np.flatnonzero(self.chart.run(x[i:]))
+            hits = np.flatnonzero(self.chart.run(x[i:i + self.block]))
             if hits.size == 0:
-                break
+                i += self.block
+                continue
             j = i + int(hits[0])
             out.append(Signal(float(t[j]), self.name, {"innovation": float(x[j])}))
             self.chart.reset()
