@@ -396,9 +396,8 @@ class LossInWeightFeeder:
             done += ticks
 
     def _record_events(self, n_ev: int) -> None:
-        for e in range(n_ev):
-            tick, code, lot = (int(x) for x in self._ev_i[e])
-            a, b, c = (float(x) for x in self._ev_f[e])
+        for (tick, code, lot), (a, b, c) in zip(self._ev_i[:n_ev].tolist(),
+                                                self._ev_f[:n_ev].tolist(), strict=True):
             data: dict[str, Any] = {"feeder": self.name, "material": self.material,
                                     "lot": self._lots[lot]}
             if code == fk.EV_REFILL_START:
