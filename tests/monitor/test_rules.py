@@ -5,6 +5,7 @@ policy."""
 from __future__ import annotations
 
 import tomllib
+import warnings
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from hypothesis import strategies as st
 
 import cmsim
 from cmsim.config import load_scenario
-from cmsim.errors import ScenarioError
+from cmsim.errors import ScenarioError, ScenarioWarning
 from cmsim.monitor.charts import CUSUMChart, EWMAChart, ShewhartChart
 from cmsim.monitor.rules import ChartRule, MSPCRule
 
@@ -164,10 +165,17 @@ def test_pat_grace_takes_the_line_out_of_control_while_the_nir_is_blind():
 
 def test_keys_of_the_retired_monitor_load_and_change_nothing():
     base = cmsim.run(STOP, overrides=["pat.noise_sd=0.25 %"], seed=2)
-    old = cmsim.run(STOP, overrides=["pat.noise_sd=0.25 %", "monitor.soft_sensor=false",
-                                     "monitor.chart_sigma=0.02",
-                                     "monitor.tablet_weight_period=0",
-                                     "monitor.tablet_weight_rsd=0.01"], seed=2)
+    inert = ["monitor.soft_sensor=false", "monitor.chart_sigma=0.02",
+             "monitor.tablet_weight_period=0", "monitor.tablet_weight_rsd=0.01"]
+    with warnings.catch_warnings():  # the defaults, as a dump of a scenario holds them
+        warnings.simplefilter("error", ScenarioWarning)
+        cmsim.config.load_scenario(cmsim.config.load_scenario(STOP).to_dict())
+    with pytest.warns(ScenarioWarning) as caught:  # each named, with why it does nothing
+        old = cmsim.run(STOP, overrides=["pat.noise_sd=0.25 %", *inert], seed=2)
+    said = " ".join(str(w.message) for w in caught)
+    for item in inert:
+        assert f"{item.split('=')[0]} = " in said
+    assert said.count("has no effect") == len(inert)
     np.testing.assert_array_equal(base.diverted, old.diverted)
     assert base.diversion_events == old.diversion_events
 

@@ -10,7 +10,18 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["MAX_PLAUSIBLE_MASS_FLOW", "TABLET_MASS_RANGE", "plausibility_notes"]
+__all__ = ["INERT_MONITOR_KEYS", "MAX_PLAUSIBLE_MASS_FLOW", "TABLET_MASS_RANGE",
+           "plausibility_notes"]
+
+#: ``[monitor]`` keys that still load (files written for the rule-based monitor of cmsim 0.1)
+#: but no longer change anything, and why.
+INERT_MONITOR_KEYS = {
+    "chart_sigma": "the control charts run on the estimator's standardised innovations "
+                   "(sigma 1), so the sigma of a reading no longer enters them",
+    "soft_sensor": "the line-state estimator is the soft sensor and always runs",
+    "tablet_weight_period": "the monitor does not read tablet weights",
+    "tablet_weight_rsd": "the monitor does not read tablet weights",
+}
 
 #: Mass flow above which a feeder looks like a unit mistake [kg/s] (1000 kg/h; continuous
 #: direct-compression lines run at about 5-500 kg/h).
@@ -53,4 +64,10 @@ def plausibility_notes(scenario: Any) -> list[tuple[str, str, str]]:
                           f"larger than the half-width of the specification "
                           f"({100.0 * half:.3g} % w/w at the target API content): single "
                           "readings of a conforming blend will often fall outside the limits"))
+    mon = scenario.monitor
+    if mon is not None:  # a value other than the default was asked for (a dump has defaults)
+        for key in sorted(INERT_MONITOR_KEYS):
+            if getattr(mon, key) != type(mon).model_fields[key].default:
+                notes.append((f"monitor.{key}", repr(getattr(mon, key)),
+                              f"has no effect: {INERT_MONITOR_KEYS[key]}"))
     return notes
