@@ -20,11 +20,6 @@ OUTSIDE = re.compile("|".join([
     r"anchors-" r"mission",
 ]), re.IGNORECASE)
 
-#: Files still citing the outside documents, allowed *temporarily*: the PAT monitor and its
-#: tests are being rewritten by the lead, who applies the reference mapping there. Remove an
-#: entry as soon as its file is fixed (the test below fails on entries that no longer cite).
-ALLOWED: tuple[str, ...] = ()
-
 TEXT_SUFFIXES = {".py", ".md", ".toml", ".txt", ".cfg", ".ini", ".yml", ".yaml", ".json",
                  ".csv", ".html", ".rst", ""}
 
@@ -52,17 +47,8 @@ def _citations(rel: str) -> list[str]:
 
 
 def test_no_file_refers_to_documents_outside_the_repository():
-    found = [c for f in _text_files() if not f.startswith(ALLOWED) for c in _citations(f)]
+    found = [c for f in _text_files() for c in _citations(f)]
     assert found == [], "point these to the pages in docs/ instead:\n" + "\n".join(found)
-
-
-@pytest.mark.parametrize("entry", ALLOWED)
-def test_allow_list_has_no_stale_entries(entry):
-    files = [f for f in _text_files() if f.startswith(entry)]
-    if not files:
-        pytest.fail(f"{entry} is allow-listed but no such tracked file exists: remove it")
-    if not any(_citations(f) for f in files):
-        pytest.fail(f"{entry} no longer cites outside documents: remove it from ALLOWED")
 
 
 def test_the_pattern_catches_the_old_citations():
