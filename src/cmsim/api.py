@@ -338,6 +338,6 @@ def _simulate(sc: Any, asm: Any, seed: Any, progress: bool | Callable[[int, int]
         result.plant_signals = mon.plant.table if mon.plant is not None else None
         # what cmsim replay needs besides the table
         result.metadata["replay"] = {
-            "scenario": sc.resolved_dict(), "line_shift": int(line.shift),
+            "scenario": sc.portable_dict(), "line_shift": int(line.shift),
             "n_api_lots": len(line.channel_map.lots(line.channel_map.api_material))}
     return result, bar

@@ -125,6 +125,7 @@ def test_noisy_in_control_run_wastes_little():
     (STOP, ["pat.noise_sd=0.25 %", "monitor.load_cell_noise=0.1 g"]),
     ("scenarios/refill_lot_change.toml", ["pat.noise_sd=0.25 %"]),
     ("scenarios/blender_speed_step.toml", []),
+    ("scenarios/baseline.toml", ["simulation.duration=30 min"]),  # named parameter sets
 ])
 def test_replay_of_the_recorded_signals_gives_the_same_decisions(tmp_path, path, overrides):
     r = cmsim.run(path, overrides=overrides, out=tmp_path / "run")

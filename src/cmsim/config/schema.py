@@ -185,6 +185,11 @@ class _RTDBase(_Strict):
         """Return the table as plain JSON data with references resolved (for hashing)."""
         return self.model_dump(mode="json")
 
+    def portable_dict(self) -> dict[str, Any]:
+        """Plain data that loads from any directory: named parameter sets expanded, tracer
+        files by absolute path."""
+        return self.model_dump(mode="json")
+
 
 class CSTRRTD(_RTDBase):
     """Continuous stirred tank: ``model = "cstr"``.
@@ -342,6 +347,10 @@ class EmpiricalRTD(_RTDBase):
         return {"model": "empirical", "file": self.file,
                 "data_sha256": hashlib.sha256(data).hexdigest()}
 
+    def portable_dict(self) -> dict[str, Any]:
+        """Plain data with the tracer file by its absolute path."""
+        return {"model": "empirical", "file": str(self._path or self.file)}
+
 
 class SeriesRTD(_RTDBase):
     """Stages in series: ``model = "series"``, ``stages = [ {model = ...}, ... ]``.
@@ -364,6 +373,10 @@ class SeriesRTD(_RTDBase):
     def resolved_dict(self) -> dict[str, Any]:
         """Plain data with every stage resolved."""
         return {"model": "series", "stages": [s.resolved_dict() for s in self.stages]}
+
+    def portable_dict(self) -> dict[str, Any]:
+        """Plain data with every stage portable."""
+        return {"model": "series", "stages": [s.portable_dict() for s in self.stages]}
 
 
 class ModelRefRTD(_RTDBase):
@@ -423,6 +436,10 @@ class ModelRefRTD(_RTDBase):
     def resolved_dict(self) -> dict[str, Any]:
         """Plain data with the referenced parameter set expanded."""
         return {"model": "model", "name": self.name, "resolved": self.resolved.resolved_dict()}
+
+    def portable_dict(self) -> dict[str, Any]:
+        """The referenced parameter set's RTD table, spelled out."""
+        return self.resolved.portable_dict()
 
 
 RTDTable = Annotated[
@@ -1305,6 +1322,15 @@ class Scenario(_Strict):
         d["blender"]["rtd"] = self.blender.rtd.resolved_dict()
         d["press"]["transfer_rtd"] = self.press.transfer_rtd.resolved_dict()
         d["press"]["feed_frame_rtd"] = self.press.feed_frame_rtd.resolved_dict()
+        return d
+
+    def portable_dict(self) -> dict[str, Any]:
+        """Like :meth:`to_dict`, but loadable from any directory: named parameter sets
+        spelled out, tracer files by absolute path (what ``cmsim replay`` stores)."""
+        d = self.to_dict()
+        d["blender"]["rtd"] = self.blender.rtd.portable_dict()
+        d["press"]["transfer_rtd"] = self.press.transfer_rtd.portable_dict()
+        d["press"]["feed_frame_rtd"] = self.press.feed_frame_rtd.portable_dict()
         return d
 
     def canonical_json(self) -> str:
