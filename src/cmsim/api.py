@@ -270,10 +270,10 @@ def _simulate(sc: Any, asm: Any, seed: Any, progress: bool | Callable[[int, int]
     except BaseException:
         bar.close()
         raise
-    err = line.check_mass_balance()
-    wall = time.perf_counter() - t_start
-    comp = line.component_masses()
     cm = line.channel_masses()
+    err = line.check_mass_balance(masses=cm)
+    wall = time.perf_counter() - t_start
+    comp = line.component_masses(cm)
     metadata: dict[str, Any] = {
         "scenario": sc.name,
         "scenario_sha256": sc.sha256(),

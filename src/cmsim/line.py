@@ -397,19 +397,22 @@ class Line:
         return {"fed": self.fed(), "accepted": acc, "diverted": div, "holdup": self.holdup(),
                 "initial_holdup": np.asarray(self.initial_holdup, dtype=np.float64).copy()}
 
-    def component_masses(self) -> dict[str, dict[str, float]]:
-        """The channel masses summed per material: ``{key: {material: kg}}``."""
-        cm = self.channel_masses()
+    def component_masses(self, masses: Mapping[str, np.ndarray] | None = None
+                         ) -> dict[str, dict[str, float]]:
+        """The channel masses (``masses``, default :meth:`channel_masses`) summed per material:
+        ``{key: {material: kg}}``."""
+        cm = self.channel_masses() if masses is None else masses
         return {key: {m: float(v[self.channel_map.material_rows(m)].sum())
                       for m in self.channel_map.materials} for key, v in cm.items()}
 
-    def mass_balance(self) -> float:
+    def mass_balance(self, masses: Mapping[str, np.ndarray] | None = None) -> float:
         """Largest per-component relative error of the mass balance [-].
 
         ``|fed + initial - accepted - diverted - holdup| / max(fed + initial, tiny)`` per
-        material; 0 for materials that never entered the line.
+        material; 0 for materials that never entered the line. ``masses``: the
+        :meth:`channel_masses` already taken (default: taken here).
         """
-        comp = self.component_masses()
+        comp = self.component_masses(masses)
         worst = 0.0
         for m in self.channel_map.materials:
             inn = comp["fed"][m] + comp["initial_holdup"][m]
@@ -419,11 +422,12 @@ class Line:
                 worst = max(worst, abs(inn - out) / scale)
         return worst
 
-    def check_mass_balance(self, rtol: float = MASS_BALANCE_RTOL) -> float:
+    def check_mass_balance(self, rtol: float = MASS_BALANCE_RTOL,
+                           masses: Mapping[str, np.ndarray] | None = None) -> float:
         """Return :meth:`mass_balance`; raise SimulationError above ``rtol``."""
-        err = self.mass_balance()
+        err = self.mass_balance(masses)
         if not err <= rtol:
-            comp = self.component_masses()
+            comp = self.component_masses(masses)
             raise SimulationError(f"mass balance broken: max relative error {err:.3e} > {rtol:g}"
                                   f" (per component [kg]: {comp})")
         if np.any(self.flow[:, :self.k] < -1e-12 * max(1.0, float(np.abs(self.flow).max()))):
