@@ -367,6 +367,9 @@ class Supervisor:
         Feedforward PI on the RTD-predicted fraction.
     blender_rtd : cmsim.rtd.RTDModel, optional
         Nominal blender RTD of the soft sensor (required with ``feedforward``).
+    blender_speed : (float, float), optional
+        Reference impeller speed [rpm] of ``blender_rtd`` and the speed exponent [-]: the soft
+        sensor then follows the line blender's speed changes (mass-state, as the line).
     correction_limits : (float, float)
         Limits of the total relative correction ``c - 1`` [-].
     """
@@ -378,6 +381,7 @@ class Supervisor:
                  followers: Sequence[str] | None = None, nir: PIController | None = None,
                  nir_source: NIRSource | None = None,
                  feedforward: PIController | None = None, blender_rtd: Any = None,
+                 blender_speed: tuple[float, float] | None = None,
                  correction_limits: tuple[float, float] = (-0.5, 1.0)) -> None:
         self.feeders = dict(feeders)
         if api_feeder not in self.feeders:
@@ -415,7 +419,9 @@ class Supervisor:
             from cmsim.unitops import ContinuousBlender  # noqa: PLC0415 (numba kernels)
 
             # the soft sensor: rows (API, total) of the load-cell flows through the blender RTD
-            self._ff_blender = ContinuousBlender(blender_rtd, self.dt, 2)
+            speed, beta = blender_speed if blender_speed is not None else (None, 0.5)
+            self._ff_blender = ContinuousBlender(blender_rtd, self.dt, 2, speed=speed,
+                                                 speed_exponent=beta)
         self._ff_pred = np.empty(0)  # predicted fraction after each tick of the last chunk
         self._ff_k0 = self._ff_k1 = 0
         lo, hi = correction_limits
@@ -445,6 +451,7 @@ class Supervisor:
     def on_chunk(self, line: Any, k0: int, k1: int) -> None:
         """Act at every control tick in ``(k0, k1]`` (see the module docstring)."""
         if self.ff is not None:
+            self._follow_blender_speed(line)
             self._feed_soft_sensor(k0, k1)
         p = self.period_ticks
         first = (k0 // p + 1) * p
@@ -452,6 +459,13 @@ class Supervisor:
             self._act(line, kc)
 
     # -- measurements ----------------------------------------------------------------------
+    def _follow_blender_speed(self, line: Any) -> None:
+        """Run the soft sensor's blender at the line blender's impeller speed of the chunk (an
+        equipment signal; the tank masses are kept, as in the line)."""
+        speed = getattr(line.nodes["blender"].unit, "speed", None)
+        if speed is not None and speed != self._ff_blender.speed:
+            self._ff_blender.set_speed(speed)
+
     def _feed_soft_sensor(self, k0: int, k1: int) -> None:
         """Pass the load-cell flows of ticks ``[k0, k1)`` through the soft sensor's blender."""
         if k0 != self._ff_k1:
@@ -656,6 +670,8 @@ def attach_control(line: Any, scenario: Any, rng: np.random.Generator | None = N
                      followers=None if ratio is None else ratio.followers, nir=nir,
                      nir_source=source, feedforward=ff,
                      blender_rtd=blender_rtd if ff is not None else None,
+                     blender_speed=(scenario.blender.speed, scenario.blender.speed_exponent)
+                     if ff is not None and scenario.blender.speed is not None else None,
                      correction_limits=(-lim, lim))
     sup.prepare(line)
     line.observers.append(sup)

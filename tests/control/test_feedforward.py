@@ -17,6 +17,7 @@ from cmsim.control import attach_control
 from cmsim.engine import Engine
 from cmsim.line import build_line, rng_source_names
 from cmsim.rtd import CSTR
+from cmsim.unitops import ContinuousBlender
 
 FF = "scenarios/control_feedforward.toml"
 SHORT = "simulation.duration=8 min"
@@ -122,3 +123,39 @@ def test_feedforward_is_chunk_invariant():
                                b.control_history["predicted_fraction"], rtol=1e-12, atol=0)
     np.testing.assert_allclose(a.gate_flow, b.gate_flow, rtol=1e-12, atol=1e-18)
 
+
+
+def test_prediction_follows_a_blender_speed_change():
+    """After the impeller slows from 250 to 150 rpm at 120 s the soft sensor's blender runs
+    at the new residence time with the tank masses kept, as the line's blender does (its
+    mass-state semantics are tested in tests/unitops): equal to a blender of the scenario's
+    RTD fed the same flows in one pass and slowed at the same tick, and far from one that
+    stayed at the nominal residence time."""
+    raw = load_scenario(FF, overrides=[SHORT]).to_dict()
+    raw["disturbances"].append({"type": "blender_speed", "start": "120 s", "speed": "150 rpm"})
+    sc = load_scenario(raw)
+    asm = assemble(sc)
+    gens, _ = rng_streams(sc.simulation.seed, rng_source_names(sc) + ["control.nir"])
+    line = build_line(sc, gens, assembly=asm)
+    sup = attach_control(line, sc, gens["control.nir"], models=asm.models)
+    Engine(line, list(asm.disturbances), control_period_s=sup.period_s).run()
+    flows = {n[len("feeder."):]: node.unit.measured_flow for n, node in line.nodes.items()
+             if n.startswith("feeder.")}
+    api, tot = _api_and_total(sc, flows)
+    u = np.vstack((api, tot))
+    ks = int(round(120.0 / sup.dt))
+
+    def outlet(slow: bool) -> np.ndarray:
+        b = ContinuousBlender(asm.models.blender, sup.dt, 2, speed=250.0,
+                              speed_exponent=sc.blender.speed_exponent)
+        b.reset(u[:, 0])
+        head = b.step(u[:, :ks]).copy()
+        if slow:
+            b.set_speed(150.0)
+        return np.hstack((head, b.step(u[:, ks:])))
+
+    got = sup.history["predicted_fraction"]
+    y = outlet(slow=True)
+    np.testing.assert_allclose(got, _at_action_ticks(sup, y[0], y[1]), rtol=1e-12, atol=0)
+    y = outlet(slow=False)
+    assert np.max(np.abs(_at_action_ticks(sup, y[0], y[1]) / got - 1)) > 1e-4
