@@ -22,8 +22,9 @@ Strategies (any combination, selected by the scenario's ``[control]`` table):
 ``feedforward``
     An RTD soft sensor predicts the API fraction at the blender outlet from the feeders'
     load-cell flows: the API flow ``a`` and the total flow pass, chunk by chunk, through a
-    :class:`~cmsim.unitops.ContinuousBlender` of the nominal blender RTD ``h`` (the line's own
-    streaming stage filters), ``w_hat = (h * a) / (h * total)``; a PI on the predicted error
+    :class:`~cmsim.unitops.ContinuousBlender` of the blender RTD ``h`` at the line blender's
+    current impeller speed (the line's own streaming stage filters, tank masses kept across a
+    speed change), ``w_hat = (h * a) / (h * total)``; a PI on the predicted error
     (tuned from the RTD alone, no sensor delay) corrects the API set point before the NIR can
     see the deviation. Its output adds to the feedback output.
 
