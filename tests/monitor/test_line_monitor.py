@@ -246,6 +246,28 @@ def test_innovations_are_white_and_keep_the_charts_arl0():
     assert 0.6 * z.size / 168.0 < _cusum_signals(z, 0.5, 4.0) < 1.5 * z.size / 168.0
 
 
+def test_mspc_on_innovations_and_flow_residuals_keeps_its_false_alarm_rate():
+    """In control, the PCA chart of the innovation and the feeders' flow residuals (trained
+    in this run on 600-4200 s) goes beyond its T^2 or Q limit at about the rate its limits
+    promise: each limit has false-alarm probability ``alpha`` (0.001), so an onset follows
+    about ``1 - (1 - alpha)^2`` of the readings after training. About 49 onsets are expected
+    in the 24,600 readings of two 8 h runs (Poisson: +-3 sd is +-43 %); 0.5-1.6x also allows
+    for the limits being estimated from 1,800 readings."""
+    onsets, readings = 0, 0
+    for seed in (11, 12):
+        r = cmsim.run("scenarios/baseline.toml", seed=seed,
+                      overrides=["pat.noise_sd=0.25 %", "monitor.mspc=true",
+                                 "monitor.mspc_training=[600, 4200]"])
+        (trained,) = [e for e in r.event_log if e["type"] == "mspc_trained"]
+        assert trained["data"]["variables"] == ["innovation", "flow:api", "flow:mcc",
+                                                "flow:mgst"]
+        onsets += sum(1 for e in r.event_log
+                      if e["type"] == "spc_signal" and e["data"]["rule"] == "mspc")
+        readings += int(np.count_nonzero(r.pat_signals["z_t"] >= 4200.0))
+    expected = readings * (1.0 - (1.0 - 1e-3) ** 2)
+    assert 0.5 * expected < onsets < 1.6 * expected, (onsets, expected)
+
+
 def _cusum_signals(z: np.ndarray, k: float, h: float) -> int:
     """Signals of a two-sided tabular CUSUM restarted after each signal (plain loop)."""
     hi = lo = 0.0
