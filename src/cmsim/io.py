@@ -187,6 +187,33 @@ def read_signals_parquet(path: str | os.PathLike) -> tuple[dict[str, Any], dict[
     return cols, meta
 
 
+def read_signals_table(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Read a signals table from Parquet (``.parquet``, as a run writes it) or CSV (``.csv``,
+    e.g. exported from a plant historian; empty cells are NaN): ``(columns as float arrays,
+    cmsim metadata)`` (no metadata from a CSV).
+
+    Raises
+    ------
+    cmsim.errors.InputError
+        An unknown suffix, or a file that cannot be read as its suffix says.
+    """
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix not in (".parquet", ".csv"):
+        raise InputError(f"{p}: a signals table must be a .parquet or .csv file")
+    try:
+        if suffix == ".parquet":
+            return read_signals_parquet(p)
+        import pyarrow.csv as pcsv  # noqa: PLC0415
+
+        table = pcsv.read_csv(p)
+        return {name: table.column(name).to_numpy(zero_copy_only=False).astype(float)
+                for name in table.column_names}, {}
+    except (OSError, ValueError) as exc:  # pyarrow's errors derive from these
+        raise InputError(f"{p}: cannot read it as a {suffix[1:]} signals table "
+                         f"({type(exc).__name__}: {exc})") from None
+
+
 def check_output_dir(out_dir: str | os.PathLike, *, overwrite: bool = False) -> Path:
     """Check that ``out_dir`` can receive a run (absent, empty, or replaceable).
 

@@ -111,7 +111,8 @@ def replay(source: str | os.PathLike, *, scenario: Any = None,
     Parameters
     ----------
     source : path-like
-        A run's output directory (its ``signals.parquet``) or a signals Parquet file.
+        A run's output directory (its ``signals.parquet``), or a signals table as Parquet or
+        CSV (``.csv``, e.g. a plant historian export).
     scenario : path, dict or Scenario, optional
         The line and monitor settings (default: the scenario stored with the signals).
     overrides : iterable of str, optional
@@ -124,7 +125,7 @@ def replay(source: str | os.PathLike, *, scenario: Any = None,
     from cmsim.assembly import build_models  # noqa: PLC0415
     from cmsim.config import load_scenario  # noqa: PLC0415
     from cmsim.config.schema import Monitor  # noqa: PLC0415
-    from cmsim.io import read_signals_parquet  # noqa: PLC0415
+    from cmsim.io import read_signals_table  # noqa: PLC0415
     from cmsim.monitor.setup import assemble_monitor, monitor_parts  # noqa: PLC0415
 
     path = Path(source)
@@ -132,8 +133,8 @@ def replay(source: str | os.PathLike, *, scenario: Any = None,
         path = path / "signals.parquet"
     if not path.is_file():
         raise InputError(f"{source}: no signals table (a run directory with signals.parquet, "
-                         "or a .parquet file, is expected)")
-    table, meta = read_signals_parquet(path)
+                         "or a .parquet or .csv file, is expected)")
+    table, meta = read_signals_table(path)
     raw = scenario if scenario is not None else meta.get("scenario")
     if raw is None:
         raise InputError(f"{path}: no scenario stored with the signals; pass --scenario")
@@ -197,10 +198,11 @@ def add_replay_parser(sub: Any, common: Any, add_set: Any) -> None:
     p = sub.add_parser(
         "replay", parents=[common], help="re-apply the monitor to recorded plant signals",
         description="Re-apply the PAT monitor to the plant signals of a run (its "
-                    "signals.parquet) or to a signals table in the same format, without "
-                    "re-simulating; --set changes monitor settings.")
+                    "signals.parquet) or to a signals table in the same format (.parquet or "
+                    ".csv, e.g. a plant historian export), without re-simulating; --set "
+                    "changes monitor settings.")
     p.add_argument("source", metavar="RUN_DIR|TABLE", type=Path,
-                   help="output directory of a run, or a signals .parquet file")
+                   help="output directory of a run, or a signals .parquet or .csv file")
     p.add_argument("--scenario", type=Path, default=None,
                    help="scenario file describing the line (default: the one stored with "
                    "the signals)")

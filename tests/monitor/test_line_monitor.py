@@ -143,6 +143,24 @@ def test_replay_with_other_settings_retunes_without_resimulating(tmp_path):
     assert quantile.policy == "quantile" and quantile.diverted.sum() > r.diverted.sum()
 
 
+def test_replay_of_a_historian_csv_export_gives_the_same_decisions(tmp_path):
+    """A signals table exported as CSV (as from a plant historian: no metadata, empty cells
+    for missing samples) replays with the scenario given, to the run's decisions."""
+    import pandas as pd
+
+    r = cmsim.run(STOP, out=tmp_path / "run")
+    pd.read_parquet(tmp_path / "run" / "signals.parquet").to_csv(tmp_path / "sig.csv",
+                                                                 index=False)
+    rep = replay(tmp_path / "sig.csv", scenario=STOP)
+    np.testing.assert_array_equal(rep.diverted, r.diverted)
+    (tmp_path / "sig.txt").write_text("time_s\n0\n")
+    with pytest.raises(InputError, match=r"sig\.txt: a signals table must be a \.parquet or"):
+        replay(tmp_path / "sig.txt", scenario=STOP)
+    (tmp_path / "bad.parquet").write_text("not parquet")
+    with pytest.raises(InputError, match=r"bad\.parquet: cannot read it as a parquet"):
+        replay(tmp_path / "bad.parquet", scenario=STOP)
+
+
 def test_replay_refuses_a_directory_without_signals(tmp_path):
     with pytest.raises(InputError, match="signals"):
         replay(tmp_path)
