@@ -100,3 +100,25 @@ def test_cli_sweep_writes_table_and_summary(tmp_path):
             rows["api_content_rsd"].std(), rel=1e-9)
     assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "parts", "sweep.csv",
                                                      "sweep.parquet", "sweep_summary.csv"]
+
+
+def test_cli_sweep_prints_the_grid_points(tmp_path, capsys):
+    """Without -q the command prints one line per grid point: the grid value, the
+    replicates, mean escapes and waste and the escape probability with its interval, the
+    same numbers as sweep_summary.csv."""
+    from cmsim.cli import main
+
+    out = tmp_path / "sw"
+    rc = main(["sweep", SCEN, "--replicates", "3", "--grid", "diversion.max_risk=0.01,0.001",
+               "--set", "simulation.duration=6 min", "--out", str(out)])
+    assert rc == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:2] == ["diversion.max_risk", "replicates"]
+    assert "P(escape) [95 % CI]" in lines[0]
+    summary = pd.read_csv(out / "sweep_summary.csv")
+    for line, (_, row) in zip(lines[1:3], summary.iterrows(), strict=True):
+        cells = line.split()
+        assert float(cells[0]) == row["diversion.max_risk"] and int(cells[1]) == 3
+        assert float(cells[3]) == pytest.approx(row["waste_mean"], rel=1e-3)
+        assert float(cells[4]) == pytest.approx(row["escape_probability"], abs=1e-9)
+    assert lines[3].startswith("6 run(s) written to")

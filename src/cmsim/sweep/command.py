@@ -176,6 +176,28 @@ def run_command(args: argparse.Namespace) -> int:
                   f"{row['error_message']}", file=sys.stderr)
         return EXIT_CASES_FAILED
     if not quiet:
+        print(_summary_text(table))
         print(f"{len(table)} run(s) written to {args.out}/sweep.parquet, sweep.csv and "
               "sweep_summary.csv")
     return EXIT_OK
+
+
+def _summary_text(table: Any) -> str:
+    """Per grid point: the grid values, replicates, mean escapes and waste [tablets] and the
+    escape probability with its 95 % Wilson interval (the first columns of
+    sweep_summary.csv)."""
+    stats = table.summary(metrics=[m for m in ("escapes", "waste") if m in table.columns],
+                          quantiles=())
+    axes = list(getattr(table, "grid_axes", None) or [])
+    head = [*axes, "replicates", "escapes (mean)", "waste (mean)", "P(escape) [95 % CI]"]
+    rows = []
+    for _, r in stats.iterrows():
+        rows.append([*(str(r[a]) for a in axes), str(int(r["replicates"])),
+                     f"{r.get('escapes_mean', float('nan')):.4g}",
+                     f"{r.get('waste_mean', float('nan')):.4g}",
+                     f"{r['escape_probability']:.3g} [{r['escape_ci_low']:.3g}, "
+                     f"{r['escape_ci_high']:.3g}]"])
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(head)]
+    lines = ["  ".join(h.rjust(w) for h, w in zip(head, widths, strict=True))]
+    lines += ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
+    return "\n".join(lines)
