@@ -182,6 +182,18 @@ def test_parquet_has_the_signal_columns_and_result_pickles(stop_run):
     for c in ("setpoint.api", "flow.mcc", "pat.nir_api_content", "pat.alarm",
               "pat.in_control", "pat.soft_sensor_api_content"):
         assert c in df.columns, c
+    # the estimate, its SD and the risk per gate tick: the monitor's own arrays, and the risk
+    # is the Gaussian tail of that estimate beyond the limits
+    for col, key in (("pat.soft_sensor_api_content", "soft"), ("pat.soft_sensor_sd", "est_sd"),
+                     ("pat.risk", "risk")):
+        np.testing.assert_array_equal(df[col].to_numpy(), r.pat_signals[key])
+    from scipy.stats import norm
+
+    c, sd = df["pat.soft_sensor_api_content"], df["pat.soft_sensor_sd"]
+    lo, hi = r.api_content_limits
+    ok = (sd > 0).to_numpy()
+    tail = norm.cdf((lo - c) / sd) + norm.sf((hi - c) / sd)
+    np.testing.assert_allclose(df["pat.risk"][ok], tail[ok], rtol=1e-6, atol=1e-15)
     pd.testing.assert_frame_equal(df, r.timeseries, check_dtype=True)
     r2 = pickle.loads(pickle.dumps(r))
     assert not r2._cache
@@ -349,6 +361,11 @@ def test_diversion_windows_reference_their_alarm_record_by_key(stop_run):
 # ------------------------------------------------------------------ chunk invariance
 
 
+#: absolute tolerances of probabilities: a tail probability of 1e-30 moves by 1e-11 of itself
+#: when the estimate moves by rounding (the policy compares it with max_risk, about 1e-3)
+_ATOL = {"pat.risk": 1e-12}
+
+
 def _compare_frames(a: pd.DataFrame, b: pd.DataFrame, skip=()):
     assert list(a.columns) == list(b.columns)
     for c in a.columns:
@@ -356,8 +373,8 @@ def _compare_frames(a: pd.DataFrame, b: pd.DataFrame, skip=()):
             continue
         x, y = a[c].to_numpy(), b[c].to_numpy()
         if x.dtype.kind == "f":
-            np.testing.assert_allclose(x, y, rtol=1e-12, atol=1e-18, equal_nan=True,
-                                       err_msg=c)
+            np.testing.assert_allclose(x, y, rtol=1e-12, atol=_ATOL.get(c, 1e-18),
+                                       equal_nan=True, err_msg=c)
         else:
             np.testing.assert_array_equal(x, y, err_msg=c)
 

@@ -266,7 +266,9 @@ class SimulationResult:
             ``pat.nir_api_content`` and ``pat.nir_true_api_content`` (NIR reading and its
             noise-free window average as fraction of target [-], in the row of the tick in which
             the reading was reported, NaN elsewhere and for dropouts);
-            ``pat.soft_sensor_api_content`` (the estimator's content of that gate tick [-]);
+            ``pat.soft_sensor_api_content`` (the estimator's content of that gate tick [-]),
+            ``pat.soft_sensor_sd`` (its standard deviation [-]) and ``pat.risk`` (the
+            probability that the tick's content is outside the limits [-]);
             ``pat.alarm`` / ``pat.nir_alarm`` (any rule / any NIR-based rule open at the end of
             the tick) and ``pat.in_control`` (state of control at the end of the tick).
         """
@@ -285,11 +287,14 @@ class SimulationResult:
                     / self.target_api_fraction
                 cols[key] = col
         if "soft_t" in sig and "soft" in sig and np.size(sig["soft_t"]):
-            col = np.full(n, np.nan)
             rows = self._tick_of(sig["soft_t"])
             ok = (rows >= 0) & (rows < n)
-            col[rows[ok]] = np.asarray(sig["soft"], dtype=np.float64)[ok]
-            cols["pat.soft_sensor_api_content"] = col
+            for key, src in (("pat.soft_sensor_api_content", "soft"),
+                             ("pat.soft_sensor_sd", "est_sd"), ("pat.risk", "risk")):
+                if src in sig:
+                    col = np.full(n, np.nan)
+                    col[rows[ok]] = np.asarray(sig[src], dtype=np.float64)[ok]
+                    cols[key] = col
         cols.update(self._alarm_columns())
         mon = self.metadata.get("monitor") or {}
         state = np.full(n, bool((self.metadata.get("pat") or {}).get("initial_in_control",
