@@ -98,10 +98,6 @@ def _summary_event(ev: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _diversion_events(mon: Any, line: Any, scenario: Any) -> list[dict[str, Any]]:
-    return mon.diversion_events(line.flow, line.diverted, float(scenario.press.tablet_mass))
-
-
 def _versions() -> dict[str, str]:
     out = {"python": platform.python_version(), "platform": platform.platform()}
     for mod in ("numpy", "scipy", "numba", "simpy"):
@@ -262,7 +258,8 @@ def _simulate(sc: Any, asm: Any, seed: Any, progress: bool | Callable[[int, int]
         if mon is not None:
             from cmsim.monitor.events import EventKind, MonitorEvent  # noqa: PLC0415
 
-            diversion_events = _diversion_events(mon, line, sc)
+            diversion_events = mon.diversion_events(line.flow, line.diverted,
+                                                    float(sc.press.tablet_mass))
             for i, ev in enumerate(diversion_events):
                 mon.log.append(MonitorEvent(ev["start_s"], EventKind.DIVERSION,
                                             {"event": i, **ev}, source="diversion"))
