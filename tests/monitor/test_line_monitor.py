@@ -73,6 +73,35 @@ def test_press_stop_with_off_spec_material_inside_the_press():
     assert any(ev["start_s"] >= 700.0 for ev in r.summary()["diversion_events"])
 
 
+def test_the_quantile_policy_diverts_the_off_spec_material_frozen_in_a_stopped_press():
+    """API feeder stop + 5 min press stop at 400 s: the windows of the alarms closed before
+    the restart are moved by the 300 s stop, so nothing escapes after the restart."""
+    d = _scenario(diversion={"policy": "quantile", "quantile": 0.005, "margin": "5 s"})
+    d["disturbances"].append({"type": "press_stop", "start": "400 s", "duration": "5 min"})
+    r = cmsim.run(d)
+    t = _tablets(r)
+    assert t["nonconforming_produced"] > 1000
+    assert t["nonconforming_accepted"] == 0.0
+    # every window is moved by the part of the stop (400-700 s) after its last evidence
+    # (a feeder window's disturbance end, a PAT window's clearing reading)
+    moved = _windows(r)
+    assert moved
+    for w in moved:
+        d_ = w["details"]
+        t_ref = d_.get("disturbance_end_s", d_.get("t_clear_s"))
+        assert d_["press_stopped_s"] == 700.0 - max(400.0, t_ref)
+    # without the press stop no window is moved
+    r2 = cmsim.run(_scenario(diversion={"policy": "quantile", "quantile": 0.005,
+                                        "margin": "5 s"}))
+    assert _windows(r2) == []
+
+
+def _windows(r) -> list[dict]:
+    ev = r.events
+    rows = ev[ev["type"] == "diversion"]["data"]
+    return [w for data in rows for w in data["windows"] if "press_stopped_s" in w["details"]]
+
+
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_blender_speed_change_during_a_disturbance_has_no_escape(seed):
     """API at 60 % for 40 s at 600 s, blender 250 -> 150 rpm at 620 s, realistic noise."""

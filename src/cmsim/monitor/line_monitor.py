@@ -121,6 +121,9 @@ class LineMonitor:
         self._phase_logged = len(self.phases.events)
         flows = self._held_flows(ch) if getattr(self.policy, "needs_flows", False) else None
         charts = self._chart_signals(ch, est)
+        windows = getattr(self.policy, "windows", None)
+        if windows is not None:  # windows are carried through press stops
+            windows.observe_press(k0 * self.dt, k1 * self.dt, ch.press_running)
         divert = self.policy.decide(k0, risk, flows=flows, setpoint=ch.setpoint,
                                     nir_t=ch.nir_t, nir_y=ch.nir, alarms=est.alarms,
                                     models=self.models(),
@@ -143,7 +146,6 @@ class LineMonitor:
                 "statistic": "CUSUM of standardised innovations"}))
             self.log.append(MonitorEvent(t + self._signal_hold_s, EventKind.ALARM_CLEARED,
                                          {"rule": "model_mismatch", "key": key}))
-        windows = getattr(self.policy, "windows", None)
         if windows is not None and windows.events:
             self.log += windows.events
             windows.events.clear()

@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from cmsim.monitor.diversion import DiversionManager
 from cmsim.monitor.events import Alarm, EventKind, MonitorEvent, WindowKind
+from cmsim.monitor.press_stops import PressStops
 from cmsim.monitor.tracker import RunTracker
 from cmsim.monitor.windows import pat_window, quantile_window
 
@@ -79,17 +80,28 @@ class AlarmWindows:
         #: the monitor
         self.events: list[MonitorEvent] = []
         self._open: dict[str, Alarm] = {}
+        #: closed alarms with the end of their evidence [s] and the RTDs of their window
+        self._closed: list[tuple[Alarm, float, tuple[Any, Any]]] = []
         self._n = 0
+        self.press = PressStops()
 
     def _window(self, alarm: Alarm, t_last: float, models: tuple[Any, Any]) -> Any:
         s = self.s
         t_first = alarm.first_s
+        t_ref = max(t_last, t_first)
         if alarm.window is WindowKind.FEEDER_TO_GATE:
-            return quantile_window(t_first, max(t_last, t_first), models[0], s.alpha,
-                                   s.margin, s.margin, trigger=alarm.trigger)
-        return pat_window(t_first, max(t_last, t_first), s.sample_period, models[1], s.alpha,
-                          latency=s.lag, margin_start=s.margin, margin_end=s.margin,
-                          trigger=alarm.trigger, decision_s=alarm.decided_s)
+            w = quantile_window(t_first, t_ref, models[0], s.alpha, s.margin, s.margin,
+                                trigger=alarm.trigger)
+        else:
+            w = pat_window(t_first, t_ref, s.sample_period, models[1], s.alpha,
+                           latency=s.lag, margin_start=s.margin, margin_end=s.margin,
+                           trigger=alarm.trigger, decision_s=alarm.decided_s)
+        if not self.press.intervals:
+            return w
+        end = self.press.end_through(t_ref, w.end_s)
+        if end == w.end_s:
+            return w
+        return replace(w, end_s=end, details={**w.details, "press_stopped_s": end - w.end_s})
 
     def open(self, trigger: str, window: WindowKind, t_first: float, decided: float, *,
              log: bool = True) -> Alarm:
@@ -114,6 +126,7 @@ class AlarmWindows:
         ``cleared`` [s], default ``t_now``)."""
         self.extend(alarm, t_now, models)
         del self._open[alarm.key]
+        self._closed.append((alarm, t_now, models))
         if log:
             self.events.append(MonitorEvent(t_now if cleared is None else cleared,
                                             EventKind.ALARM_CLEARED,
@@ -133,6 +146,23 @@ class AlarmWindows:
         """Extend every open alarm's window to ``t_end`` [s]."""
         for alarm in self._open.values():
             self.extend(alarm, t_end, models)
+
+    def observe_press(self, t0: float, t1: float, running: bool) -> None:
+        """Take the press state of the signal chunk ``[t0, t1)`` [s]; at a restart, carry
+        the windows of closed alarms that reach into the stop through it
+        (:mod:`cmsim.monitor.press_stops`; open alarms are extended every chunk).
+
+        The requests keep their alarms' decision times: a window moved by a stop diverts the
+        same material as before, which was inside the press (or its stop buffer) when the
+        turret stopped and is held there until the restart.
+        """
+        stop = self.press.observe(t0, t1, running)
+        if stop is None:
+            return
+        for alarm, t_last, models in self._closed:
+            if self.manager.requests[alarm.key].window.end_s > stop[0]:
+                self.manager.request(self._window(alarm, t_last, models), alarm.decided_s,
+                                     key=alarm.key)
 
 
 class RiskPolicy:
