@@ -364,8 +364,9 @@ def test_shut_down_diverts_from_feed_stop_plus_t_alpha_to_the_end():
     assert 25.0 < ta < 40.0  # the line's t_0.5% (TIS5 + PFR + CSTR): ~31.7 s
     dt = r.dt
     n = r.diverted.size
-    # the shut-down: every gate tick from the first one starting after stop + t_alpha
-    k_sd = int(np.ceil((3000.0 + ta) / dt))
+    # the shut-down: every gate tick from the one containing stop + t_alpha
+    k_sd = int(np.floor((3000.0 + ta) / dt))
+    assert k_sd * dt <= 3000.0 + ta < (k_sd + 1) * dt
     assert r.diverted[k_sd:].all()
     # in control in between: nothing diverted from the end of the start-up to stop + t_alpha
     k_up = _start_up_end(r)
@@ -405,7 +406,7 @@ def test_stop_and_restart_is_shut_down_plus_start_up(how):
         dist = _all_feeders("feeder_stop", 1000.0, duration=600.0)
     r = cmsim.run(_sus(2400.0, dist))
     ta, dt = _t_alpha(), r.dt
-    k_sd = int(np.ceil((1000.0 + ta) / dt))
+    k_sd = int(np.floor((1000.0 + ta) / dt))  # the gate tick containing stop + t_alpha
     states = _state_events(r)
     kinds = [(e["data"].get("state"), e["data"].get("reason")) for e in states]
     assert kinds == [("start_up", "line started empty"), (None, "start-up complete"),

@@ -134,8 +134,9 @@ def test_start_up_and_shut_down_are_diverted_under_the_risk_policy():
     # (a model-mismatch signal of the innovation chart may add a short diversion between)
     assert ev[0]["trigger"] == "start_up" and ev[-1]["trigger"].startswith("shut_down")
     assert ev[0]["start_s"] == 0.0
-    # shut-down from the feed stop (3000 s) + t_0.5% of the line (31.73 s), on the tick grid
-    assert ev[-1]["start_s"] == pytest.approx(3032.0)
+    # shut-down from the feed stop (3000 s) + t_0.5% of the line (31.73 s): from the gate tick
+    # [3031.5, 3032) s that contains it
+    assert ev[-1]["start_s"] == pytest.approx(3031.5)
     assert _tablets(r)["nonconforming_accepted"] == 0.0
 
 

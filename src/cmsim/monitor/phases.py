@@ -143,7 +143,8 @@ class PhaseRules:
                 if self._qual is not None:
                     self._close(k0 + j)
                     self._qual = None
-                self.intervals.append(ForcedInterval(int(math.ceil(shut / self.dt - 1e-9)),
+                # from the gate tick containing the shut-down time (ticks cover [k dt, (k+1) dt))
+                self.intervals.append(ForcedInterval(int(math.floor(shut / self.dt + 1e-9)),
                                                      None, "shut_down"))
             else:  # restart
                 self._feeding = True
