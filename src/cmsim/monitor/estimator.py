@@ -280,8 +280,8 @@ REST_WEIGHINGS = 5
 
 @njit(cache=True)
 def _kf_chunk(k0, inv_target, min_flow, src, pot, gen, nir_use, nir_j, nir_y, ring, st, phi,
-              q_ss, r_var, lot_var, fault_var, ck, ch, shew, p00_out, p11_out, pot_out, z_out,
-              alarm_out):  # pragma: no cover - compiled
+              q_ss, r_var, lot_var, fault_var, ck, ch, shew, p00_out, p11_out, pot_out,
+              cur_out, z_out, alarm_out):  # pragma: no cover - compiled
     """The NIR update of one chunk. ``src`` rows: the API lots and the rest of the blend at
     the probe [kg/s] (read), then the model error times the flow and its variance times the
     flow (written: what rides with the material from the probe on). The state ``st`` is
@@ -387,6 +387,7 @@ def _kf_chunk(k0, inv_target, min_flow, src, pot, gen, nir_use, nir_j, nir_y, ri
         src[n_lots + 2, m] = p00_k * tot_m
         p00_out[m] = p00_k
         p11_out[m] = p11
+        cur_out[m] = cur
         for lot in range(n_lots):
             pot_out[lot, m] = pot[lot]
         pot_out[cur, m] = 1.0 + a
@@ -520,17 +521,18 @@ class LineStateEstimator:
         p00 = np.empty(n)
         p11 = np.empty(n)
         pot = np.empty((nl, n))
+        cur = np.empty(n, dtype=np.int64)
         nir_use, nir_j, nir_y, nir_t = self._readings(ch)
         z = np.full(nir_t.size, np.nan)
         alarm = np.zeros(nir_t.size, dtype=np.bool_)
         used = _kf_chunk(ch.k0, 1.0 / self.spec.target, self._min_flow, src, self._pot, gen,
                          nir_use, nir_j, nir_y, self._ring, self._st, self._phi,
                          s.model_sd ** 2, s.nir_sd ** 2, s.lot_sd ** 2, s.fault_sd ** 2,
-                         s.cusum_k, s.cusum_h, s.shewhart_L, p00, p11, pot, z, alarm)
+                         s.cusum_k, s.cusum_h, s.shewhart_L, p00, p11, pot, cur, z, alarm)
         self._nir_queue = (nir_t[used:], nir_y[used:])
         del inflow  # freed before the press allocates
         gate = self._align(self.press.step(src, out=src) if self.at_probe else src)
-        return self._gate_estimate(ch, gate, pot, p00, p11, z[:used], nir_t[:used],
+        return self._gate_estimate(ch, gate, pot, p00, p11, cur, z[:used], nir_t[:used],
                                    alarm[:used])
 
     def _readings(self, ch: SignalChunk) -> tuple[np.ndarray, ...]:
@@ -573,14 +575,14 @@ class LineStateEstimator:
         return full[:, :n], y[:, :0]
 
     def _gate_estimate(self, ch: SignalChunk, gate: tuple[np.ndarray, np.ndarray],
-                       pot: np.ndarray, p00: np.ndarray, p11: np.ndarray, z: np.ndarray,
-                       zt: np.ndarray, alarm: np.ndarray) -> GateEstimate:
+                       pot: np.ndarray, p00: np.ndarray, p11: np.ndarray, cur: np.ndarray,
+                       z: np.ndarray, zt: np.ndarray, alarm: np.ndarray) -> GateEstimate:
         n = ch.k1 - ch.k0
         content = np.empty(n)
         sd = np.empty(n)
         timing = self.settings.rtd_uncertainty * self._mrt / self.dt
         head, body = gate
-        self._last_c = _gate_kernel(head, body, pot, p00, p11, int(self._st[ST_GEN]),
+        self._last_c = _gate_kernel(head, body, pot, p00, p11, cur,
                                     1.0 / self.spec.target, timing, self._last_c, content, sd)
         keep = np.isfinite(z)
         return GateEstimate(ch.k0, ch.k1, content, sd, zt[keep], z[keep],
@@ -662,7 +664,8 @@ def _gate_kernel(head, body, pot, p00, p11, cur, inv_target, timing, last_c, con
                  sd):  # pragma: no cover - compiled
     """Content (fractions of target) and its standard deviation per gate tick; the gate
     ticks are the columns of ``head`` then those of ``body``, rows: API lots, rest, model
-    error x flow, model-error variance x flow."""
+    error x flow, model-error variance x flow. ``cur[t]``: the newest lot at tick ``t`` (the
+    one whose potency is uncertain)."""
     nl = pot.shape[0]
     n = content.size
     n_head = head.shape[1]
@@ -681,7 +684,7 @@ def _gate_kernel(head, body, pot, p00, p11, cur, inv_target, timing, last_c, con
             sd[t] = math.sqrt(p00[t]) + math.sqrt(p11[t])
             continue
         c = api * inv_target / tot + gate[nl + 1, col] / tot
-        h = gate[cur, col] * inv_target / tot
+        h = gate[cur[t], col] * inv_target / tot
         var = max(gate[nl + 2, col] / tot, p00[t])
         s = math.sqrt(var) + abs(h) * math.sqrt(p11[t])
         if timing > 0.0:
