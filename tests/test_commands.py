@@ -181,9 +181,10 @@ def test_monitor_charts_as_its_comment_says():
     assert c[t == 488.0][0] == pytest.approx(1.004, abs=5e-4)
     assert t[np.argmax(c > 1.05)] == 1339.0
     s = r.summary()
-    assert [(d["start_s"], d["end_s"]) for d in s["diversion_events"]] == [(1219.0, 1800.0)]
+    assert [(d["start_s"], d["end_s"]) for d in s["diversion_events"]] == [
+        (1160.0, 1170.0), (1219.0, 1800.0)]
     assert s["tablets"]["nonconforming_accepted"] == 0
-    assert s["tablets"]["conforming_diverted"] == pytest.approx(2550, rel=0.02)
+    assert s["tablets"]["conforming_diverted"] == pytest.approx(2760, rel=0.02)
     # each signal takes the line out of the state of control for 3 readings (6 s)
     assert r.metadata["monitor"]["state_changes"][:2] == [[488.0, False], [498.0, True]]
     q = cmsim.run("scenarios/monitor_charts.toml", overrides=["diversion.policy=quantile"])

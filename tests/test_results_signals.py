@@ -185,15 +185,21 @@ def test_parquet_has_the_signal_columns_and_result_pickles(stop_run):
     # the estimate, its SD and the risk per gate tick: the monitor's own arrays, and the risk
     # is the Gaussian tail of that estimate beyond the limits
     for col, key in (("pat.soft_sensor_api_content", "soft"), ("pat.soft_sensor_sd", "est_sd"),
+                     ("pat.model_api_content", "soft_model"), ("pat.model_sd", "est_sd_model"),
                      ("pat.risk", "risk")):
         np.testing.assert_array_equal(df[col].to_numpy(), r.pat_signals[key])
     from scipy.stats import norm
 
-    c, sd = df["pat.soft_sensor_api_content"], df["pat.soft_sensor_sd"]
     lo, hi = r.api_content_limits
-    ok = (sd > 0).to_numpy()
-    tail = norm.cdf((lo - c) / sd) + norm.sf((hi - c) / sd)
-    np.testing.assert_allclose(df["pat.risk"][ok], tail[ok], rtol=1e-6, atol=1e-15)
+    tails = []
+    for est, sd_col in (("pat.soft_sensor_api_content", "pat.soft_sensor_sd"),
+                        ("pat.model_api_content", "pat.model_sd")):
+        c, sd = df[est].to_numpy(), df[sd_col].to_numpy()
+        tails.append(np.where(np.isfinite(c), norm.cdf((lo - c) / sd) + norm.sf((hi - c) / sd),
+                              0.0))
+    ok = (df["pat.soft_sensor_sd"] > 0).to_numpy()
+    np.testing.assert_allclose(df["pat.risk"][ok], np.maximum(*tails)[ok], rtol=1e-6,
+                               atol=1e-15)
     pd.testing.assert_frame_equal(df, r.timeseries, check_dtype=True)
     r2 = pickle.loads(pickle.dumps(r))
     assert not r2._cache

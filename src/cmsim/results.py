@@ -267,8 +267,10 @@ class SimulationResult:
             noise-free window average as fraction of target [-], in the row of the tick in which
             the reading was reported, NaN elsewhere and for dropouts);
             ``pat.soft_sensor_api_content`` (the estimator's content of that gate tick [-]),
-            ``pat.soft_sensor_sd`` (its standard deviation [-]) and ``pat.risk`` (the
-            probability that the tick's content is outside the limits [-]);
+            ``pat.soft_sensor_sd`` (its standard deviation [-]), ``pat.model_api_content``
+            and ``pat.model_sd`` (the same without the NIR's model-error correction: the
+            content if the NIR is what is wrong [-]) and ``pat.risk`` (the probability that
+            the tick's content is outside the limits, the larger of the two estimates' [-]);
             ``pat.alarm`` / ``pat.nir_alarm`` (any rule / any NIR-based rule open at the end of
             the tick) and ``pat.in_control`` (state of control at the end of the tick).
         """
@@ -290,7 +292,9 @@ class SimulationResult:
             rows = self._tick_of(sig["soft_t"])
             ok = (rows >= 0) & (rows < n)
             for key, src in (("pat.soft_sensor_api_content", "soft"),
-                             ("pat.soft_sensor_sd", "est_sd"), ("pat.risk", "risk")):
+                             ("pat.soft_sensor_sd", "est_sd"),
+                             ("pat.model_api_content", "soft_model"),
+                             ("pat.model_sd", "est_sd_model"), ("pat.risk", "risk")):
                 if src in sig:
                     col = np.full(n, np.nan)
                     col[rows[ok]] = np.asarray(sig[src], dtype=np.float64)[ok]

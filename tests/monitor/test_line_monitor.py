@@ -479,3 +479,48 @@ def test_two_new_lots_in_one_chunk_are_tracked_tick_by_tick():
     assert np.array_equal(r1.diverted, r2.diverted)
     assert np.allclose(r1.timeseries["pat.risk"], r2.timeseries["pat.risk"], rtol=0.0,
                        atol=1e-9)
+
+
+def _monitor_events(r, rule: str) -> list[tuple[float, str]]:
+    ev = r.events
+    ev = ev[ev["source"] == "monitor"]
+    return [(float(t), ty) for t, ty, data in zip(ev["time_s"], ev["type"], ev["data"],
+                                                    strict=True)
+            if data.get("rule") == rule]
+
+
+def test_a_frozen_nir_is_not_believed_during_a_feeder_stop():
+    """The NIR repeats its last reading from 1521 to 1779 s; the API feeder stops for
+    13.5 s at 1667 s. The repeats are skipped (logged as a ``nir_frozen`` alarm), so the
+    load cells' view of the stop is not pulled back to the frozen content."""
+    d = _fault_line(1644, [
+        {"type": "nir_fault", "kind": "frozen", "start": "1521.4 s", "end": "1778.7 s"},
+        {"type": "feeder_stop", "feeder": "api", "start": "1667.1 s", "duration": "13.5 s"},
+        {"type": "blender_speed", "start": "639.7 s", "speed": "400 rpm"}])
+    r = cmsim.run(d)
+    t = _tablets(r)
+    assert t["nonconforming_produced"] > 1000
+    assert t["nonconforming_accepted"] == 0.0
+    frozen = _monitor_events(r, "nir_frozen")
+    # from the first reading of the fault (a repeat of the one at 1520 s) to the first
+    # fresh reading after it
+    assert frozen == [(1522.0, "alarm"), (1780.0, "alarm_cleared")]
+
+
+def test_an_nir_without_noise_may_repeat_itself():
+    r = cmsim.run(STOP, overrides=["pat.noise_sd=0"])
+    assert _monitor_events(r, "nir_frozen") == []
+
+
+def test_a_biased_nir_does_not_hide_a_feeder_stop_the_load_cells_see():
+    """The NIR reads +6 % of target high from 582 s (a bias the estimator absorbs after a
+    model-mismatch signal); the API feeder stops for 31 s at 1242 s. The NIR-corrected
+    estimate of the dip is 6 % too high; the load cells' own estimate is not, and the risk
+    is the larger of the two."""
+    d = _fault_line(587, [
+        {"type": "feeder_stop", "feeder": "api", "start": "1242.4 s", "duration": "31.2 s"},
+        {"type": "nir_fault", "kind": "bias", "start": "581.8 s", "value": 0.006}])
+    r = cmsim.run(d)
+    t = _tablets(r)
+    assert t["nonconforming_produced"] > 1000
+    assert t["nonconforming_accepted"] == 0.0

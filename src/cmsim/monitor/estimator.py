@@ -154,6 +154,10 @@ class GateEstimate:
     ----------
     content, sd : ndarray
         Estimate and its standard deviation [-] (NaN content where no flow reaches the gate).
+    content_model, sd_model : ndarray
+        The same without the NIR's model-error correction ``eps`` (load cells, lot potencies
+        and the RTDs only), with the stationary model-error SD ``model_sd`` in place of the
+        corrected one [-]: the content if the NIR is what is wrong.
     z_t, z : ndarray
         Reading times [s] and standardised innovations [-] of the readings used.
     alarms : list of float
@@ -167,6 +171,8 @@ class GateEstimate:
     z_t: np.ndarray
     z: np.ndarray
     alarms: list[float]
+    content_model: np.ndarray
+    sd_model: np.ndarray
 
 
 def model_error_sd(rsd: np.ndarray, shares: np.ndarray, api: int, corr_time: np.ndarray,
@@ -580,13 +586,17 @@ class LineStateEstimator:
         n = ch.k1 - ch.k0
         content = np.empty(n)
         sd = np.empty(n)
+        content_model = np.empty(n)
+        sd_model = np.empty(n)
         timing = self.settings.rtd_uncertainty * self._mrt / self.dt
         head, body = gate
         self._last_c = _gate_kernel(head, body, pot, p00, p11, cur,
-                                    1.0 / self.spec.target, timing, self._last_c, content, sd)
+                                    1.0 / self.spec.target, timing, self._last_c,
+                                    self.settings.model_sd, content, sd, content_model,
+                                    sd_model)
         keep = np.isfinite(z)
         return GateEstimate(ch.k0, ch.k1, content, sd, zt[keep], z[keep],
-                            [float(t) for t in zt[alarm]])
+                            [float(t) for t in zt[alarm]], content_model, sd_model)
 
 
 @njit(cache=True)
@@ -660,12 +670,12 @@ def _inflow_kernel(sp, running, dt, rows, times, mass, track, api_f, gen, share,
 
 
 @njit(cache=True)
-def _gate_kernel(head, body, pot, p00, p11, cur, inv_target, timing, last_c, content,
-                 sd):  # pragma: no cover - compiled
-    """Content (fractions of target) and its standard deviation per gate tick; the gate
-    ticks are the columns of ``head`` then those of ``body``, rows: API lots, rest, model
-    error x flow, model-error variance x flow. ``cur[t]``: the newest lot at tick ``t`` (the
-    one whose potency is uncertain)."""
+def _gate_kernel(head, body, pot, p00, p11, cur, inv_target, timing, last_c, model_sd,
+                 content, sd, content_model, sd_model):  # pragma: no cover - compiled
+    """Content (fractions of target) and its standard deviation per gate tick, with and
+    without the NIR's model-error correction; the gate ticks are the columns of ``head``
+    then those of ``body``, rows: API lots, rest, model error x flow, model-error variance x
+    flow. ``cur[t]``: the newest lot at tick ``t`` (the one whose potency is uncertain)."""
     nl = pot.shape[0]
     n = content.size
     n_head = head.shape[1]
@@ -682,15 +692,22 @@ def _gate_kernel(head, body, pot, p00, p11, cur, inv_target, timing, last_c, con
         if tot <= 0.0:
             content[t] = math.nan
             sd[t] = math.sqrt(p00[t]) + math.sqrt(p11[t])
+            content_model[t] = math.nan
+            sd_model[t] = model_sd + math.sqrt(p11[t])
             continue
-        c = api * inv_target / tot + gate[nl + 1, col] / tot
+        cm = api * inv_target / tot
+        c = cm + gate[nl + 1, col] / tot
         h = gate[cur[t], col] * inv_target / tot
         var = max(gate[nl + 2, col] / tot, p00[t])
         s = math.sqrt(var) + abs(h) * math.sqrt(p11[t])
+        sm = model_sd + abs(h) * math.sqrt(p11[t])
         if timing > 0.0:
             slope = abs(c - prev) if not math.isnan(prev) else 0.0
             s = math.sqrt(s * s + (timing * slope) ** 2)
+            sm = math.sqrt(sm * sm + (timing * slope) ** 2)
         content[t] = c
         sd[t] = s
+        content_model[t] = cm
+        sd_model[t] = sm
         prev = c
     return prev

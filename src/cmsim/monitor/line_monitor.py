@@ -19,6 +19,7 @@ The monitor never reads a true flow or content: its inputs are the signal chunks
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,7 @@ from cmsim.monitor.estimator import LineStateEstimator
 from cmsim.monitor.events import EventKind, MonitorEvent
 from cmsim.monitor.phases import PhaseRules
 from cmsim.monitor.plant import HeldControllerFlows, PlantRecorder, SignalChunk
+from cmsim.monitor.quality import FrozenReadings
 from cmsim.monitor.risk import content_risk
 from cmsim.monitor.rules import SPCRules
 from cmsim.monitor.windows import cached_series, rtd_envelope
@@ -61,6 +63,9 @@ class LineMonitor:
     pat_grace : float
         Longest time without a valid NIR reading before the line is out of the state of
         control [s].
+    frozen_check : bool
+        Take an exact repeat of the last valid NIR reading as a frozen signal and skip it
+        (:mod:`cmsim.monitor.quality`; off for an instrument specified without noise).
     """
 
     name = "monitor"
@@ -69,7 +74,7 @@ class LineMonitor:
                  n_ticks: int, limits: tuple[float, float], *,
                  plant: PlantRecorder | None = None, drive_gate: bool = True,
                  sample_period: float = 2.0, rules: SPCRules | None = None,
-                 pat_grace: float = np.inf) -> None:
+                 pat_grace: float = np.inf, frozen_check: bool = True) -> None:
         self.estimator = estimator
         self.phases = phases
         self.policy = policy
@@ -84,6 +89,8 @@ class LineMonitor:
         self.forced = np.zeros(n, dtype=bool)
         self.content = np.full(n, np.nan)
         self.sd = np.full(n, np.nan)
+        self.content_model = np.full(n, np.nan)
+        self.sd_model = np.full(n, np.nan)
         self.risk = np.zeros(n)
         #: what the monitor logged, in order (:attr:`events` gives the event-log records)
         self.log: list[MonitorEvent] = []
@@ -98,6 +105,7 @@ class LineMonitor:
         #: how long a model-mismatch or chart signal keeps the line out of control [s]
         self._signal_hold_s = max(phases.k, 1) * float(sample_period)
         self._held_flows = HeldControllerFlows(self.dt)
+        self._frozen = FrozenReadings() if frozen_check else None
         self._models: tuple[Any, Any] | None = None
 
     # ------------------------------------------------------------------ observer
@@ -112,9 +120,18 @@ class LineMonitor:
     def process(self, ch: SignalChunk) -> None:
         """Decide the gate ticks of one chunk of plant signals."""
         k0, k1 = ch.k0, ch.k1
+        if self._frozen is not None:  # repeats of a frozen NIR are not used
+            nir = self._frozen.clean(ch.nir_t, ch.nir)
+            if nir is not ch.nir:
+                ch = replace(ch, nir=nir)
+            self.log += self._frozen.events
+            self._frozen.events.clear()
         est = self.estimator.step(ch)
         lo, hi = self.limits
-        risk = content_risk(est.content, est.sd, lo, hi)
+        # the larger risk of the two explanations of a disagreement between the NIR and the
+        # load cells: the content moved (NIR-corrected estimate) or the NIR is wrong
+        risk = np.maximum(content_risk(est.content, est.sd, lo, hi),
+                          content_risk(est.content_model, est.sd_model, lo, hi))
         forced = self.phases.update(k0, (ch.setpoint * ch.running).sum(axis=0), ch.nir_t,
                                     ch.nir)
         self.log += self.phases.events[self._phase_logged:]  # start-up, feed stops
@@ -133,6 +150,8 @@ class LineMonitor:
         self.forced[k0:k1] = forced
         self.content[k0:k1] = est.content
         self.sd[k0:k1] = est.sd
+        self.content_model[k0:k1] = est.content_model
+        self.sd_model[k0:k1] = est.sd_model
         self.risk[k0:k1] = risk
         self.readings["t"].append(ch.nir_t)
         self.readings["nir"].append(ch.nir)
@@ -191,7 +210,9 @@ class LineMonitor:
     def signals(self) -> dict[str, np.ndarray]:
         """Monitor signals: NIR readings (``t``, ``nir``, ``nir_true``), the gate estimate
         (``soft_t``: gate tick times [s], ``soft``: content, ``est_sd``: its standard
-        deviation, fractions of target), ``risk`` [-] and the standardised innovations
+        deviation, fractions of target), the same without the NIR's model-error correction
+        (``soft_model``, ``est_sd_model``), ``risk`` [-] (the larger of the two estimates'
+        probabilities of a content outside the limits) and the standardised innovations
         (``z_t`` [s], ``z`` [-])."""
         def cat(parts: list[np.ndarray]) -> np.ndarray:
             return np.concatenate(parts) if parts else np.empty(0)
@@ -204,6 +225,8 @@ class LineMonitor:
         out["soft_t"] = (np.arange(n) + 0.5) * self.dt
         out["soft"] = self.content
         out["est_sd"] = self.sd
+        out["soft_model"] = self.content_model
+        out["est_sd_model"] = self.sd_model
         out["risk"] = self.risk
         return out
 

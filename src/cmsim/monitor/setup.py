@@ -175,7 +175,9 @@ def monitor_parts(scenario: Any, mon: Any, shift: int, n_api_lots: int,
     dict
         ``spec``, ``estimator``, ``phases``, ``policy``, ``gate_ticks``, ``limits``,
         ``rules`` (the control charts on the innovations, None when none is on),
-        ``sample_period`` [s] and ``pat_grace`` [s] (infinite without NIR).
+        ``sample_period`` [s], ``pat_grace`` [s] (infinite without NIR) and
+        ``frozen_check`` (whether an exact repeat of an NIR reading is a frozen signal:
+        only an instrument specified with noise, ``pat.noise_sd > 0``, never repeats).
     """
     dt = float(scenario.simulation.dt)
     gd = float(scenario.press.gate_delay)
@@ -222,7 +224,8 @@ def monitor_parts(scenario: Any, mon: Any, shift: int, n_api_lots: int,
     return {"spec": spec, "estimator": estimator, "phases": phases, "policy": policy,
             "gate_ticks": g, "limits": limits, "rules": rules,
             "sample_period": float(pat.sample_period) if pat is not None else 2.0,
-            "pat_grace": float(mon.pat_grace) if pat is not None else math.inf}
+            "pat_grace": float(mon.pat_grace) if pat is not None else math.inf,
+            "frozen_check": pat is not None and float(pat.noise_sd) > 0.0}
 
 
 def assemble_monitor(parts: Mapping[str, Any], n_ticks: int, *, drive_gate: bool,
@@ -232,7 +235,7 @@ def assemble_monitor(parts: Mapping[str, Any], n_ticks: int, *, drive_gate: bool
     return LineMonitor(parts["estimator"], parts["phases"], parts["policy"], int(n_ticks),
                        parts["limits"], plant=plant, drive_gate=drive_gate,
                        sample_period=parts["sample_period"], rules=parts["rules"],
-                       pat_grace=parts["pat_grace"])
+                       pat_grace=parts["pat_grace"], frozen_check=parts["frozen_check"])
 
 
 def probe_stages(line: Any, location: str) -> int:
