@@ -20,7 +20,10 @@ demand with ``-m perfgate``) asserts the shipped ratio with a 1.5x margin over t
 (<= 1.95). With ``--benchmark-disable`` (CI smoke run) the horizon is 30 min and nothing is
 gated (start-up costs dominate short runs).
 
-Measured (2-core machine, load 1.3): shipped 1.73x (22.3 vs 12.9 ms), all_on 2.71x before the
+Measured (2-core machine, load 1.3): shipped 1.73x (22.3 vs 12.9 ms); at load 0.9 later the
+same day 2.1x (16.3 vs 7.8 ms: the bare line ran faster, the monitor's ~8.5 ms did not), with
+no difference between the code before and after the frozen-NIR check and the second risk
+estimate. all_on 2.71x before the
 charts' restart fix and about 2.5x after it. Where the ~9 ms of the shipped monitor go (load
 0.9): estimator ~3.0 ms (NIR update 0.85, which is sequential: each reading's update waits on
 the one before; mass-tracking inflow kernel 0.5; gate kernel 0.3; its own blender and press
