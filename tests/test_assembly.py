@@ -91,3 +91,32 @@ def test_a_refused_model_is_a_scenario_error_naming_the_path(monkeypatch) -> Non
     assert "too long for this test" in str(info.value)
     with pytest.raises(ScenarioError, match=r"press\.transfer_rtd\.delay"):
         cmsim.run(sc, seed=1)
+
+
+@pytest.mark.parametrize("rtd, ok", [
+    ({"model": "axial_dispersion", "mean_residence_time": 60.0, "peclet": 10.0}, False),
+    ({"model": "tanks_in_series", "mean_residence_time": 60.0, "n_tanks": 2.5}, False),
+    ({"model": "series", "stages": [{"model": "cstr", "mean_residence_time": 30.0},
+                                    {"model": "cstr", "mean_residence_time": 30.0}]}, False),
+    ({"model": "series", "stages": [{"model": "pfr", "delay": 5.0},
+                                    {"model": "tanks_in_series", "mean_residence_time": 55.0,
+                                     "n_tanks": 4}]}, True),
+    ({"model": "cstr", "mean_residence_time": 60.0}, True),
+])
+def test_a_blender_speed_change_needs_a_blender_that_can_follow_it(rtd, ok) -> None:
+    """Refused before the run (it used to fail mid-run, from inside the engine), naming the
+    disturbance; a blender of one CSTR or integer tanks-in-series element runs."""
+    import tomllib
+
+    with open("scenarios/blender_speed_step.toml", "rb") as fh:
+        d = tomllib.load(fh)
+    d["blender"]["rtd"] = rtd
+    d["simulation"]["duration"] = "15 min"
+    sc = load_scenario(d)
+    if ok:
+        assert build_models(sc).blender.mean == pytest.approx(60.0)
+        cmsim.run(sc)
+        return
+    with pytest.raises(ScenarioError, match=r"disturbances\[0\]\.type") as info:
+        build_models(sc)
+    assert "cannot follow a speed change" in str(info.value)

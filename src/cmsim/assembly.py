@@ -18,6 +18,7 @@ from cmsim import disturbances as dist
 from cmsim.errors import InputError, ScenarioError
 from cmsim.rtd import RTDModel, Series
 from cmsim.streams import ChannelMap
+from cmsim.unitops.stage import SPEED_CAPABLE_MODELS, speed_capable
 
 __all__ = ["LineModels", "RunAssembly", "assemble", "build_models", "scenario_channel_map"]
 
@@ -112,6 +113,13 @@ def build_models(scenario: Any) -> LineModels:
             value = exc.value if hasattr(exc, "value") else table.model_dump(mode="json")
             rule = getattr(exc, "rule", str(exc))
             problems.append((f"{path}.{name}" if name else path, value, rule))
+    if not problems and not speed_capable(built["blender.rtd"]):
+        problems = [(f"disturbances[{i}].type", "blender_speed",
+                     f"the blender's RTD ({type(built['blender.rtd']).__name__}) cannot follow "
+                     f"a speed change: that needs one {' or one '.join(SPEED_CAPABLE_MODELS)} "
+                     "element in blender.rtd (plug-flow delays allowed)")
+                    for i, d in enumerate(scenario.disturbances)
+                    if _get(d, "type") == "blender_speed"]
     if problems:
         raise ScenarioError(str(getattr(scenario, "source", None) or "<scenario>"), problems)
     b, tr, ff = (built[p] for p in RTD_PATHS)

@@ -32,7 +32,7 @@ from cmsim import _validate as v
 from cmsim import rtd
 from cmsim.errors import ParameterError
 
-__all__ = ["RTDStage", "SPEED_CAPABLE_MODELS"]
+__all__ = ["RTDStage", "SPEED_CAPABLE_MODELS", "speed_capable"]
 
 #: RTD models whose stage supports a mean-residence-time change (mass-state form).
 SPEED_CAPABLE_MODELS = ("CSTR", "TanksInSeries with integer n_tanks")
@@ -43,6 +43,24 @@ def _integer_n(n: float) -> int | None:
     if r >= 1 and abs(n - r) <= 1e-12 * max(1.0, n):
         return int(r)
     return None
+
+
+def _tanks(model: Any) -> int | None:
+    """Tanks of the mass-state form of ``model`` (a CSTR or integer tanks in series), else
+    None."""
+    if isinstance(model, rtd.CSTR):
+        return 1
+    if isinstance(model, rtd.TanksInSeries):
+        return _integer_n(model.n)
+    return None
+
+
+def speed_capable(model: Any) -> bool:
+    """Whether a stage of ``model`` can change its mean residence time (a blender speed
+    change): exactly one CSTR or integer tanks-in-series element, in series with anything
+    else (plug-flow delays, tabulated or dispersion models, which keep their times)."""
+    stages = list(model.stages) if isinstance(model, rtd.Series) else [model]
+    return sum(1 for m in stages if _tanks(m) is not None) == 1
 
 
 class _FilterElement:
@@ -185,10 +203,9 @@ class RTDStage:
         for m in stages:
             if isinstance(m, rtd.PFR):
                 continue
-            if isinstance(m, rtd.CSTR):
-                elements.append(_TIS(m.mean, 1, self.dt, self.n_channels))
-            elif isinstance(m, rtd.TanksInSeries) and _integer_n(m.n) is not None:
-                elements.append(_TIS(m.mean, _integer_n(m.n), self.dt, self.n_channels))
+            n = _tanks(m)
+            if n is not None:
+                elements.append(_TIS(m.mean, n, self.dt, self.n_channels))
             else:
                 elements.append(_FIR(m, self.dt, self.n_channels, self.tail))
         return elements
