@@ -369,6 +369,29 @@ def test_model_error_sd_matches_a_monte_carlo_of_filtered_ar1_noise():
     assert sd == pytest.approx(0.9 * y.std(), rel=0.05)
 
 
+def test_model_error_sd_at_a_feed_frame_probe_uses_the_chain_of_stage_kernels():
+    """Behind the press the feeder-to-probe response is the line's chain of discrete stages
+    (the stages' bin kernels convolved); it agrees with the kernel of the continuous series
+    to 1e-3 of the SD, without a numerical convolution integral per bin."""
+    from cmsim.monitor.setup import _model_sd
+
+    rtd = cmsim.rtd
+    dt = 0.5
+    line = rtd.Series(rtd.TanksInSeries(60.0, 5), rtd.PFR(10.0), rtd.CSTR(30.0))
+    flows = (2.0 / 3600, 17.9 / 3600, 0.1 / 3600)
+    rsd, corr = (0.05, 0.02, 0.1), (2.0, 2.0, 2.0)
+    exact = model_error_sd(np.array(rsd), np.array(flows) / sum(flows), 0, np.array(corr),
+                           np.asarray(line.kernel(dt, tail=1e-9)), dt,
+                           input_responses(1.0, dt)[0])
+    chain = _model_sd(line, dt, rsd, corr, flows, 0, (1.0, 0.0))
+    assert chain == pytest.approx(max(exact, 0.002), rel=1e-3)
+    no_floor = _model_sd(line, dt, (0.5, 0.2, 1.0), corr, flows, 0, (1.0, 0.0))
+    exact10 = model_error_sd(np.array((0.5, 0.2, 1.0)), np.array(flows) / sum(flows), 0,
+                             np.array(corr), np.asarray(line.kernel(dt, tail=1e-9)), dt,
+                             input_responses(1.0, dt)[0])
+    assert no_floor > 0.002 and no_floor == pytest.approx(exact10, rel=1e-3)
+
+
 # --------------------------------------------------------------------------- bad input
 
 

@@ -9,6 +9,7 @@ the line characterisation, the estimator, the phase rules and the policy;
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -36,6 +37,7 @@ from cmsim.monitor.policies import (
 from cmsim.monitor.rules import build_rules
 from cmsim.monitor.sensors import LoadCellBank, NIRSensor
 from cmsim.monitor.windows import cached_quantile, cached_series
+from cmsim.rtd import Series
 
 __all__ = ["assemble_monitor", "build_line_monitor", "lot_potency", "monitor_parts", "nir_faults",
            "nir_instrument", "probe_stages"]
@@ -104,7 +106,12 @@ def _model_sd(probe_rtd: Any, dt: float, rsd: tuple[float, ...], corr: tuple[flo
     period, noise = lc
     f = np.array(flows)
     shares = f / f.sum()
-    kernel = np.asarray(probe_rtd.kernel(dt, tail=1e-9))
+    # the feeder-to-probe response of the line's chain of discrete stages: the stages' bin
+    # kernels convolved (a series kernel from its continuous CDF needs a numerical
+    # convolution integral per bin, about a minute for an axial-dispersion blender at 0.5 s)
+    stages = probe_rtd.stages if isinstance(probe_rtd, Series) else (probe_rtd,)
+    kernel = functools.reduce(np.convolve, [np.asarray(m.kernel(dt, tail=1e-9))
+                                            for m in stages])
     seen, weighing = input_responses(period, dt) if period > 0 else (None, None)
     var = model_error_sd(np.array(rsd), shares, api, np.array(corr), kernel, dt, seen) ** 2
     if period > 0 and noise > 0:
