@@ -1,5 +1,7 @@
-"""Hypothesis: random disturbances on the fault benchmark's line, under its realistic noise,
-release no nonconforming tablet under the default risk policy.
+"""Hypothesis: random disturbances on the fault benchmark's line and variants of it (blender
+and press RTDs, the NIR at the blender outlet or the feed frame, its period and noise, the
+tick), under the benchmark's feeder and load-cell noise, release no nonconforming tablet
+under the default risk policy.
 
 Escapes are counted from the true content the simulator knows. The disturbances are those a
 plant signal can reveal: feeder stops, steps and drifts of the API and the main excipient,
@@ -64,13 +66,37 @@ def lot_or_nir_fault(draw):
     return fault
 
 
+@st.composite
+def line_variant(draw):
+    """The line's RTDs, NIR and tick varied around the benchmark's."""
+    n = draw(st.sampled_from([1, 3, 5, 8]))
+    mrt = f"{draw(st.sampled_from([40, 60, 90, 120]))} s"
+    blender = {"model": "cstr", "mean_residence_time": mrt} if n == 1 else \
+        {"model": "tanks_in_series", "mean_residence_time": mrt, "n_tanks": n}
+    return {
+        "blender": {**LINE["blender"], "rtd": blender},
+        "press": {**LINE["press"],
+                  "transfer_rtd": {"model": "pfr",
+                                   "delay": f"{draw(st.sampled_from([5, 10, 20]))} s"},
+                  "feed_frame_rtd": {"model": "cstr", "mean_residence_time":
+                                     f"{draw(st.sampled_from([15, 30, 45]))} s"}},
+        "pat": {**LINE["pat"], "location": draw(st.sampled_from(["blender_outlet",
+                                                                  "feed_frame"])),
+                "sample_period": draw(st.sampled_from(["2 s", "5 s"])),
+                "noise_sd": draw(st.sampled_from(["0.1 %", "0.25 %", "0.5 %"]))},
+        "dt": draw(st.sampled_from(["0.5 s", "1 s"])),
+    }
+
+
 @settings(max_examples=100, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(line_disturbance(), min_size=0, max_size=2),
-       st.none() | lot_or_nir_fault(), st.integers(0, 2**31 - 1))
-def test_random_disturbances_release_no_nonconforming_tablet(line, extra, seed):
-    d = {**LINE, "simulation": {**LINE["simulation"], "duration": "40 min", "seed": seed},
-         "feeders": [dict(f) for f in LINE["feeders"]]}
+       st.none() | lot_or_nir_fault(), st.integers(0, 2**31 - 1), line_variant())
+def test_random_disturbances_release_no_nonconforming_tablet(line, extra, seed, variant):
+    d = {**LINE, "simulation": {**LINE["simulation"], "duration": "40 min", "seed": seed,
+                                "dt": variant["dt"]},
+         "feeders": [dict(f) for f in LINE["feeders"]], "blender": variant["blender"],
+         "press": variant["press"], "pat": variant["pat"]}
     d["disturbances"] = line + ([extra] if extra else [])
     if extra and extra["type"] == "refill":
         d["feeders"][0]["hopper"] = HOPPER

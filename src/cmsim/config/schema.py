@@ -801,7 +801,8 @@ class Monitor(_Strict):
         of target [-] (default: computed from the feeders' noise and the load cells).
     lot_assay_sd : float
         Standard deviation of a new API lot's relative potency assumed by the estimator [-]
-        (default 2 %).
+        (default 10 %: wide enough that a wrong or mislabelled lot is judged by the NIR,
+        not by the prior).
     fault_sd : float
         Standard deviation added to the model error when the innovation chart signals,
         fraction of target [-] (default 5 %).
@@ -840,7 +841,7 @@ class Monitor(_Strict):
     chart_action: Literal["warn", "divert"] = "warn"
     feeder_reference: Literal["nominal", "set_point"] = "nominal"
     model_sd: Q("fraction", gt=0) | None = None
-    lot_assay_sd: Q("fraction", ge=0) = 0.02
+    lot_assay_sd: Q("fraction", ge=0) = 0.1
     fault_sd: Q("fraction", ge=0) = 0.05
     innovation_cusum_k: Q("dimensionless", ge=0) = 0.5
     innovation_cusum_h: Q("dimensionless", gt=0) = 8.0

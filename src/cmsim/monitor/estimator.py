@@ -136,7 +136,7 @@ class EstimatorSettings:
     nir_sd: float
     model_sd: float
     model_tau: float
-    lot_sd: float = 0.02
+    lot_sd: float = 0.1
     fault_sd: float = 0.05
     cusum_k: float = 0.5
     cusum_h: float = 5.0
