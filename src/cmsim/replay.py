@@ -217,7 +217,7 @@ def _cmd_replay(args: Any) -> int:
     s = res.summary()
     iv = s["diverted_intervals_s"]
     print(f"policy {s['policy']}: {s['diverted_ticks']} ticks diverted in {len(iv)} "
-          f"interval(s); {s['alarms']} innovation alarm(s)")
+          f"interval(s); {s['alarms']} alarm(s)")
     if not args.quiet:
         for a, b in iv[:20]:
             print(f"  divert {a:10.1f} - {b:10.1f} s")

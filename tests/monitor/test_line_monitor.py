@@ -156,6 +156,8 @@ def test_noisy_in_control_run_wastes_little():
     ("scenarios/refill_lot_change.toml", ["pat.noise_sd=0.25 %"]),
     ("scenarios/blender_speed_step.toml", []),
     ("scenarios/baseline.toml", ["simulation.duration=30 min"]),  # named parameter sets
+    ("scenarios/faults/overlap_feeder_stop_nir_frozen.toml", []),  # the frozen-NIR check
+    ("scenarios/faults/press_stop_offspec.toml", ["diversion.policy=quantile"]),
 ])
 def test_replay_of_the_recorded_signals_gives_the_same_decisions(tmp_path, path, overrides):
     r = cmsim.run(path, overrides=overrides, out=tmp_path / "run")
