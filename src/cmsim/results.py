@@ -263,9 +263,10 @@ class SimulationResult:
         Returns
         -------
         dict of str to ndarray
-            ``pat.nir_api_content`` and ``pat.nir_true_api_content`` (NIR reading and its
-            noise-free window average as fraction of target [-], in the row of the tick in which
-            the reading was reported, NaN elsewhere and for dropouts);
+            ``pat.nir_api_content`` and ``pat.nir_true_api_content`` (NIR reading as the
+            monitor used it and its noise-free window average as fraction of target [-], in
+            the row of the tick in which the reading was reported, NaN elsewhere, for
+            dropouts and for the repeats of a frozen signal);
             ``pat.soft_sensor_api_content`` (the estimator's content of that gate tick [-]),
             ``pat.soft_sensor_sd`` (its standard deviation [-]), ``pat.model_api_content``
             and ``pat.model_sd`` (the same without the NIR's model-error correction: the
