@@ -120,3 +120,17 @@ def test_a_blender_speed_change_needs_a_blender_that_can_follow_it(rtd, ok) -> N
     with pytest.raises(ScenarioError, match=r"disturbances\[0\]\.type") as info:
         build_models(sc)
     assert "cannot follow a speed change" in str(info.value)
+
+
+def test_the_monitors_own_blender_must_follow_a_speed_change_too() -> None:
+    import tomllib
+
+    with open("scenarios/blender_speed_step.toml", "rb") as fh:
+        d = tomllib.load(fh)
+    d["simulation"]["duration"] = "15 min"
+    d.setdefault("monitor", {})["rtd"] = {
+        "blender": {"model": "axial_dispersion", "mean_residence_time": 60.0, "peclet": 10.0}}
+    with pytest.raises(ScenarioError, match=r"monitor\.rtd\.blender"):
+        build_models(load_scenario(d))
+    d["monitor"]["rtd"]["blender"] = {"model": "cstr", "mean_residence_time": 60.0}
+    assert build_models(load_scenario(d)).monitor["blender"].mean == pytest.approx(60.0)

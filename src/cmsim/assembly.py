@@ -11,7 +11,7 @@ imports no configuration code.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from cmsim import disturbances as dist
@@ -24,6 +24,8 @@ __all__ = ["LineModels", "RunAssembly", "assemble", "build_models", "scenario_ch
 
 #: scenario paths of the three residence-time tables, in the order of the line
 RTD_PATHS = ("blender.rtd", "press.transfer_rtd", "press.feed_frame_rtd")
+#: tables of ``[monitor.rtd]``: the monitor's own characterisation of those three RTDs
+MONITOR_RTD_KEYS = ("blender", "transfer", "feed_frame")
 
 
 @dataclass(frozen=True)
@@ -40,12 +42,16 @@ class LineModels:
         Feed-frame RTD.
     line : RTDModel
         ``Series(blender, transfer, feed_frame)``: the feeder-to-gate RTD.
+    monitor : dict of str to RTDModel
+        The monitor's own characterisation where ``[monitor.rtd]`` gives one (keys
+        ``blender``, ``transfer``, ``feed_frame``); empty when the monitor uses the line's.
     """
 
     blender: RTDModel
     transfer: RTDModel
     feed_frame: RTDModel
     line: RTDModel
+    monitor: Mapping[str, RTDModel] = field(default_factory=dict)
 
     def by_path(self) -> dict[str, RTDModel]:
         """``{scenario path: model}`` of the three tables (``blender.rtd``, ...)."""
@@ -104,7 +110,10 @@ def build_models(scenario: Any) -> LineModels:
     """
     built: dict[str, RTDModel] = {}
     problems = []
-    for path in RTD_PATHS:
+    mon_rtd = getattr(getattr(scenario, "monitor", None), "rtd", None)
+    monitor_paths = [f"monitor.rtd.{k}" for k in MONITOR_RTD_KEYS
+                     if mon_rtd is not None and getattr(mon_rtd, k) is not None]
+    for path in (*RTD_PATHS, *monitor_paths):
         table = _rtd_table(scenario, path)
         try:
             built[path] = table.build()
@@ -113,17 +122,21 @@ def build_models(scenario: Any) -> LineModels:
             value = exc.value if hasattr(exc, "value") else table.model_dump(mode="json")
             rule = getattr(exc, "rule", str(exc))
             problems.append((f"{path}.{name}" if name else path, value, rule))
-    if not problems and not speed_capable(built["blender.rtd"]):
+    for path in ("blender.rtd", "monitor.rtd.blender"):
+        if problems or path not in built or speed_capable(built[path]):
+            continue
         problems = [(f"disturbances[{i}].type", "blender_speed",
-                     f"the blender's RTD ({type(built['blender.rtd']).__name__}) cannot follow "
+                     f"the RTD at {path} ({type(built[path]).__name__}) cannot follow "
                      f"a speed change: that needs one {' or one '.join(SPEED_CAPABLE_MODELS)} "
-                     "element in blender.rtd (plug-flow delays allowed)")
+                     "element (plug-flow delays allowed)")
                     for i, d in enumerate(scenario.disturbances)
                     if _get(d, "type") == "blender_speed"]
     if problems:
         raise ScenarioError(str(getattr(scenario, "source", None) or "<scenario>"), problems)
     b, tr, ff = (built[p] for p in RTD_PATHS)
-    return LineModels(blender=b, transfer=tr, feed_frame=ff, line=Series(b, tr, ff))
+    monitor = {p.rpartition(".")[2]: built[p] for p in monitor_paths}
+    return LineModels(blender=b, transfer=tr, feed_frame=ff, line=Series(b, tr, ff),
+                      monitor=monitor)
 
 
 def _get(obj: Any, name: str) -> Any:

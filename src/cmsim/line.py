@@ -53,6 +53,7 @@ import numpy as np
 from cmsim.assembly import RunAssembly, assemble
 from cmsim.errors import ParameterError, SimulationError
 from cmsim.streams import ChannelMap
+from cmsim.unitops.stage import alignment_shift  # re-exported: part of this module's API
 
 __all__ = ["MASS_BALANCE_RTOL", "Line", "Node", "alignment_shift", "build_line"]
 
@@ -83,30 +84,6 @@ class Node:
     inputs: tuple[str, ...] = ()
     outputs: tuple[str, ...] = ()
     _in_src: dict[str, tuple[str, str]] = field(default_factory=dict, repr=False)
-
-
-def alignment_shift(n_dispersive_stages: int) -> int:
-    """Integer gate shift [ticks] compensating ``S`` bin-kernel stages (see module docstring).
-
-    Parameters
-    ----------
-    n_dispersive_stages : int
-        Number ``S`` of dispersive stages realised by bin kernels / their recursive filters.
-
-    Returns
-    -------
-    int
-        ``floor(S/2 + 1/2)``.
-
-    Examples
-    --------
-    >>> [alignment_shift(s) for s in range(5)]
-    [0, 1, 1, 2, 2]
-    """
-    s = int(n_dispersive_stages)
-    if s < 0:
-        raise ParameterError("n_dispersive_stages", n_dispersive_stages, "must be >= 0")
-    return (s + 1) // 2
 
 
 class Line:

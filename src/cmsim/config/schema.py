@@ -737,6 +737,26 @@ class Diversion(_Strict):
         return value
 
 
+class MonitorRTD(_Strict):
+    """``[monitor.rtd]``: the RTDs the monitor was characterised with, where they differ from
+    the line's (e.g. a tracer study's fit); a table left out is the line's own.
+
+    The simulated line always runs ``blender.rtd`` and ``press.*_rtd``: with these tables the
+    monitor works with a model that is off by a known amount, which is how its robustness
+    to RTD characterisation error (and the margin of ``diversion.rtd_uncertainty``) is
+    tested.
+
+    Attributes
+    ----------
+    blender, transfer, feed_frame : RTD table, optional
+        The monitor's blender (at the nominal speed), transfer and feed-frame RTDs.
+    """
+
+    blender: RTDTable | None = None
+    transfer: RTDTable | None = None
+    feed_frame: RTDTable | None = None
+
+
 class Monitor(_Strict):
     """``[monitor]``: the PAT monitor's instruments, estimator and rules (docs/monitor.md).
 
@@ -811,6 +831,8 @@ class Monitor(_Strict):
         interval [-] (defaults 0.5 and 8: in-control ARL about 10,000 readings).
     innovation_shewhart_L : float
         Shewhart limit on the standardised innovations [-] (default 0: off).
+    rtd : MonitorRTD, optional
+        The RTDs the monitor was characterised with (``[monitor.rtd]``; default: the line's).
     """
 
     persistence: Annotated[int, Strict(), Field(ge=1)] = 3
@@ -846,6 +868,7 @@ class Monitor(_Strict):
     innovation_cusum_k: Q("dimensionless", ge=0) = 0.5
     innovation_cusum_h: Q("dimensionless", gt=0) = 8.0
     innovation_shewhart_L: Q("dimensionless", ge=0) = 0.0  # noqa: N815
+    rtd: MonitorRTD | None = None
 
     @model_validator(mode="after")
     def _mspc_needs_training(self) -> Monitor:
@@ -1323,6 +1346,7 @@ class Scenario(_Strict):
         d["blender"]["rtd"] = self.blender.rtd.resolved_dict()
         d["press"]["transfer_rtd"] = self.press.transfer_rtd.resolved_dict()
         d["press"]["feed_frame_rtd"] = self.press.feed_frame_rtd.resolved_dict()
+        self._monitor_rtds(d, "resolved_dict")
         return d
 
     def portable_dict(self) -> dict[str, Any]:
@@ -1332,7 +1356,18 @@ class Scenario(_Strict):
         d["blender"]["rtd"] = self.blender.rtd.portable_dict()
         d["press"]["transfer_rtd"] = self.press.transfer_rtd.portable_dict()
         d["press"]["feed_frame_rtd"] = self.press.feed_frame_rtd.portable_dict()
+        self._monitor_rtds(d, "portable_dict")
         return d
+
+    def _monitor_rtds(self, d: dict[str, Any], form: str) -> None:
+        """Write the ``[monitor.rtd]`` tables of ``d`` in ``form`` (resolved or portable)."""
+        rtd = self.monitor.rtd if self.monitor is not None else None
+        if rtd is None:
+            return
+        for key in ("blender", "transfer", "feed_frame"):
+            table = getattr(rtd, key)
+            if table is not None:
+                d["monitor"]["rtd"][key] = getattr(table, form)()
 
     def canonical_json(self) -> str:
         """Canonical JSON of :meth:`resolved_dict` (sorted keys, no spaces)."""

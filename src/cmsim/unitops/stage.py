@@ -32,7 +32,7 @@ from cmsim import _validate as v
 from cmsim import rtd
 from cmsim.errors import ParameterError
 
-__all__ = ["RTDStage", "SPEED_CAPABLE_MODELS", "speed_capable"]
+__all__ = ["RTDStage", "SPEED_CAPABLE_MODELS", "alignment_shift", "speed_capable"]
 
 #: RTD models whose stage supports a mean-residence-time change (mass-state form).
 SPEED_CAPABLE_MODELS = ("CSTR", "TanksInSeries with integer n_tanks")
@@ -43,6 +43,30 @@ def _integer_n(n: float) -> int | None:
     if r >= 1 and abs(n - r) <= 1e-12 * max(1.0, n):
         return int(r)
     return None
+
+
+def alignment_shift(n_dispersive_stages: int) -> int:
+    """Integer gate shift [ticks] compensating ``S`` bin-kernel stages (:mod:`cmsim.line`).
+
+    Parameters
+    ----------
+    n_dispersive_stages : int
+        Number ``S`` of dispersive stages realised by bin kernels / their recursive filters.
+
+    Returns
+    -------
+    int
+        ``floor(S/2 + 1/2)``.
+
+    Examples
+    --------
+    >>> [alignment_shift(s) for s in range(5)]
+    [0, 1, 1, 2, 2]
+    """
+    s = int(n_dispersive_stages)
+    if s < 0:
+        raise ParameterError("n_dispersive_stages", n_dispersive_stages, "must be >= 0")
+    return (s + 1) // 2
 
 
 def _tanks(model: Any) -> int | None:
