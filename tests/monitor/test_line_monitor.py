@@ -551,6 +551,24 @@ def test_a_biased_nir_does_not_hide_a_feeder_stop_the_load_cells_see():
     assert t["nonconforming_accepted"] == 0.0
 
 
+def test_a_diversion_record_names_the_estimate_that_raised_it():
+    """An NIR bias of +6 % of target alone: the NIR-corrected estimate moves up and grows
+    uncertain (the innovation CUSUM keeps signalling), the load cells' stays near target; every
+    diversion is the NIR-corrected estimate's, and the records carry both."""
+    d = _fault_line(3, [{"type": "nir_fault", "kind": "bias", "start": "300 s",
+                         "value": 0.006}], duration="15 min")
+    ev = cmsim.run(d).events
+    records = list(ev[ev["type"] == "diversion"]["data"])
+    assert records
+    gap = []
+    for rec in records:
+        nir, lc = rec["estimate_at_max_risk"], rec["model_estimate_at_max_risk"]
+        assert rec["risk_from"] == "nir_corrected"
+        assert 0.97 < lc["content"] < 1.03 and nir["sd"] > lc["sd"]
+        gap.append(nir["content"] - lc["content"])
+    assert max(gap) > 0.03
+
+
 # --------------------------------------------------------------------------- RTD mismatch
 def _characterised(factor: float, u: float = 0.0, seed: int = 0) -> dict:
     """The feeder-stop fault with the monitor's blender and feed-frame residence times off by

@@ -29,6 +29,7 @@ from cmsim.monitor.events import EventKind, MonitorEvent
 from cmsim.monitor.phases import PhaseRules
 from cmsim.monitor.plant import HeldControllerFlows, PlantRecorder, SignalChunk
 from cmsim.monitor.quality import FrozenReadings
+from cmsim.monitor.records import diversion_records
 from cmsim.monitor.risk import content_risk
 from cmsim.monitor.rules import SPCRules
 from cmsim.monitor.windows import cached_series, rtd_envelope
@@ -290,48 +291,8 @@ class LineMonitor:
 
     def diversion_events(self, gate_flow: np.ndarray, diverted: np.ndarray,
                          tablet_mass: float) -> list[dict[str, Any]]:
-        """One record per run of diverted ticks: window, triggers, tablets, mass, the risk and
-        the estimate that raised it (empty when the monitor does not drive the gate)."""
+        """One record per run of diverted ticks (:func:`~cmsim.monitor.records.diversion_records`;
+        empty when the monitor does not drive the gate)."""
         if not self.drive_gate:
             return []
-        mask = np.asarray(diverted, dtype=bool)
-        edges = np.diff(np.concatenate(([0], mask.astype(np.int8), [0])))
-        mass_tick = np.asarray(gate_flow).sum(axis=0) * self.dt
-        g = self.estimator.settings.gate_ticks
-        reqs = getattr(getattr(self.policy, "manager", None), "requests", {})
-        out = []
-        for a, b in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True):
-            triggers = []
-            forced = [r for r in self.phases.intervals  # (a pause shorter than t_alpha
-                      if r.first < b and (r.end is None or r.end > max(a, r.first))]  # none)
-            triggers += [r.reason for r in forced]
-            if (self.risk[a:b] > getattr(self.policy, "max_risk", np.inf)).any():
-                triggers.append("risk")
-            windows = [self.policy.manager.request_record(r) for r in reqs.values()
-                       if r.k_lo < b and r.k_hi > a]
-            triggers += [w["trigger"] for w in windows if w["trigger"] not in triggers]
-            mass = float(mass_tick[a:b].sum())
-            risk = self.risk[a:b]
-            content = self.content[a:b]
-            i = int(np.argmax(risk))
-            out.append({
-                "start_s": float(a * self.dt), "end_s": float(b * self.dt),
-                "trigger": "+".join(dict.fromkeys(triggers)) or "manual",
-                "tablets": mass / tablet_mass, "mass_kg": mass,
-                "decision_s": float((a - g + 1) * self.dt),
-                "max_risk": float(risk.max()),
-                "max_risk_time_s": float((a + i) * self.dt),
-                "estimate_at_max_risk": {"content": _num(content[i]),
-                                         "sd": _num(self.sd[a + i])},
-                "content_range": [_num(np.nanmin(content)) if np.isfinite(content).any()
-                                  else None,
-                                  _num(np.nanmax(content)) if np.isfinite(content).any()
-                                  else None],
-                "windows": windows,
-            })
-        return out
-
-
-def _num(x: float) -> float | None:
-    x = float(x)
-    return x if np.isfinite(x) else None
+        return diversion_records(self, gate_flow, diverted, tablet_mass)
