@@ -39,7 +39,9 @@ Output per gate tick ``k`` (decided at ``k dt - G dt + dt``, ``G = 1 + ceil(gate
 the content estimate ``c_k`` and its standard deviation ``s_k`` (fractions of target), with
 ``s_k**2 = (sqrt(var_eps) + |h_k| sqrt(var_a))**2 + (u * MRT * dc/dt)**2``; the first term
 bounds the correlated NIR-correction errors, the second is the timing error of an RTD whose
-residence times are known to ``+- u``.
+residence times are known to ``+- u``. Also the same estimate without ``eps`` (load cells,
+lot potencies and the RTDs only; ``model_sd`` in place of ``sqrt(var_eps)``): the content if
+the NIR, not the blend, is what changed.
 """
 
 from __future__ import annotations
