@@ -704,12 +704,13 @@ def _gate_kernel(head, body, pot, p00, p11, cur, inv_target, timing, last_c, mod
         s = math.sqrt(var) + abs(h) * math.sqrt(p11[t])
         sm = model_sd + abs(h) * math.sqrt(p11[t])
         if timing > 0.0:
-            slope = abs(c - prev) if not math.isnan(prev) else 0.0
+            # the slope of the content the RTDs carry (not the NIR correction's steps)
+            slope = abs(cm - prev) if not math.isnan(prev) else 0.0
             s = math.sqrt(s * s + (timing * slope) ** 2)
             sm = math.sqrt(sm * sm + (timing * slope) ** 2)
         content[t] = c
         sd[t] = s
         content_model[t] = cm
         sd_model[t] = sm
-        prev = c
+        prev = cm
     return prev
