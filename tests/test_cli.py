@@ -80,6 +80,18 @@ def test_validate_ok_prints_resolved_summary(capsys):
     assert "80,000 per hour" in out  # 20 kg/h / 250 mg
     assert "line MRT        100 s" in out  # 60 + 10 + 30 s
     assert "feeder_stop: feeder=api, duration=10 s" in out
+    assert "diversion       risk policy, max_risk 0.001" in out
+    assert "monitor RTD" not in out
+
+
+def test_validate_names_the_policy_and_the_monitors_own_rtds(capsys):
+    assert main(["validate", str(GOOD), "--set", "diversion.policy=quantile",
+                 "--set", "diversion.rtd_uncertainty=0.2",
+                 "--set", "monitor.rtd.feed_frame.model=cstr",
+                 "--set", "monitor.rtd.feed_frame.mean_residence_time=36 s"]) == 0
+    out = capsys.readouterr().out
+    assert "quantile policy, alpha 0.005, margin 5 s, RTD uncertainty 20 %" in out
+    assert "monitor RTD     feed frame cstr(mean_residence_time=36 s); mean 36 s" in out
 
 
 def test_validate_shipped_name_and_set(capsys):

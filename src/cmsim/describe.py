@@ -116,10 +116,21 @@ def describe_scenario(s: Any, models: Any) -> str:
     else:
         out.append(row("PAT", "none"))
     if s.diversion is not None:
-        out.append(row("diversion", f"quantile {s.diversion.quantile:g}, margin "
-                       f"{_fmt_time(s.diversion.margin)}"))
+        dv = s.diversion
+        how = (f"risk policy, max_risk {dv.max_risk:g}" if dv.policy == "risk" else
+               f"quantile policy, alpha {dv.quantile:g}, margin {_fmt_time(dv.margin)}")
+        if dv.rtd_uncertainty:
+            how += f", RTD uncertainty {100 * dv.rtd_uncertainty:g} %"
+        out.append(row("diversion", how))
     else:
         out.append(row("diversion", "none"))
+    own = getattr(getattr(s, "monitor", None), "rtd", None)
+    for key, label in (("blender", "blender"), ("transfer", "transfer"),
+                       ("feed_frame", "feed frame")):
+        table = getattr(own, key, None) if own is not None else None
+        if table is not None:
+            out.append(row("monitor RTD", f"{label} {_describe_rtd(table)}; mean "
+                           f"{models.monitor[key].mean:.4g} s (its own characterisation)"))
     out.append(row("disturbances", str(len(s.disturbances))))
     for d in s.disturbances:
         fields = d.model_dump(mode="json")
