@@ -159,6 +159,31 @@ def test_press_stop_start_mass_balance_and_chunking(cuts):
                                rtol=1e-12)
 
 
+def test_a_stop_that_brings_nothing_keeps_draining_the_buffer_of_an_earlier_one():
+    """A second stop and restart within one tick (or with upstream stopped) brought nothing
+    into the buffer; the buffer left from the first stop used to get a release rate of 0 and
+    the next step failed ('release_rate=0.0: must be > 0'). It keeps draining at its rate,
+    and mass is conserved."""
+    p = _press()
+    u = np.array([0.001, 0.004])
+    p.stop()
+    p.step(np.repeat(u[:, None], 100, axis=1))
+    p.start()
+    p.step(np.repeat(u[:, None], 10, axis=1))
+    left = p.buffer.copy()
+    p.stop()
+    p.start()  # no tick in between
+    y = p.step(np.repeat(u[:, None], 10, axis=1))
+    rate = 0.1 * u.sum()  # restart_boost x the mean inflow of the first stop [kg/s]
+    assert p.buffer.sum() == pytest.approx(left.sum() - 10 * DT * rate, rel=1e-12)
+    assert np.all(np.isfinite(y))
+    p.stop()
+    p.step(np.zeros((2, 5)))  # upstream stopped during this stop
+    p.start()
+    p.step(np.repeat(u[:, None], 10, axis=1))
+    assert p.buffer.sum() == pytest.approx(left.sum() - 20 * DT * rate, rel=1e-12)
+
+
 def test_press_stop_makes_no_tablets_and_catches_up():
     p, x, y = _stop_run([])
     assert np.all(y[:, 1000:1200] == 0.0)

@@ -100,10 +100,10 @@ class TabletPress:
             self.running = True
             if self.release_rate is not None:
                 self._rate = self.release_rate
-            elif self._stop_ticks > 0:
+            elif self._stop_ticks > 0 and self._stop_inflow > 0.0:
                 self._rate = self.restart_boost * self._stop_inflow / (self._stop_ticks * self.dt)
-            else:
-                self._rate = 0.0
+            # else nothing arrived during this stop (it lasted no tick, or upstream was
+            # stopped too): a buffer left from an earlier stop keeps its release rate
 
     # ------------------------------------------------------------------ streaming
     def step(self, inflow: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
