@@ -12,7 +12,8 @@ from cmsim._version import __version__
 from cmsim.api import run
 from cmsim.results import SimulationResult
 
-__all__ = ["SimulationResult", "__version__", "bench_monitor", "rtd", "run", "sweep"]
+__all__ = ["SimulationResult", "__version__", "bench_monitor", "rtd", "run", "stress_monitor",
+           "sweep"]
 
 
 def __getattr__(name: str):
@@ -25,4 +26,8 @@ def __getattr__(name: str):
         from cmsim.faultbench import bench_monitor  # noqa: PLC0415
 
         return bench_monitor
+    if name == "stress_monitor":
+        from cmsim.faultbench.stress import stress_monitor  # noqa: PLC0415
+
+        return stress_monitor
     raise AttributeError(f"module 'cmsim' has no attribute {name!r}")

@@ -129,6 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
     from cmsim.faultbench.command import add_parser as add_bench_monitor  # noqa: PLC0415
 
     add_bench_monitor(sub, common)
+    from cmsim.faultbench.stress_command import add_parser as add_stress  # noqa: PLC0415
+
+    add_stress(sub, common)
     return parser
 
 

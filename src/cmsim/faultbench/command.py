@@ -70,19 +70,25 @@ def _names(text: str | None, option: str) -> list[str] | None:
     return names
 
 
+def local_executor(workers: int) -> Any:
+    """A process pool of ``workers`` processes for ``--workers`` (None for 1: run here)."""
+    from cmsim.errors import ParameterError  # noqa: PLC0415
+
+    if workers < 1:
+        raise ParameterError("--workers", workers, "must be >= 1")
+    if workers == 1:
+        return None
+    from concurrent.futures import ProcessPoolExecutor  # noqa: PLC0415
+
+    return ProcessPoolExecutor(max_workers=workers)
+
+
 def run_command(args: argparse.Namespace) -> int:
     """Handler of ``cmsim bench-monitor`` (exit code 0, or 1 with ``--check`` and a miss)."""
-    from cmsim.errors import ParameterError  # noqa: PLC0415
     from cmsim.faultbench.bench import bench_monitor  # noqa: PLC0415
     from cmsim.faultbench.report import to_markdown, write_outputs  # noqa: PLC0415
 
-    if args.workers < 1:
-        raise ParameterError("--workers", args.workers, "must be >= 1")
-    executor = None
-    if args.workers > 1:
-        from concurrent.futures import ProcessPoolExecutor  # noqa: PLC0415
-
-        executor = ProcessPoolExecutor(max_workers=args.workers)
+    executor = local_executor(args.workers)
     try:
         summary, runs = bench_monitor(
             replicates=args.replicates, policies=_names(args.policies, "--policies"),

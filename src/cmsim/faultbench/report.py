@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -71,8 +69,7 @@ def to_markdown(summary: Any) -> str:
 def write_outputs(summary: Any, runs: Any, out: str | os.PathLike) -> list[Path]:
     """Write ``bench_monitor.csv``, ``bench_monitor.md`` and ``bench_monitor_runs.csv``.
 
-    The files are written to a temporary directory inside ``out`` and moved into place, so
-    each file is either complete or absent.
+    Each file is either complete or absent (:func:`cmsim._fs.write_files`).
 
     Parameters
     ----------
@@ -88,20 +85,9 @@ def write_outputs(summary: Any, runs: Any, out: str | os.PathLike) -> list[Path]
     list of Path
         The files written.
     """
-    from cmsim._fs import publish_mode  # noqa: PLC0415
+    from cmsim._fs import write_files  # noqa: PLC0415
 
-    target = Path(out)
-    target.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".bench-", dir=target))
-    try:
-        summary.to_csv(tmp / "bench_monitor.csv", index=False)
-        runs.to_csv(tmp / "bench_monitor_runs.csv", index=False)
-        (tmp / "bench_monitor.md").write_text(to_markdown(summary), encoding="utf-8")
-        written = []
-        for name in ("bench_monitor.csv", "bench_monitor_runs.csv", "bench_monitor.md"):
-            publish_mode(tmp / name)
-            os.replace(tmp / name, target / name)
-            written.append(target / name)
-        return written
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    return write_files(out, {
+        "bench_monitor.csv": lambda p: summary.to_csv(p, index=False),
+        "bench_monitor_runs.csv": lambda p: runs.to_csv(p, index=False),
+        "bench_monitor.md": lambda p: p.write_text(to_markdown(summary), encoding="utf-8")})

@@ -1,0 +1,91 @@
+"""The random disturbance campaign (``cmsim stress-monitor``)."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ProcessPoolExecutor
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import cmsim
+from cmsim.cli import main
+from cmsim.config import load_scenario
+from cmsim.errors import ParameterError
+from cmsim.faultbench.stress import STRESS_KINDS, draw_disturbances, stress_monitor
+
+LOT = "scenarios/faults/lot_change_assay.toml"  # has an API hopper: every kind applies
+SHORT = ["simulation.duration=15 min"]
+#: a badly tuned monitor (a new lot's potency prior of 1 %, 30 % accepted risk): it escapes
+CARELESS = ["diversion.max_risk=0.3", "monitor.lot_assay_sd=0.01"]
+
+
+def test_the_draws_respect_the_kinds_and_the_unobservable_pair():
+    sc = load_scenario(LOT)
+    nir = {"nir_bias", "nir_drift", "nir_dropout", "nir_frozen"}
+    both = 0
+    for i in range(400):
+        rng = np.random.default_rng(i)
+        drawn = draw_disturbances(sc, rng, STRESS_KINDS, 3)
+        kinds = [k for k, _ in drawn]
+        assert 1 <= len(drawn) <= 3
+        assert not ("lot_change" in kinds and nir & set(kinds))
+        assert kinds.count("lot_change") <= 1 and len(nir & set(kinds)) <= 1
+        for _, d in drawn:
+            assert 0.2 * 1800 <= d["start"] <= 0.8 * 1800
+        free = [k for k, _ in draw_disturbances(sc, np.random.default_rng(i), STRESS_KINDS, 5,
+                                                allow_unobservable=True)]
+        both += "lot_change" in free and bool(nir & set(free))
+    assert both > 0
+    only = draw_disturbances(sc, np.random.default_rng(0), ["press_stop"], 5)
+    assert {d["type"] for _, d in only} == {"press_stop"}
+
+
+def test_a_campaign_is_seeded_and_the_same_on_a_pool():
+    a = stress_monitor(LOT, runs=12, seed=3, overrides=SHORT)[1]
+    with ProcessPoolExecutor(2) as ex:
+        b = stress_monitor(LOT, runs=12, seed=3, overrides=SHORT, executor=ex)[1]
+    pd.testing.assert_frame_equal(a, b)
+    c = stress_monitor(LOT, runs=12, seed=4, overrides=SHORT)[1]
+    assert list(a["disturbances"]) != list(c["disturbances"])
+
+
+def test_the_default_monitor_lets_nothing_through_and_each_run_is_a_plain_run():
+    summary, runs = stress_monitor(LOT, runs=30, seed=0, overrides=SHORT)
+    assert (runs["escapes"] == 0).all()
+    assert (runs["nonconforming"] > 0).sum() >= 10  # the campaign makes bad material
+    assert set(summary["kind"]) == set(STRESS_KINDS)
+    assert summary["runs"].sum() >= len(runs)  # a run counts under each of its kinds
+    r = runs.iloc[int(np.argmax(runs["nonconforming"]))]
+    d = load_scenario(LOT, overrides=SHORT).portable_dict()
+    d["disturbances"] = json.loads(r["disturbances"])
+    t = cmsim.run(d, seed=int(r["seed"])).summary()["tablets"]
+    assert t["nonconforming_produced"] == pytest.approx(r["nonconforming"], rel=1e-12)
+    assert t["conforming_diverted"] == pytest.approx(r["waste"], rel=1e-12)
+
+
+def test_a_careless_monitor_escapes_and_the_written_case_reproduces_it(tmp_path, capsys):
+    code = main(["stress-monitor", LOT, "--runs", "60", "--seed", "0", "--check",
+                 "--out", str(tmp_path)] + [a for s in CARELESS for a in ("--set", s)])
+    out = capsys.readouterr().out
+    assert code == 1 and "runs with an escape:" in out
+    runs = pd.read_csv(tmp_path / "stress_runs.csv")
+    bad = runs[runs["escapes"] > 0.5]
+    assert len(bad) >= 1
+    assert sorted(p.name for p in (tmp_path / "escapes").iterdir()) == sorted(
+        f"run_{i}.toml" for i in bad["run"])
+    first = bad.iloc[0]
+    again = cmsim.run(str(tmp_path / "escapes" / f"run_{first['run']}.toml"))
+    assert again.summary()["tablets"]["nonconforming_accepted"] == pytest.approx(
+        first["escapes"], rel=1e-9)
+    assert (tmp_path / "stress_summary.csv").exists()
+
+
+def test_kinds_that_do_not_apply_are_refused():
+    with pytest.raises(ParameterError, match="kinds"):
+        stress_monitor("scenarios/api_feeder_stop.toml", runs=2, kinds=["lot_change"])
+    with pytest.raises(ParameterError, match="max_disturbances"):
+        stress_monitor(LOT, runs=2, max_disturbances=9)
+    with pytest.raises(ParameterError, match="runs"):
+        stress_monitor(LOT, runs=0)
