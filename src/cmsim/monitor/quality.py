@@ -6,7 +6,8 @@ reading: after a real disturbance seen by the load cells, the repeated value kee
 the estimate back to the old content. A chemometric prediction on a noisy spectrum never
 repeats the previous prediction exactly, so a reading identical to the last valid one is
 taken as a repeat: it is not used (the estimator, the start-up qualification, the
-quantile policy's PAT rule and NIR feedback control treat it as a dropout), and the episode is
+quantile policy's PAT rule and, on a monitored line, NIR feedback control treat it as a
+dropout), and the episode is
 logged as an ``alarm`` ``nir_frozen`` until a reading differs again.
 
 Readings exported with few digits (a historian table) can repeat by chance; such a repeat is
