@@ -187,9 +187,9 @@ class LineMonitor:
         """Current feeder-to-gate and probe-to-gate RTDs (after speed changes; envelopes
         with ``rtd_uncertainty``)."""
         est = self.estimator
-        blender = est.blender.model
-        key = tuple(sorted(blender.params.items()))
-        if key != self._models_key:
+        key = est.blender.speed  # the only thing that changes the RTDs during a run
+        if self._models is None or key != self._models_key:
+            blender = est.blender.model
             spec = est.spec
             down = cached_series(spec.transfer_rtd, spec.feed_frame_rtd)
             probe = down if est.at_probe else spec.feed_frame_rtd
