@@ -89,3 +89,7 @@ def test_kinds_that_do_not_apply_are_refused():
         stress_monitor(LOT, runs=2, max_disturbances=9)
     with pytest.raises(ParameterError, match="runs"):
         stress_monitor(LOT, runs=0)
+    d = load_scenario(LOT).to_dict()
+    d["pat"] = d["diversion"] = None
+    with pytest.raises(ParameterError, match="no PAT monitor"):
+        stress_monitor(d, runs=2)

@@ -189,7 +189,8 @@ def stress_monitor(scenario: Any, *, runs: int = 200, seed: int = 0,
     Raises
     ------
     cmsim.errors.ParameterError
-        Bad ``runs``, ``seed``, ``max_disturbances`` or a kind that does not apply.
+        Bad ``runs``, ``seed``, ``max_disturbances``, a kind that does not apply, or a
+        scenario without a monitor.
     cmsim.errors.ScenarioError
         A bad base scenario.
     """
@@ -204,6 +205,9 @@ def stress_monitor(scenario: Any, *, runs: int = 200, seed: int = 0,
                 or (hi is not None and value > hi):
             raise ParameterError(name, value, f"must be an integer in [{lo}, {hi or 'inf'}]")
     sc = load_scenario(scenario, overrides=list(overrides) or None)
+    if sc.pat is None and sc.diversion is None:
+        raise ParameterError("scenario", str(sc.source or sc.name),
+                             "has no PAT monitor to stress (no [pat] or [diversion] table)")
     able = _available(sc, build_models(sc))
     chosen = list(able) if kinds is None else list(kinds)
     bad = [k for k in chosen if k not in able]
