@@ -21,10 +21,10 @@ NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
 KERNEL = "cmsim-test"
 
 
-def test_the_five_notebooks_are_there():
+def test_the_six_notebooks_are_there():
     stems = [p.stem for p in NOTEBOOKS]
     assert stems == ["01_quick_start", "02_rtd_toolbox", "03_control_strategies",
-                     "04_worked_diversion", "05_monitor_tuning"]
+                     "04_worked_diversion", "05_monitor_tuning", "06_monitor_robustness"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
