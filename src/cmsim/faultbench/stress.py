@@ -154,7 +154,8 @@ def _run_case(args: tuple[dict[str, Any], int]) -> dict[str, float]:
 def stress_monitor(scenario: Any, *, runs: int = 200, seed: int = 0,
                    max_disturbances: int = 3, kinds: Sequence[str] | None = None,
                    allow_unobservable: bool = False, overrides: Sequence[str] = (),
-                   executor: Executor | None = None) -> tuple[Any, Any]:
+                   executor: Executor | None = None, progress: bool = False
+                   ) -> tuple[Any, Any]:
     """A random disturbance campaign of the PAT monitor on ``scenario``'s line.
 
     Parameters
@@ -176,6 +177,8 @@ def stress_monitor(scenario: Any, *, runs: int = 200, seed: int = 0,
         ``path=value`` items applied to the base scenario.
     executor : concurrent.futures.Executor, optional
         Where the runs go (default: here, one after another).
+    progress : bool
+        Show a progress bar of the runs.
 
     Returns
     -------
@@ -226,8 +229,17 @@ def stress_monitor(scenario: Any, *, runs: int = 200, seed: int = 0,
         rows.append({"run": i, "seed": run_seed,
                      "kinds": "+".join(sorted({k for k, _ in drawn})),
                      "disturbances": json.dumps(dist)})
-    results = list(executor.map(_run_case, cases) if executor is not None
-                   else map(_run_case, cases))
+    done = executor.map(_run_case, cases) if executor is not None else map(_run_case, cases)
+    if progress:
+        from cmsim._progress import progress_bar  # noqa: PLC0415
+
+        with progress_bar(total=len(cases), unit="run", desc="stress-monitor") as bar:
+            results = []
+            for r in done:
+                results.append(r)
+                bar.update(1)
+    else:
+        results = list(done)
     per_run = pd.DataFrame([{**r, **m} for r, m in zip(rows, results, strict=True)])
     summary = []
     for kind in chosen:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -90,7 +91,7 @@ def run_command(args: argparse.Namespace) -> int:
             args.scenario, runs=args.runs, seed=args.seed,
             max_disturbances=args.max_disturbances, kinds=_names(args.kinds, "--kinds"),
             allow_unobservable=args.allow_unobservable, overrides=args.set,
-            executor=executor)
+            executor=executor, progress=bool(sys.stderr.isatty() and not args.quiet))
     finally:
         if executor is not None:
             executor.shutdown()
