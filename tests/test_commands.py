@@ -170,6 +170,20 @@ def test_control_combined_as_its_comment_says():
     assert ref["nonconforming_produced"] > 10_000
 
 
+def test_api_feeder_stop_as_its_comment_and_the_readme_say():
+    r = cmsim.run("scenarios/api_feeder_stop.toml")
+    s = r.summary()
+    assert [(d["start_s"], d["end_s"]) for d in s["diversion_events"]] == [(351.5, 441.0)]
+    t = s["tablets"]
+    assert t["nonconforming_accepted"] == 0 and round(t["nonconforming_produced"]) == 1806
+    assert round(t["conforming_diverted"]) == 166
+    assert r.metadata["monitor"]["expected_escapes"] == pytest.approx(0.015, abs=5e-4)
+    with open("README.md", encoding="utf-8") as fh:
+        readme = " ".join(fh.read().split())
+    assert ("diverts 351.5-441.0 s with 0 of 1,806 nonconforming tablets accepted and 166 "
+            "conforming ones diverted") in readme
+
+
 def test_monitor_charts_as_its_comment_says():
     r = cmsim.run("scenarios/monitor_charts.toml")
     ev, ts = r.events, r.timeseries
