@@ -57,6 +57,9 @@ def test_the_default_monitor_lets_nothing_through_and_each_run_is_a_plain_run():
     assert (runs["nonconforming"] > 0).sum() >= 10  # the campaign makes bad material
     assert set(summary["kind"]) == set(STRESS_KINDS)
     assert summary["runs"].sum() >= len(runs)  # a run counts under each of its kinds
+    # no escape in n runs: the 95 % Wilson upper bound of the escape rate is z^2 / (n + z^2)
+    z2 = 1.959963984540054 ** 2
+    np.testing.assert_allclose(summary["escape_rate_high"], z2 / (summary["runs"] + z2))
     r = runs.iloc[int(np.argmax(runs["nonconforming"]))]
     d = load_scenario(LOT, overrides=SHORT).portable_dict()
     d["disturbances"] = json.loads(r["disturbances"])

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from cmsim.errors import ParameterError
+from cmsim.faultbench.metrics import wilson_interval
 
 __all__ = ["STRESS_KINDS", "draw_disturbances", "stress_monitor"]
 
@@ -184,7 +185,9 @@ def stress_monitor(scenario: Any, *, runs: int = 200, seed: int = 0,
     -------
     (pandas.DataFrame, pandas.DataFrame)
         Per kind: ``kind``, ``runs``, ``runs_nonconforming`` (runs that made nonconforming
-        tablets), ``runs_with_escape``, ``escapes`` (tablets), ``median_waste_ratio``
+        tablets), ``runs_with_escape``, ``escape_rate_high`` (upper end of the 95 % Wilson
+        interval of the share of runs with an escape), ``escapes`` (tablets),
+        ``median_waste_ratio``
         (conforming diverted / nonconforming over the runs with at least 1 nonconforming
         tablet). Per run: ``run``, ``seed``, ``kinds``, ``disturbances`` (JSON, SI),
         ``nonconforming``, ``escapes``, ``waste``, ``diverted``, ``expected_escapes`` [-].
@@ -249,6 +252,8 @@ def stress_monitor(scenario: Any, *, runs: int = 200, seed: int = 0,
         summary.append({
             "kind": kind, "runs": int(len(sub)), "runs_nonconforming": int(len(made)),
             "runs_with_escape": int((sub["escapes"] > 0.5).sum()),
+            "escape_rate_high": wilson_interval(int((sub["escapes"] > 0.5).sum()),
+                                                int(len(sub)))[1] if len(sub) else 1.0,
             "escapes": float(sub["escapes"].sum()),
             "median_waste_ratio": float((made["waste"] / made["nonconforming"]).median())
             if len(made) else float("nan")})

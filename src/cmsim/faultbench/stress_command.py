@@ -57,8 +57,8 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def _markdown(summary: Any) -> str:
-    cols = ["kind", "runs", "runs_nonconforming", "runs_with_escape", "escapes",
-            "median_waste_ratio"]
+    cols = ["kind", "runs", "runs_nonconforming", "runs_with_escape", "escape_rate_high",
+            "escapes", "median_waste_ratio"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in summary.to_dict("records"):
         lines.append("| " + " | ".join(f"{r[c]:.3g}" if isinstance(r[c], float) else str(r[c])
