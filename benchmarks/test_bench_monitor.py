@@ -59,10 +59,9 @@ def _shipped(hours: float) -> dict:
 
 def _all_on(hours: float) -> dict:
     d = _shipped(hours)
-    # a monitor doing everything it can: charts, noisy sensors, dropouts, load cells, weights
+    # a monitor doing everything it can: charts, noisy sensors, dropouts, load cells
     d["pat"].update(noise_sd=0.0025, dropout_probability=0.01)
-    d["monitor"] = {"ewma": True, "cusum": True, "shewhart": True, "load_cell_noise": 1e-4,
-                    "tablet_weight_rsd": 0.01}
+    d["monitor"] = {"ewma": True, "cusum": True, "shewhart": True, "load_cell_noise": 1e-4}
     return d
 
 
