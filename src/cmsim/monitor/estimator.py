@@ -622,7 +622,7 @@ def _inflow_kernel(sp, running, dt, rows, times, mass, track, api_f, gen, share,
                 tr = track[f]
                 on = running[f, t] and sp[f, t] > 0.0
                 span = times[j] - tr[2]
-                if tr[3] == 0.0 or span <= 0.0:  # the first weighing: follow the scale
+                if span <= 0.0:  # a second weighing at the same time: follow the scale
                     tr[0] = c
                     tr[1] = 0.0
                 elif on:
