@@ -86,7 +86,7 @@ def test_a_careless_monitor_escapes_and_the_written_case_reproduces_it(tmp_path,
 
 
 def test_kinds_that_do_not_apply_are_refused():
-    with pytest.raises(ParameterError, match="kinds"):
+    with pytest.raises(ParameterError, match="lot_change needs a .feeders.hopper. table"):
         stress_monitor("scenarios/api_feeder_stop.toml", runs=2, kinds=["lot_change"])
     with pytest.raises(ParameterError, match="max_disturbances"):
         stress_monitor(LOT, runs=2, max_disturbances=9)

@@ -41,6 +41,10 @@ __all__ = ["STRESS_KINDS", "draw_disturbances", "stress_monitor"]
 STRESS_KINDS = ("feeder_stop", "feeder_step", "feeder_drift", "press_stop", "blender_speed",
                 "lot_change", "nir_bias", "nir_drift", "nir_dropout", "nir_frozen")
 _NIR = ("nir_bias", "nir_drift", "nir_dropout", "nir_frozen")
+#: what a kind needs from the scenario (when it does not apply)
+_NEEDS = {"blender_speed": "needs blender.speed and blender RTDs that can follow a speed change",
+          "lot_change": "needs a [feeders.hopper] table on the API feeder",
+          **{k: "needs a [pat] table (an NIR)" for k in _NIR}}
 
 
 def _available(scenario: Any, models: Any) -> list[str]:
@@ -218,8 +222,9 @@ def stress_monitor(scenario: Any, *, runs: int = 200, seed: int = 0,
     chosen = list(able) if kinds is None else list(kinds)
     bad = [k for k in chosen if k not in able]
     if bad or not chosen:
+        why = "".join(f"; {k} {_NEEDS[k]}" for k in bad if k in _NEEDS)
         raise ParameterError("kinds", kinds, f"must be some of {able} for this scenario "
-                             f"(kinds of the campaign: {list(STRESS_KINDS)})")
+                             f"(kinds of the campaign: {list(STRESS_KINDS)}){why}")
     base = sc.portable_dict()
     cases, rows = [], []
     for i, child in enumerate(np.random.SeedSequence(int(seed)).spawn(int(runs))):
