@@ -297,3 +297,24 @@ def test_bad_arguments():
         Hopper(capacity=1.0, mixing="lifo")
     with pytest.raises(ParameterError, match="initial_mass"):
         Hopper(capacity=1.0, initial_mass=2.0)
+
+
+def test_a_subnormal_set_point_in_volumetric_mode_scales_without_overflow():
+    """During a refill (volumetric) the frozen flow is rescaled with each set-point change;
+    taking new / old first overflowed (RuntimeWarning, an error in the suite) when the old set
+    point was subnormal, as a step to 6e-317 kg/s and back made it (found by the random
+    mass-balance test). The flow returns to the set point and mass is conserved."""
+    q = 0.001
+    hop = Hopper(capacity=1.0, initial_mass=0.2 + 2 * q * DT, refill_low=0.2, refill_high=0.9,
+                 refill_rate=0.02, settle_time=20.0)
+    f = LossInWeightFeeder("api", "API", q, CM, "A1", DT, hopper=hop)
+    out = CM.zeros(40)
+    f.step(out[:, :10], 0)
+    assert f.mode == "refill"
+    f.set_mass_flow(6.18e-317)
+    f.step(out[:, 10:12], 10)
+    f.set_mass_flow(q)
+    f.step(out[:, 12:], 12)
+    api = out[CM.index("API", "A1")]
+    assert np.all(np.isfinite(api)) and api[12] == pytest.approx(q, rel=1e-12)
+    assert f.fed.sum() == pytest.approx(api.sum() * DT, rel=1e-12)

@@ -421,14 +421,16 @@ class LossInWeightFeeder:
         fs = self._fs
         old = fs[fk.F_SP]
         volumetric = bool(self._is[fk.I_STUCK] or self._is[fk.I_REFILL])
+        # scaled as (x / old) * new: x is proportional to old, so the ratio stays near 1
+        # even for a subnormal old set point, where new / old would overflow
         if self.control == "pi":
             if volumetric:
-                fs[fk.F_SPEED] = fs[fk.F_SPEED] * (new / old) if old > 0 else new / fs[fk.F_FFHAT]
+                fs[fk.F_SPEED] = fs[fk.F_SPEED] / old * new if old > 0 else new / fs[fk.F_FFHAT]
             else:
                 fs[fk.F_SP] = new
                 self._apply_speed()
         elif volumetric:
-            fs[fk.F_FROZEN] = fs[fk.F_FROZEN] * (new / old) if old > 0 else new
+            fs[fk.F_FROZEN] = fs[fk.F_FROZEN] / old * new if old > 0 else new
         fs[fk.F_SP] = new
 
     def _apply_speed(self) -> None:
