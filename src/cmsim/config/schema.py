@@ -1342,32 +1342,28 @@ class Scenario(_Strict):
 
     def resolved_dict(self) -> dict[str, Any]:
         """Like :meth:`to_dict`, with named parameter sets and tracer files resolved."""
-        d = self.to_dict()
-        d["blender"]["rtd"] = self.blender.rtd.resolved_dict()
-        d["press"]["transfer_rtd"] = self.press.transfer_rtd.resolved_dict()
-        d["press"]["feed_frame_rtd"] = self.press.feed_frame_rtd.resolved_dict()
-        self._monitor_rtds(d, "resolved_dict")
-        return d
+        return self._with_rtd_tables("resolved_dict")
 
     def portable_dict(self) -> dict[str, Any]:
         """Like :meth:`to_dict`, but loadable from any directory: named parameter sets
         spelled out, tracer files by absolute path (what ``cmsim replay`` stores)."""
-        d = self.to_dict()
-        d["blender"]["rtd"] = self.blender.rtd.portable_dict()
-        d["press"]["transfer_rtd"] = self.press.transfer_rtd.portable_dict()
-        d["press"]["feed_frame_rtd"] = self.press.feed_frame_rtd.portable_dict()
-        self._monitor_rtds(d, "portable_dict")
-        return d
+        return self._with_rtd_tables("portable_dict")
 
-    def _monitor_rtds(self, d: dict[str, Any], form: str) -> None:
-        """Write the ``[monitor.rtd]`` tables of ``d`` in ``form`` (resolved or portable)."""
-        rtd = self.monitor.rtd if self.monitor is not None else None
-        if rtd is None:
-            return
-        for key in ("blender", "transfer", "feed_frame"):
-            table = getattr(rtd, key)
-            if table is not None:
-                d["monitor"]["rtd"][key] = getattr(table, form)()
+    def _with_rtd_tables(self, form: str) -> dict[str, Any]:
+        """:meth:`to_dict` with every RTD table (the line's and ``[monitor.rtd]``'s) written
+        by its method ``form`` (``"resolved_dict"`` or ``"portable_dict"``)."""
+        d = self.to_dict()
+        tables = [(d["blender"], "rtd", self.blender.rtd),
+                  (d["press"], "transfer_rtd", self.press.transfer_rtd),
+                  (d["press"], "feed_frame_rtd", self.press.feed_frame_rtd)]
+        own = self.monitor.rtd if self.monitor is not None else None
+        if own is not None:
+            tables += [(d["monitor"]["rtd"], key, getattr(own, key))
+                       for key in ("blender", "transfer", "feed_frame")
+                       if getattr(own, key) is not None]
+        for parent, key, table in tables:
+            parent[key] = getattr(table, form)()
+        return d
 
     def canonical_json(self) -> str:
         """Canonical JSON of :meth:`resolved_dict` (sorted keys, no spaces)."""
