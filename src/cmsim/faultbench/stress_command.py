@@ -85,13 +85,14 @@ def run_command(args: argparse.Namespace) -> int:
     from cmsim.faultbench.command import _names, local_executor  # noqa: PLC0415
     from cmsim.faultbench.stress import stress_monitor  # noqa: PLC0415
 
+    scenario = load_scenario(args.scenario, overrides=args.set or None)  # once, for both
     executor = local_executor(args.workers)
     try:
         summary, runs = stress_monitor(
-            args.scenario, runs=args.runs, seed=args.seed,
+            scenario, runs=args.runs, seed=args.seed,
             max_disturbances=args.max_disturbances, kinds=_names(args.kinds, "--kinds"),
-            allow_unobservable=args.allow_unobservable, overrides=args.set,
-            executor=executor, progress=bool(sys.stderr.isatty() and not args.quiet))
+            allow_unobservable=args.allow_unobservable, executor=executor,
+            progress=bool(sys.stderr.isatty() and not args.quiet))
     finally:
         if executor is not None:
             executor.shutdown()
@@ -102,7 +103,7 @@ def run_command(args: argparse.Namespace) -> int:
     for r in bad.to_dict("records"):
         print(f"  run {r['run']} (seed {r['seed']}): {r['kinds']}, {r['escapes']:.0f} tablets")
     if args.out is not None:
-        base = load_scenario(args.scenario, overrides=args.set or None).portable_dict()
+        base = scenario.portable_dict()
         writers = {"stress_summary.csv": lambda p: summary.to_csv(p, index=False),
                    "stress_runs.csv": lambda p: runs.to_csv(p, index=False)}
         for name, data in escape_scenarios(base, runs).items():
