@@ -158,12 +158,10 @@ def replay(source: str | os.PathLike, *, scenario: Any = None,
 
 
 def _default_shift(sc: Any, models: Any) -> int:
-    from cmsim.line import alignment_shift  # noqa: PLC0415
-    from cmsim.unitops.stage import RTDStage  # noqa: PLC0415
+    from cmsim.unitops.stage import chain_shift  # noqa: PLC0415
 
-    dt = float(sc.simulation.dt)
-    stages = [models.blender, models.transfer, models.feed_frame]
-    return alignment_shift(sum(RTDStage(m, dt, 1).n_dispersive for m in stages))
+    return chain_shift((models.blender, models.transfer, models.feed_frame),
+                       float(sc.simulation.dt))
 
 
 def write_replay(result: ReplayResult, out: str | os.PathLike) -> Path:

@@ -38,7 +38,7 @@ from cmsim.monitor.rules import build_rules
 from cmsim.monitor.sensors import LoadCellBank, NIRSensor
 from cmsim.monitor.windows import cached_quantile, cached_series
 from cmsim.rtd import Series
-from cmsim.unitops.stage import RTDStage, alignment_shift
+from cmsim.unitops.stage import chain_shift
 
 __all__ = ["assemble_monitor", "build_line_monitor", "lot_potency", "monitor_parts", "nir_faults",
            "nir_instrument", "probe_stages"]
@@ -76,6 +76,7 @@ def _monitor_rtds(scenario: Any, models: Any) -> tuple[tuple[Any, Any, Any], boo
     """The monitor's blender, transfer and feed-frame RTDs (its ``[monitor.rtd]``
     characterisation where given, else the line's; the prebuilt ``models`` or built here)
     and whether any differs from the line's."""
+    keys = ("blender", "transfer", "feed_frame")
     if models is not None:
         line = (models.blender, models.transfer, models.feed_frame)
         own = dict(models.monitor)
@@ -83,10 +84,8 @@ def _monitor_rtds(scenario: Any, models: Any) -> tuple[tuple[Any, Any, Any], boo
         p = scenario.press
         line = (scenario.blender.rtd.build(), p.transfer_rtd.build(), p.feed_frame_rtd.build())
         mon = getattr(getattr(scenario, "monitor", None), "rtd", None)
-        own = {} if mon is None else {k: getattr(mon, k).build()
-                                      for k in ("blender", "transfer", "feed_frame")
+        own = {} if mon is None else {k: getattr(mon, k).build() for k in keys
                                       if getattr(mon, k) is not None}
-    keys = ("blender", "transfer", "feed_frame")
     rtds = tuple(own.get(k, m) for k, m in zip(keys, line, strict=True))
     return rtds, bool(own)
 
@@ -95,9 +94,8 @@ def _line_spec(scenario: Any, shift: int, n_api_lots: int, models: Any = None) -
     b, p = scenario.blender, scenario.press
     (blender_rtd, transfer_rtd, feed_frame_rtd), own = _monitor_rtds(scenario, models)
     if own:  # the estimator aligns its own stages' output as the line aligns the line's
-        dt = float(scenario.simulation.dt)
-        shift = alignment_shift(sum(RTDStage(m, dt, 1).n_dispersive
-                                    for m in (blender_rtd, transfer_rtd, feed_frame_rtd)))
+        shift = chain_shift((blender_rtd, transfer_rtd, feed_frame_rtd),
+                            float(scenario.simulation.dt))
     feeders = list(scenario.feeders)
     api = next(i for i, f in enumerate(feeders) if f.role == "api")
     pat = getattr(scenario, "pat", None)

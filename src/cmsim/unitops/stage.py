@@ -32,7 +32,8 @@ from cmsim import _validate as v
 from cmsim import rtd
 from cmsim.errors import ParameterError
 
-__all__ = ["RTDStage", "SPEED_CAPABLE_MODELS", "alignment_shift", "speed_capable"]
+__all__ = ["RTDStage", "SPEED_CAPABLE_MODELS", "alignment_shift", "chain_shift",
+           "speed_capable"]
 
 #: RTD models whose stage supports a mean-residence-time change (mass-state form).
 SPEED_CAPABLE_MODELS = ("CSTR", "TanksInSeries with integer n_tanks")
@@ -67,6 +68,12 @@ def alignment_shift(n_dispersive_stages: int) -> int:
     if s < 0:
         raise ParameterError("n_dispersive_stages", n_dispersive_stages, "must be >= 0")
     return (s + 1) // 2
+
+
+def chain_shift(models: Any, dt: float) -> int:
+    """:func:`alignment_shift` of a chain of stages of ``models`` at tick ``dt`` [s] [ticks]
+    (what a line of these stages puts in front of its gate)."""
+    return alignment_shift(sum(RTDStage(m, dt, 1).n_dispersive for m in models))
 
 
 def _tanks(model: Any) -> int | None:
