@@ -21,20 +21,19 @@ demand with ``-m perfgate``) asserts the shipped ratio with a 1.5x margin over t
 gated (start-up costs dominate short runs).
 
 Measured (2-core machine, load 1.3): shipped 1.73x (22.3 vs 12.9 ms); at load 0.9 later the
-same day 2.1x (16.3 vs 7.8 ms: the bare line ran faster, the monitor's ~8.5 ms did not), with
-no difference between the code before and after the frozen-NIR check and the second risk
-estimate. all_on 2.71x before the
-charts' restart fix and about 2.5x after it. Where the ~9 ms of the shipped monitor go (load
-0.9): estimator ~3.0 ms (NIR update 0.85, which is sequential: each reading's update waits on
-the one before; mass-tracking inflow kernel 0.5; gate kernel 0.3; its own blender and press
-~0.6; reading times 0.16), plant instruments ~2.6 ms (load cells 1.4, of which ~0.95 are the
-86,400 normal draws of the weighing noise; NIR 0.6 plus the probe fraction ~0.25), state of
-control ~1.0 ms, set-up ~0.7 ms, diversion records 0.34 ms, signals and expected escapes
-~0.25 ms, risk, phases and per-chunk copies ~0.4 ms. The noise draws, the sequential Kalman
-update and the estimator's copy of the line alone take about 2.6 ms, and every further pass
-over the 28,800 ticks about 0.3 ms: 1.3x (3.9 ms over a 12.9 ms line) is at the floor of this
-design, not within reach of tuning. The 24 h monitored run stays 76-92x faster than the
-stepped reference (``test_bench_line.py``; target 50x).
+same day 2.1-2.2x (16.1-16.6 vs 7.5-7.8 ms: the bare line ran faster, the monitor's ~8.5 ms did
+not), with no difference between the code before and after the frozen-NIR check and the second
+risk estimate. all_on 2.71x before the charts' restart fix and about 2.5x after it. Where the
+~9 ms of the shipped monitor go (load 0.9): estimator ~3.0 ms (NIR update 0.85, which is
+sequential: each reading's update waits on the one before; mass-tracking inflow kernel 0.5;
+gate kernel 0.3; its own blender and press ~0.6; reading times 0.16), plant instruments ~2.6 ms
+(load cells 1.4, of which ~0.95 are the 86,400 normal draws of the weighing noise; NIR 0.6 plus
+the probe fraction ~0.25), state of control ~1.0 ms, set-up ~0.7 ms, diversion records 0.34 ms,
+signals and expected escapes ~0.25 ms, risk, phases and per-chunk copies ~0.4 ms. The noise
+draws, the sequential Kalman update and the estimator's copy of the line alone take about 2.6
+ms, and every further pass over the 28,800 ticks about 0.3 ms: 1.3x (3.9 ms over a 12.9 ms
+line) is at the floor of this design, not within reach of tuning. The 24 h monitored run stays
+76-108x faster than the stepped reference (``test_bench_line.py``; target 50x).
 """
 
 from __future__ import annotations
