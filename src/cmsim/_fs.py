@@ -1,8 +1,10 @@
-"""File-mode helpers for atomic writes (stdlib only).
+"""Atomic writes (stdlib only): a file is complete or absent, never half-written.
 
-``tempfile.mkstemp``/``mkdtemp`` create private 0600/0700 entries; results are meant to be shared,
-so atomically written files and directories get the modes a plain ``open``/``mkdir`` would give
-under the current umask.
+:func:`atomic_write` is the one routine that writes a single file atomically (temporary file in
+the same directory, ``fsync``, rename); :func:`write_files` writes several files into a
+directory, each complete or absent. ``tempfile.mkstemp``/``mkdtemp`` create private 0600/0700
+entries; results are meant to be shared, so atomically written files and directories get the
+modes a plain ``open``/``mkdir`` would give under the current umask.
 """
 
 from __future__ import annotations
@@ -23,6 +25,67 @@ def _umask() -> int:
 def publish_mode(path: str | os.PathLike, *, directory: bool = False) -> None:
     """Give ``path`` the mode a normal file (0666) or directory (0777) gets under the umask."""
     os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], object], *,
+                 overwrite: bool = True, fsync: bool = True) -> Path:
+    """Write one file atomically: ``write(tmp)`` fills a temporary file next to ``path``,
+    which then takes the name ``path``.
+
+    Parameters
+    ----------
+    path : path-like
+        Destination; its directory must exist.
+    write : callable
+        ``write(tmp_path)`` writes the whole file at ``tmp_path``.
+    overwrite : bool
+        True (default): replace an existing ``path`` (:func:`os.replace`). False: raise
+        :class:`FileExistsError` when the name exists, even if it appeared while writing (a hard
+        link claims the name).
+    fsync : bool
+        Flush the file and the directory entry to disk (default), so that a crash leaves the old
+        file or the new one.
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
+    target = Path(path)
+    directory = target.parent if str(target.parent) else Path(".")
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        write(tmp)
+        if fsync:
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+        publish_mode(tmp)
+        if overwrite:
+            os.replace(tmp, target)
+        else:
+            os.link(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    if fsync:
+        _fsync_directory(directory)
+    return target
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make a rename in ``directory`` durable (POSIX; skipped where a directory cannot be
+    opened)."""
+    try:
+        dfd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dfd)
+    except OSError:
+        pass
+    finally:
+        os.close(dfd)
 
 
 def write_files(out: str | os.PathLike, writers: Mapping[str, Callable[[Path], None]]

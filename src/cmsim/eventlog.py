@@ -44,7 +44,6 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,7 +51,7 @@ from typing import Any
 
 import numpy as np
 
-from cmsim._fs import publish_mode
+from cmsim._fs import atomic_write
 from cmsim.errors import CmsimError, ParameterError
 
 __all__ = [
@@ -295,7 +294,8 @@ class EventLog:
             Destination file; its directory must exist. A failed write leaves no file behind
             and an existing file untouched.
         """
-        _atomic_write_text(Path(path), self.to_jsonl())
+        text = self.to_jsonl()
+        atomic_write(path, lambda p: p.write_bytes(text.encode("utf-8")))
 
     def verify(self) -> VerifyResult:
         """Verify the in-memory chain (see :func:`verify_log`)."""
@@ -379,34 +379,6 @@ class EventLogWriter(EventLog):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    directory = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(text.encode("utf-8"))
-            fh.flush()
-            os.fsync(fh.fileno())
-        publish_mode(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    try:  # make the rename durable (POSIX); not possible on every platform
-        dfd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dfd)
-    except OSError:
-        pass
-    finally:
-        os.close(dfd)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -24,14 +24,13 @@ import html
 import io as _io
 import math
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from cmsim._fs import publish_mode
+from cmsim._fs import atomic_write
 
 __all__ = ["EVENTS_SHOWN", "METHODS", "TRIGGERS", "figure_names", "gate_rtd", "render_figure",
            "render_figures", "render_html", "rtd_from_params", "write_report"]
@@ -597,7 +596,7 @@ def write_report(result: Any, path: str | os.PathLike, *, model: Any = None,
         The run.
     path : path-like
         Target file (its directory must exist); replaced atomically (temporary file in the
-        same directory + :func:`os.replace`), so readers never see a partial file.
+        same directory, then a rename), so readers never see a partial file.
     model : cmsim.rtd.RTDModel, optional
         RTD from the API feeder to the gate for the funnel plot (default: from the run's
         metadata, see :func:`gate_rtd`; no funnel plot when neither is available).
@@ -611,14 +610,4 @@ def write_report(result: Any, path: str | os.PathLike, *, model: Any = None,
     """
     target = Path(path)
     text = render_html(result, model=model, figures=figures)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        publish_mode(tmp)  # mkstemp creates 0600; a report is meant to be shared
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return target
+    return atomic_write(target, lambda p: p.write_text(text, encoding="utf-8"))

@@ -9,13 +9,11 @@ which fails if the name exists) or not at all.
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 import tomllib
 from importlib import resources
 from pathlib import Path
 
-from cmsim._fs import publish_mode
+from cmsim._fs import atomic_write
 from cmsim.errors import InputError
 
 __all__ = [
@@ -85,17 +83,10 @@ def write_new(path: Path, text: str) -> None:
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise InitError(f"{path}: directory {parent} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        publish_mode(tmp)
-        try:
-            os.link(tmp, path)  # fails if the name exists, even if it appeared just now
-        except FileExistsError:
-            raise InitError(f"{path}: exists; cmsim init never overwrites a file") from None
-    finally:
-        os.unlink(tmp)
+        atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"), overwrite=False)
+    except FileExistsError:  # the name appeared while writing
+        raise InitError(f"{path}: exists; cmsim init never overwrites a file") from None
 
 
 def run(args: argparse.Namespace) -> int:

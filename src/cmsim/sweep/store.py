@@ -34,7 +34,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from cmsim._fs import publish_mode
+from cmsim._fs import atomic_write
 from cmsim.errors import CmsimError, InputError
 
 __all__ = ["FORMAT", "KeptResults", "SweepDefinitionError", "SweepLockedError", "SweepStore",
@@ -95,20 +95,6 @@ def _pid_alive(pid: Any) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def _atomic_write(path: Path, write: Any) -> None:
-    """``write(tmp_path)`` then rename onto ``path``: the file is complete or absent."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        publish_mode(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 class SweepStore:
@@ -259,7 +245,7 @@ class SweepStore:
             raise SweepDefinitionError(self._difference(manifest.get("definition", {}),
                                                         definition))
         manifest["starts"].append(dict(start))
-        _atomic_write(self.manifest_path, lambda p: p.write_text(
+        atomic_write(self.manifest_path, lambda p: p.write_text(
             json.dumps(manifest, indent=1, sort_keys=True), encoding="utf-8"))
         (self.dir / PARTS).mkdir(exist_ok=True)
         for tmp in (self.dir / PARTS).glob(".*.tmp"):  # left by a killed writer
@@ -281,7 +267,7 @@ class SweepStore:
         import pyarrow.parquet as pq  # noqa: PLC0415
 
         path = self.dir / PARTS / f"part-{start:04d}-{first_job:010d}.parquet"
-        _atomic_write(path, lambda p: pq.write_table(table, p))
+        atomic_write(path, lambda p: pq.write_table(table, p))
         return path
 
     def part_paths(self) -> list[Path]:
@@ -314,7 +300,7 @@ class SweepStore:
         """Pickle one kept result under ``kept/``."""
         (self.dir / KEPT).mkdir(exist_ok=True)
         path = self.dir / KEPT / _kept_name(key)
-        _atomic_write(path, lambda p: p.write_bytes(
+        atomic_write(path, lambda p: p.write_bytes(
             pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)))
 
     def kept_keys(self) -> list[tuple[int, int]]:
@@ -336,9 +322,9 @@ class SweepStore:
         meta = dict(arrow.schema.metadata or {})
         meta.update({k.encode(): str(v).encode() for k, v in metadata.items()})
         arrow = arrow.replace_schema_metadata(meta)
-        _atomic_write(self.dir / FINAL[0], lambda p: pq.write_table(arrow, p))
-        _atomic_write(self.dir / FINAL[1], lambda p: table.to_csv(p, index=False))
-        _atomic_write(self.dir / FINAL[2], lambda p: summary.to_csv(p, index=False))
+        atomic_write(self.dir / FINAL[0], lambda p: pq.write_table(arrow, p))
+        atomic_write(self.dir / FINAL[1], lambda p: table.to_csv(p, index=False))
+        atomic_write(self.dir / FINAL[2], lambda p: summary.to_csv(p, index=False))
 
 
 class KeptResults(Mapping):
