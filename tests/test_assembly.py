@@ -134,3 +134,39 @@ def test_the_monitors_own_blender_must_follow_a_speed_change_too() -> None:
         build_models(load_scenario(d))
     d["monitor"]["rtd"]["blender"] = {"model": "cstr", "mean_residence_time": 60.0}
     assert build_models(load_scenario(d)).monitor["blender"].mean == pytest.approx(60.0)
+
+
+# ---------------------------------------------------------------- runs too large for memory
+START_UP = "scenarios/faults/start_up.toml"
+
+
+def _problems(overrides: list[str], limit: float) -> list:
+    from cmsim.assembly import memory_problems, scenario_channel_map  # noqa: PLC0415
+
+    sc = load_scenario(START_UP, overrides=overrides)
+    return memory_problems(sc, float(sc.simulation.dt), int(sc.n_ticks),
+                           scenario_channel_map(sc).n_channels, build_models(sc), limit=limit)
+
+
+def test_a_run_whose_records_exceed_memory_names_the_duration():
+    # 30 days at dt = 0.5 s: 5,184,000 ticks x (80 + 8 x 3 channels) bytes = 539 MB at least
+    assert _problems(["simulation.duration=30 d"], limit=2**30) == []
+    (path, value, rule), = _problems(["simulation.duration=30 d"], limit=2**28)
+    assert path == "simulation.duration" and value == "2.592e+06 s"
+    assert "5,184,000 ticks at dt = 0.5 s" in rule and "0.5 GiB" in rule
+    assert "this machine has 0.2 GiB" in rule
+
+
+def test_a_residence_time_beyond_memory_names_its_rtd_table():
+    (path, value, rule), = _problems(["press.transfer_rtd.delay=1e9 s"], limit=2**34)
+    assert path == "press.transfer_rtd" and value == "reaches 1e+09 s"
+    # 1e9 s of plug flow + the blender's and feed frame's reach, at dt = 0.5 s, 3 channels
+    assert "2,000,003,590 ticks" in rule and "89.4 GiB" in rule
+
+
+def test_run_refuses_before_allocating_and_before_claiming_the_output_dir(tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(ScenarioError) as info:  # 1e13 ticks: no machine has 1 PB
+        cmsim.run(START_UP, overrides=["simulation.duration=5e12 s"], out=out)
+    assert info.value.problems[0][0] == "simulation.duration"
+    assert not out.exists()

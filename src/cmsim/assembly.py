@@ -10,8 +10,11 @@ imports no configuration code.
 
 from __future__ import annotations
 
+import math
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from cmsim import disturbances as dist
@@ -20,7 +23,8 @@ from cmsim.rtd import RTDModel, Series
 from cmsim.streams import ChannelMap
 from cmsim.unitops.stage import SPEED_CAPABLE_MODELS, speed_capable
 
-__all__ = ["LineModels", "RunAssembly", "assemble", "build_models", "scenario_channel_map"]
+__all__ = ["LineModels", "RunAssembly", "assemble", "build_models", "machine_memory",
+           "memory_problems", "scenario_channel_map"]
 
 #: scenario paths of the three residence-time tables, in the order of the line
 RTD_PATHS = ("blender.rtd", "press.transfer_rtd", "press.feed_frame_rtd")
@@ -162,6 +166,86 @@ def scenario_channel_map(scenario: Any) -> ChannelMap:
     return ChannelMap.from_lots(lots, api_material=scenario.api_feeder.material)
 
 
+#: Bytes a run keeps per tick at least: per channel (gate flow, line records) and besides
+#: (diversion masks, set points, feeder and monitor signals). A lower bound of measured runs
+#: (about 500 bytes per tick with 3 channels and the monitor), so a refused run never fits.
+BYTES_PER_TICK_CHANNEL = 8
+BYTES_PER_TICK = 80
+#: State of a stage and of the monitor's kernels: two float64 values per channel and tick of
+#: the residence time's reach (mean + 30 standard deviations, beyond its 1e-12 tail).
+BYTES_PER_STATE_TICK_CHANNEL = 16
+
+
+def machine_memory() -> float | None:
+    """Physical memory this process may use [bytes]: the machine's RAM, or the container's
+    (cgroup v2 ``memory.max``) limit where that is lower; None where unknown."""
+    try:
+        total = float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):
+        return None
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit.isdigit():
+            total = min(total, float(limit))
+    except OSError:
+        pass
+    return total if total > 0 else None
+
+
+def _gib(n_bytes: float) -> str:
+    return f"{n_bytes / 2**30:,.1f} GiB"
+
+
+def memory_problems(scenario: Any, dt: float, n_ticks: int, n_channels: int,
+                    models: LineModels, limit: float | None = None
+                    ) -> list[tuple[str, Any, str]]:
+    """A run that cannot fit in memory, named by the field that makes it too large.
+
+    The estimate is a lower bound (:data:`BYTES_PER_TICK`, ...): the per-tick records of the
+    run, and the state of the three residence-time stages over their reach.
+
+    Parameters
+    ----------
+    scenario : cmsim.config.Scenario
+        Validated scenario (SI values).
+    dt : float
+        Time step [s].
+    n_ticks : int
+        Ticks of the run [-].
+    n_channels : int
+        Channels of the line's streams [-].
+    models : LineModels
+        The residence-time models.
+    limit : float, optional
+        Memory available [bytes] (default :func:`machine_memory`; no check where unknown).
+
+    Returns
+    -------
+    list of (field path, value, rule)
+        Empty when the run fits.
+    """
+    limit = machine_memory() if limit is None else float(limit)
+    if limit is None:
+        return []
+    records = n_ticks * (BYTES_PER_TICK + BYTES_PER_TICK_CHANNEL * n_channels)
+    reach = {path: float(m.mean) + 30.0 * math.sqrt(max(float(m.variance), 0.0))
+             for path, m in models.by_path().items()}
+    state = sum(reach.values()) / dt * BYTES_PER_STATE_TICK_CHANNEL * n_channels
+    if records + state <= limit:
+        return []
+    have = f"this machine has {_gib(limit)}"
+    if records >= state:
+        return [("simulation.duration", f"{n_ticks * dt:g} s",
+                 f"{n_ticks:,} ticks at dt = {dt:g} s need at least {_gib(records)} for the "
+                 f"run's per-tick records; {have}: shorten the run or take a longer dt")]
+    path = max(reach, key=reach.get)
+    return [(path, f"reaches {reach[path]:.4g} s",
+             f"the residence times reach {sum(reach.values()):.4g} s = "
+             f"{sum(reach.values()) / dt:,.0f} ticks at dt = {dt:g} s: the line's and the "
+             f"monitor's state need at least {_gib(state)}; {have}: check the residence "
+             "time's units, or take a longer dt")]
+
+
 def assemble(scenario: Any, models: LineModels | None = None) -> RunAssembly:
     """Read and build what a run needs from a validated scenario, once.
 
@@ -175,9 +259,19 @@ def assemble(scenario: Any, models: LineModels | None = None) -> RunAssembly:
     Returns
     -------
     RunAssembly
+
+    Raises
+    ------
+    cmsim.errors.ScenarioError
+        A model refuses its parameters, or the run cannot fit in this machine's memory
+        (:func:`memory_problems`).
     """
+    dt, n_ticks = float(scenario.simulation.dt), int(scenario.n_ticks)
+    cmap = scenario_channel_map(scenario)
+    models = models if models is not None else build_models(scenario)
+    problems = memory_problems(scenario, dt, n_ticks, cmap.n_channels, models)
+    if problems:
+        raise ScenarioError(str(getattr(scenario, "source", None) or "<scenario>"), problems)
     return RunAssembly(
-        dt=float(scenario.simulation.dt), n_ticks=int(scenario.n_ticks),
-        channel_map=scenario_channel_map(scenario),
-        models=models if models is not None else build_models(scenario),
+        dt=dt, n_ticks=n_ticks, channel_map=cmap, models=models,
         disturbances=tuple(dist.from_scenario(scenario.disturbances, scenario.feeders)))

@@ -233,12 +233,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from cmsim.assembly import build_models
+    from cmsim.assembly import assemble
     from cmsim.config import load_scenario
     from cmsim.describe import describe_scenario
 
     s = load_scenario(args.scenario, overrides=args.set)
-    text = describe_scenario(s, build_models(s))
+    text = describe_scenario(s, assemble(s).models)  # refuses a run too large for memory
     print(f"OK: {s.source or args.scenario}\n\n{text}")
     return EXIT_OK
 

@@ -333,3 +333,11 @@ def test_nir_feedback_sensor_fields_conflict_with_a_pat_table():
         load_scenario(raw, source="nir.toml")
     text = str(info.value)
     assert "control.nir_feedback.latency" in text and "[pat]" in text
+
+
+def test_a_zero_dt_is_reported_once_even_with_control_periods():
+    """The control periods are checked in whole ticks of dt; a dt of 0 is its own problem
+    (it used to divide by zero in that check)."""
+    with pytest.raises(ScenarioError) as info:
+        load_scenario("scenarios/control_nir_feedback.toml", overrides=["simulation.dt=0 s"])
+    assert [p[0] for p in info.value.problems] == ["simulation.dt"]

@@ -501,6 +501,13 @@ def markdown() -> str:
         "behind the keys: [conventions and units](conventions.md), [RTD models](rtd.md), "
         "[monitor and diversion](monitor.md), [control strategies](control.md).",
         "",
+        "Before a run starts (and in `cmsim validate`), cmsim also checks that the run fits in "
+        "the machine's memory: the per-tick records of `simulation.duration / simulation.dt` "
+        "ticks, and the state of the three residence-time stages over their reach (mean + 30 "
+        "standard deviations). A run that cannot fit is refused with the field that makes it "
+        "too large (`simulation.duration`, or the RTD table with the longest reach), instead "
+        "of failing part way with an out-of-memory error.",
+        "",
         "## Quantities and units",
         "",
         "A quantity is a plain number in the SI unit of its dimension or a string with a unit "

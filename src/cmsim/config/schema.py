@@ -1018,7 +1018,7 @@ class Control(_Strict):
 
 
 def _whole_ticks(x: Any, dt: float | None) -> bool:
-    if x is None or dt is None:
+    if x is None or dt is None or not dt > 0:  # a bad dt is reported on its own field
         return True
     return abs(round(x / dt) * dt - x) <= 1e-9 * max(1.0, x) and round(x / dt) >= 1
 
