@@ -341,3 +341,11 @@ def test_a_zero_dt_is_reported_once_even_with_control_periods():
     with pytest.raises(ScenarioError) as info:
         load_scenario("scenarios/control_nir_feedback.toml", overrides=["simulation.dt=0 s"])
     assert [p[0] for p in info.value.problems] == ["simulation.dt"]
+
+
+def test_more_tanks_than_a_plug_flow_needs_are_refused():
+    with pytest.raises(ScenarioError) as info:
+        load_scenario("scenarios/api_feeder_half.toml", overrides=["blender.rtd.n_tanks=1e6"])
+    (path, value, rule), = info.value.problems
+    assert path == "blender.rtd.n_tanks" and value == 1e6
+    assert "<= 100000" in rule and "pfr" in rule

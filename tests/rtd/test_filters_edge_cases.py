@@ -411,3 +411,16 @@ def test_parallel_direct_path_names_the_bad_sample() -> None:
     y = convolve(x, np.full(50, 0.02))
     np.testing.assert_allclose(y[37, :500], np.convolve(x[37, :500], np.full(50, 0.02))[:500],
                                rtol=1e-13)
+
+
+@pytest.mark.parametrize(("n", "tau"), [(200, 0.05), (100, 0.001), (40, 0.01)])
+def test_many_tanks_with_a_long_tick_build_without_overflow(n, tau):
+    """With many tanks and dt >> tau the Jordan basis overflows; the chain then takes the
+    mass form (it used to fail in numpy's SVD or warn of an overflow). Everything that
+    enters leaves within the tick, and the hold-up is what entered minus what left."""
+    dt = 0.5
+    f = TanksInSeriesFilter(tau, n, dt, batch=2)  # the suite turns warnings into errors
+    x = np.vstack([np.ones(50), np.linspace(0.0, 2.0, 50)])
+    y = f.step(x)
+    np.testing.assert_allclose(y, x, rtol=1e-12, atol=1e-300)  # r = n dt / tau >= 2000
+    np.testing.assert_allclose(f.holdup, dt * (x.sum(axis=1) - y.sum(axis=1)), atol=1e-12)

@@ -152,3 +152,22 @@ def test_bad_arguments():
         RTDStage(rtd.CSTR(10.0), DT, 2).step(np.zeros((3, 4)))
     with pytest.raises(ParameterError, match="steady_inflow"):
         RTDStage(rtd.CSTR(10.0), DT, 2).reset([1.0, 2.0, 3.0])
+
+
+def test_long_tank_chains_stream_through_their_bin_kernel():
+    """Up to MAX_RECURSIVE_TANKS tanks the stage is the exact recursion (and can change its
+    residence time); beyond, the recursion costs n^2 per tick, and the stage convolves with
+    the bin kernel: both give the tanks-in-series step response."""
+    from cmsim.unitops.stage import MAX_RECURSIVE_TANKS, speed_capable  # noqa: PLC0415
+
+    n = MAX_RECURSIVE_TANKS
+    rec = RTDStage(rtd.TanksInSeries(60.0, n), DT, 1)
+    fir = RTDStage(rtd.TanksInSeries(60.0, n + 1), DT, 1)
+    assert rec.kinds == ("tis",) and fir.kinds == ("fir",)
+    assert speed_capable(rtd.TanksInSeries(60.0, n))
+    assert not speed_capable(rtd.TanksInSeries(60.0, n + 1))
+    x = np.ones((1, 400))
+    for stage, model in ((rec, rtd.TanksInSeries(60.0, n)), (fir, rtd.TanksInSeries(60.0, n + 1))):
+        y = stage.step(x)[0]
+        # y[k] is the outflow at (k + 1) dt: the step response F((k + 1) dt)
+        np.testing.assert_allclose(y, model.cdf((np.arange(400) + 1) * DT), atol=2e-9)

@@ -82,6 +82,10 @@ __all__ = [
 #: (tens to a few hundred kg/h), so larger values are typing mistakes, not processes.
 MAX_MASS_FLOW = 1e5 / 3600.0
 _MASS_FLOW_WHY = "; more than 100 t/h is not a tablet line (a unit typed wrong?)"
+#: Most tanks of a tanks-in-series RTD: beyond, the RTD is a plug flow for every purpose and
+#: the numerics of a series of stages lose accuracy (the bin kernel is a spike).
+MAX_TANKS = 1e5
+_TANKS_WHY = "; beyond, use model = \"pfr\" (the RTD is a plug flow)"
 
 
 def _bound_text(bound: float, dim: str) -> str:
@@ -237,12 +241,12 @@ class TanksInSeriesRTD(_RTDBase):
     mean_residence_time : float
         Total mean residence time [s], > 0.
     n_tanks : float
-        Number of tanks [-], real, > 0.
+        Number of tanks [-], real, > 0 and <= 1e5.
     """
 
     model: Literal["tanks_in_series"]
     mean_residence_time: Q("time", gt=0)
-    n_tanks: Q("dimensionless", gt=0)
+    n_tanks: Q("dimensionless", gt=0, le=MAX_TANKS, why=_TANKS_WHY)
 
     def build(self) -> Any:
         """Return ``cmsim.rtd.TanksInSeries``."""

@@ -603,22 +603,26 @@ def _chain_coefficients(n: int, dt: float, tau: float) -> _ChainCoefficients:
     c_mass = gammainc(n - m, r)
     # Jordan basis: S = [e0, G e0, G^2 e0, ...] with G = (exp(r N) - I) / r
     g_col = np.zeros(n)
-    g_col[1:] = np.exp((m[1:] - 1) * math.log(r) - gammaln(m[1:] + 1))
     s_mat = np.zeros((n, n))
     col = np.zeros(n)
     col[0] = 1.0
-    for j in range(n):
-        s_mat[:, j] = col
-        col = np.convolve(g_col, col)[:n]  # G @ col (G is lower-triangular Toeplitz)
-    cond = np.linalg.cond(s_mat) if n > 1 else 1.0
+    # with many tanks and a long tick (large r) the basis overflows: then it is unusable and the
+    # chain takes the mass form, which does not need it
+    with np.errstate(over="ignore", invalid="ignore"):
+        g_col[1:] = np.exp((m[1:] - 1) * math.log(r) - gammaln(m[1:] + 1))
+        for j in range(n):
+            s_mat[:, j] = col
+            col = np.convolve(g_col, col)[:n]  # G @ col (G is lower-triangular Toeplitz)
+        finite = bool(np.isfinite(s_mat).all())
+        cond = np.linalg.cond(s_mat) if n > 1 and finite else (1.0 if n == 1 else math.inf)
+        c_z, h_z = s_mat.T @ c_mass, s_mat.sum(axis=0)  # S^T 1: mass per unit scaled state
     scaled = bool(cond <= _SCALED_FORM_MAX_COND)
     a = math.exp(-r)
     form = "cascade" if n <= _CASCADE_MAX_TANKS and r <= _CASCADE_MAX_R else (
         "jordan" if scaled else "mass")
     cascade = form == "cascade"
     return _ChainCoefficients(
-        r=r, a=a, alpha=a * r, phi=phi, c_mass=c_mass, s_mat=s_mat, c_z=s_mat.T @ c_mass,
-        h_z=s_mat.sum(axis=0),  # S^T 1: mass per unit of each scaled state
+        r=r, a=a, alpha=a * r, phi=phi, c_mass=c_mass, s_mat=s_mat, c_z=c_z, h_z=h_z,
         scaled=scaled, form=form, q_fir=_cascade_numerator(n, r) if cascade else None,
         min_split=_two_lane_min_length(n, r) if cascade else 0)
 
