@@ -79,6 +79,22 @@ def test_bad_arguments_and_invalid_case():
         assert ei.value.name == name
     with pytest.raises(ScenarioError, match="noise_rsd"):
         cmsim.sweep(SCEN, grid={"feeders[0].noise_rsd": [0.01, 2.0]})
+    # a grid path that does not exist is named as the grid's, not as a --set override
+    with pytest.raises(ScenarioError) as info:
+        cmsim.sweep(SCEN, grid={"feeders[9].noise_rsd": [0.01]})
+    assert [p[0] for p in info.value.problems] == ["grid feeders[9].noise_rsd"]
+
+
+def test_cli_sweep_names_bad_grid_paths_and_dask_addresses(tmp_path, capsys):
+    from cmsim.cli import main
+
+    out = tmp_path / "sw"
+    assert main(["sweep", SCEN, "--grid", "feeders[9].noise_rsd=1 %", "--out", str(out)]) == 2
+    assert "--grid feeders[9].noise_rsd = '1 %': index 9 out of range" in capsys.readouterr().err
+    pytest.importorskip("distributed")
+    assert main(["sweep", SCEN, "--dask", "no-port", "--out", str(out)]) == 2
+    assert "--dask no-port: no Dask scheduler reached" in capsys.readouterr().err
+    assert not out.exists()
 
 
 def test_cli_sweep_writes_table_and_summary(tmp_path):

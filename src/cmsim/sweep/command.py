@@ -131,14 +131,19 @@ def _dask_client(address: str) -> Any:
                                "'cmsim[dask]'") from None
     try:
         return Client(address, timeout="20s")
-    except (OSError, TimeoutError) as exc:
+    except (OSError, TimeoutError, ValueError) as exc:  # ValueError: a malformed address
         raise _SweepInputError(f"--dask {address}: no Dask scheduler reached ({exc})") from None
 
 
 def run_command(args: argparse.Namespace) -> int:
     """Handler of ``cmsim sweep`` (returns the exit code; see the module docstring)."""
     from cmsim.config import load_scenario  # noqa: PLC0415
-    from cmsim.sweep.runner import TASK_SECONDS, SweepInterrupted, sweep  # noqa: PLC0415
+    from cmsim.sweep.runner import (  # noqa: PLC0415
+        TASK_SECONDS,
+        SweepInterrupted,
+        sweep,
+        validate_case,
+    )
     from cmsim.sweep.store import SweepLockedError  # noqa: PLC0415
 
     _check(args)
@@ -148,7 +153,7 @@ def run_command(args: argparse.Namespace) -> int:
     for item in args.grid:
         path, values = item.split("=", 1)
         for text in _split_values(values):
-            load_scenario(scenario, overrides=[f"{path}={text}"])
+            validate_case(scenario, [f"{path}={text}"], label="--grid")
     client = _dask_client(args.dask) if args.dask else None
     quiet = args.quiet
     progress = bool(sys.stderr.isatty() and not quiet and not os.environ.get("CI"))

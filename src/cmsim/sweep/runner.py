@@ -158,6 +158,20 @@ def assemble(tables: Sequence[Any], definition: Mapping[str, Any]) -> Any:
 # --------------------------------------------------------------------------- the sweep
 
 
+def validate_case(base: Any, overrides: list[str], label: str = "grid") -> None:
+    """Validate one grid case before anything runs; a bad path is named as the grid's
+    (``label``), not as a ``--set`` override."""
+    from cmsim.config import load_scenario  # noqa: PLC0415
+    from cmsim.errors import ScenarioError  # noqa: PLC0415
+
+    try:
+        load_scenario(base, overrides=overrides or None)
+    except ScenarioError as exc:
+        problems = [(f"{label} {p.removeprefix('--set ')}" if p.startswith("--set ") else p, v, r)
+                    for p, v, r in exc.problems]
+        raise ScenarioError(exc.source, problems) from None
+
+
 def sweep(scenario: Any, *, replicates: int = 1,
           grid: Mapping[str, Sequence[Any]] | None = None, seed: int = 0,
           executor: Executor | Any | None = None, progress: bool = False,
@@ -241,7 +255,7 @@ def sweep(scenario: Any, *, replicates: int = 1,
     overrides = {}
     for i, case in enumerate(cases):
         overrides[i] = case_overrides(case)
-        load_scenario(base, overrides=overrides[i] or None)  # every case validates first
+        validate_case(base, overrides[i])
     definition = {
         "scenario": base.name, "scenario_sha256": base.sha256(),
         "grid": [[path, list(values)] for path, values in (grid or {}).items()],
