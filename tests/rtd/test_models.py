@@ -502,3 +502,23 @@ def test_bad_kernel_quantile_and_time_arguments():
     _raises(m.cdf, "t", "NaN", [1.0, math.nan])
     _raises(m.frequency_response, "omega", "finite", math.inf)
     _raises(m.isf, "p", "(0, 1)", 0.0)
+
+
+@pytest.mark.parametrize("ratio", [1e-2, 1e-4, 1e-8, 1e-17])
+def test_series_of_a_short_tank_chain_and_a_long_cstr_matches_the_closed_form(ratio):
+    """Gamma(k, s) + Exp(theta) has F(t) = P(k, t/s) - exp(-t/theta) (s'/s)^k P(k, t/s') with
+    1/s' = 1/s - 1/theta. With tanks 1e-4 of the CSTR's time the series' quadrature missed
+    the narrow stage (F = 9e-17 for 0.63 at t = 30 s), and at 1e-17 the gamma mixture
+    divided by zero."""
+    from scipy.special import gammainc  # noqa: PLC0415
+
+    from cmsim import rtd  # noqa: PLC0415
+
+    k, theta = 5, 30.0
+    s = theta * ratio / k
+    s2 = 1.0 / (1.0 / s - 1.0 / theta)
+    t = np.array([0.5, 1.0, 10.0, 30.0, 31.0, 120.0]) + theta * ratio
+    exact = gammainc(k, t / s) - np.exp(-t / theta) * (s2 / s) ** k * gammainc(k, t / s2)
+    series = rtd.Series(rtd.TanksInSeries(theta * ratio, k), rtd.CSTR(theta))
+    np.testing.assert_allclose(series.cdf(t), exact, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(series.sf(t), 1.0 - exact, rtol=0, atol=1e-9)

@@ -42,6 +42,8 @@ class GammaSum:
         else:
             # terms needed: p_k ~ C r^k k^(a-1); cap and refuse when too many
             logc = float(np.sum(a * np.log(b1 / b)))
+            if not r < 1.0:  # a scale below 1e-16 of another: the series cannot weigh them
+                raise OverflowError("stage scales too far apart for the gamma mixture")
             k_est = int(math.ceil((math.log(MIXTURE_CUT) - logc) / math.log(r))) + 50
             if k_est > MAX_TERMS:
                 raise OverflowError("stage scales too far apart for the gamma mixture")
