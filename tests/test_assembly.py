@@ -170,3 +170,18 @@ def test_run_refuses_before_allocating_and_before_claiming_the_output_dir(tmp_pa
         cmsim.run(START_UP, overrides=["simulation.duration=5e12 s"], out=out)
     assert info.value.problems[0][0] == "simulation.duration"
     assert not out.exists()
+
+
+def test_a_blender_slowed_beyond_memory_names_the_speed_change():
+    """A blender_speed disturbance stretches the blender's tank times by (nominal / speed) ^
+    speed_exponent; 1 rpm with an exponent of 3 makes the 60 s blender 1.6e7 times slower."""
+    from cmsim.assembly import memory_problems, scenario_channel_map  # noqa: PLC0415
+
+    sc = load_scenario("scenarios/blender_speed_step.toml",
+                       overrides=["disturbances[0].speed=1 rpm", "blender.speed_exponent=3"])
+    args = (sc, float(sc.simulation.dt), int(sc.n_ticks), scenario_channel_map(sc).n_channels,
+            build_models(sc))
+    (path, value, rule), = memory_problems(*args, limit=2**34)
+    assert path == "disturbances[0].speed" and value == "1 rpm"
+    assert "GiB" in rule
+    assert memory_problems(*args, limit=2**34, speeds=[("x", 150.0)]) == []

@@ -193,11 +193,41 @@ def machine_memory() -> float | None:
 
 
 def _gib(n_bytes: float) -> str:
-    return f"{n_bytes / 2**30:,.1f} GiB"
+    gib = n_bytes / 2**30
+    return f"{gib:,.1f} GiB" if gib < 1e6 else f"{gib:.3g} GiB"
+
+
+def _count(x: float) -> str:
+    return f"{x:,.0f}" if x < 1e12 else f"{x:.3g}"
+
+
+def _reach(model: Any) -> float:
+    """Mean + 30 standard deviations of an RTD [s] (beyond its 1e-12 tail)."""
+    return float(model.mean) + 30.0 * math.sqrt(max(float(model.variance), 0.0))
+
+
+def _slowest_blender(scenario: Any, speeds: list[tuple[str, float]] | None
+                     ) -> tuple[str, float, float] | None:
+    """The slowest blender speed of ``speeds`` ((field path, speed [rpm]); default: the
+    scenario's ``blender_speed`` disturbances): (path, speed [rpm], factor of the blender's
+    tank times), where it slows the blender; else None."""
+    nominal = getattr(scenario.blender, "speed", None)
+    if speeds is None:
+        speeds = [(f"disturbances[{i}].speed", float(_get(d, "speed")))
+                  for i, d in enumerate(scenario.disturbances)
+                  if _get(d, "type") == "blender_speed"]
+    if nominal is None or not speeds:
+        return None
+    path, speed = min(speeds, key=lambda x: x[1])
+    log_factor = float(scenario.blender.speed_exponent) * math.log(float(nominal) / speed)
+    if log_factor <= 0.0:
+        return None
+    return path, speed, math.exp(min(log_factor, 700.0))
 
 
 def memory_problems(scenario: Any, dt: float, n_ticks: int, n_channels: int,
-                    models: LineModels, limit: float | None = None
+                    models: LineModels, limit: float | None = None,
+                    speeds: list[tuple[str, float]] | None = None
                     ) -> list[tuple[str, Any, str]]:
     """A run that cannot fit in memory, named by the field that makes it too large.
 
@@ -218,6 +248,9 @@ def memory_problems(scenario: Any, dt: float, n_ticks: int, n_channels: int,
         The residence-time models.
     limit : float, optional
         Memory available [bytes] (default :func:`machine_memory`; no check where unknown).
+    speeds : list of (str, float), optional
+        Blender speeds [rpm] the run will see, with the field that sets each (default: the
+        scenario's ``blender_speed`` disturbances); a slower blender holds its material longer.
 
     Returns
     -------
@@ -228,20 +261,27 @@ def memory_problems(scenario: Any, dt: float, n_ticks: int, n_channels: int,
     if limit is None:
         return []
     records = n_ticks * (BYTES_PER_TICK + BYTES_PER_TICK_CHANNEL * n_channels)
-    reach = {path: float(m.mean) + 30.0 * math.sqrt(max(float(m.variance), 0.0))
-             for path, m in models.by_path().items()}
+    reach = {path: _reach(m) for path, m in models.by_path().items()}
+    slowest = _slowest_blender(scenario, speeds)
+    if slowest is not None:  # a speed change stretches the blender's tanks
+        where, _, factor = slowest
+        tanks = [m for m in getattr(models.blender, "stages", (models.blender,))
+                 if speed_capable(m)]
+        reach[where] = (factor - 1.0) * sum(map(_reach, tanks))
     state = sum(reach.values()) / dt * BYTES_PER_STATE_TICK_CHANNEL * n_channels
     if records + state <= limit:
         return []
     have = f"this machine has {_gib(limit)}"
     if records >= state:
         return [("simulation.duration", f"{n_ticks * dt:g} s",
-                 f"{n_ticks:,} ticks at dt = {dt:g} s need at least {_gib(records)} for the "
+                 f"{_count(n_ticks)} ticks at dt = {dt:g} s need at least {_gib(records)} for the "
                  f"run's per-tick records; {have}: shorten the run or take a longer dt")]
     path = max(reach, key=reach.get)
-    return [(path, f"reaches {reach[path]:.4g} s",
+    value = (f"{slowest[1]:g} rpm" if slowest is not None and path == slowest[0]
+             else f"reaches {reach[path]:.4g} s")
+    return [(path, value,
              f"the residence times reach {sum(reach.values()):.4g} s = "
-             f"{sum(reach.values()) / dt:,.0f} ticks at dt = {dt:g} s: the line's and the "
+             f"{_count(sum(reach.values()) / dt)} ticks at dt = {dt:g} s: the line's and the "
              f"monitor's state need at least {_gib(state)}; {have}: check the residence "
              "time's units, or take a longer dt")]
 

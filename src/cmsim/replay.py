@@ -92,16 +92,58 @@ def chunks_of(table: dict[str, np.ndarray], feeders: list[str], dt: float,
 
 def _check_table(table: dict[str, np.ndarray], feeders: list[str], dt: float,
                  source: str) -> None:
+    """Every column of a signals table against the rules of its format
+    (:mod:`cmsim.monitor.plant`); the first broken rule is reported with its column and row."""
+    from cmsim.config.schema import MAX_MASS_FLOW  # noqa: PLC0415
     from cmsim.monitor.plant import signal_columns  # noqa: PLC0415
 
     missing = [c for c in signal_columns(feeders) if c not in table]
     if missing:
         raise InputError(f"{source}: signals table lacks column(s) {', '.join(missing)} "
                          "(see the signals table format in the documentation)")
-    t = table["time_s"]
+    t = np.asarray(table["time_s"], dtype=np.float64)
     if t.size and not np.allclose(t, np.arange(t.size) * dt, rtol=0, atol=1e-6 * dt):
         raise InputError(f"{source}: time_s must be k * dt with dt = {dt} s (one row per tick "
                          "from 0)")
+    horizon_kg = 10.0 * MAX_MASS_FLOW * max(t.size * dt, 1.0)
+
+    def rule(col: str, bad: np.ndarray, text: str) -> None:
+        rows = np.flatnonzero(bad)
+        if rows.size:
+            i = int(rows[0])
+            raise InputError(f"{source}: column {col}, row {i} (time_s = {t[i]:g}): "
+                             f"{float(table[col][i])!r} {text} ({rows.size} such row(s))")
+
+    with np.errstate(invalid="ignore"):
+        for f in feeders:
+            sp = table[f"setpoint.{f}"]
+            rule(f"setpoint.{f}", ~((sp >= 0) & (sp <= MAX_MASS_FLOW)),
+                 f"must be a mass flow in [0, {MAX_MASS_FLOW:g}] kg/s")
+            rule(f"lc_flow.{f}", np.abs(table[f"lc_flow.{f}"]) > 10 * MAX_MASS_FLOW,
+                 f"must be a mass flow within +-{10 * MAX_MASS_FLOW:g} kg/s, or empty (NaN)")
+            rule(f"lc_mass.{f}", np.abs(table[f"lc_mass.{f}"]) > horizon_kg,
+                 f"must be a weight change within +-{horizon_kg:g} kg, or empty (NaN)")
+        for col in (*(f"running.{f}" for f in feeders), "press_running"):
+            rule(col, ~np.isin(table[col], (0.0, 1.0)), "must be 0 or 1")
+        for col in ("lc_time_s", "nir_time_s"):
+            ts = table[col]
+            stamped = np.isfinite(ts)
+            rule(col, stamped & (np.floor(ts / dt + 1e-9) != np.arange(ts.size)),
+                 f"must be a time within its row's tick [k dt, (k + 1) dt) with dt = {dt:g} s, "
+                 "or empty (NaN)")
+            rule(col, np.isinf(ts), "must be a time or empty (NaN)")
+        rule("nir", ~np.isnan(table["nir"]) & ~((table["nir"] >= -1) & (table["nir"] <= 2)),
+             "must be a predicted mass fraction in [-1, 2], or empty (NaN: a dropout)")
+        speed = table["blender_speed"]
+        rule("blender_speed", ~np.isnan(speed) & ~((speed > 0) & np.isfinite(speed)),
+             "must be a speed > 0 rpm, or empty (NaN) when the scenario gives none")
+        gen = table["api_lot_gen"]
+        rule("api_lot_gen", ~((gen >= 0) & (gen == np.round(gen)) & np.isfinite(gen)),
+             "must be a lot generation 0, 1, 2, ...")
+        rule("api_lot_gen", np.concatenate(([False], np.diff(gen) < 0)),
+             "must not decrease (a lot generation counts the API lots discharged so far)")
+        share = table["api_lot_share"]
+        rule("api_lot_share", ~((share >= 0) & (share <= 1)), "must be a share in [0, 1]")
 
 
 def replay(source: str | os.PathLike, *, scenario: Any = None,
@@ -146,6 +188,7 @@ def replay(source: str | os.PathLike, *, scenario: Any = None,
     if n != int(sc.n_ticks):
         raise InputError(f"{path}: {n} rows, but the scenario runs {sc.n_ticks} ticks")
     models = build_models(sc)  # once, for the shift and the monitor
+    _check_memory(sc, models, table, str(path))
     shift = int(meta["line_shift"]) if "line_shift" in meta else _default_shift(sc, models)
     n_lots = int(meta.get("n_api_lots", int(np.nanmax(table["api_lot_gen"])) + 1))
     parts = monitor_parts(sc, sc.monitor or Monitor(), shift, n_lots, models)
@@ -155,6 +198,20 @@ def replay(source: str | os.PathLike, *, scenario: Any = None,
     return ReplayResult(dt, mon.plan.copy() if mon.drive_gate else np.zeros(n, bool),
                         mon.content, mon.sd, mon.risk, mon.events,
                         getattr(parts["policy"], "name", "risk"))
+
+
+def _check_memory(sc: Any, models: Any, table: dict[str, np.ndarray], source: str) -> None:
+    """Refuse a table whose monitor cannot fit in memory (the run's length, or the slowest
+    blender speed of the table)."""
+    from cmsim.assembly import memory_problems, scenario_channel_map  # noqa: PLC0415
+
+    speed = table["blender_speed"]
+    speeds = ([("column blender_speed", float(np.nanmin(speed)))]
+              if np.isfinite(speed).any() else [])
+    problems = memory_problems(sc, float(sc.simulation.dt), int(sc.n_ticks),
+                               scenario_channel_map(sc).n_channels, models, speeds=speeds)
+    for where, value, rule in problems:
+        raise InputError(f"{source}: {where} = {value}: {rule}")
 
 
 def _default_shift(sc: Any, models: Any) -> int:

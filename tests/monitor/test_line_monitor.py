@@ -193,6 +193,56 @@ def test_replay_of_a_historian_csv_export_gives_the_same_decisions(tmp_path):
         replay(tmp_path / "bad.parquet", scenario=STOP)
 
 
+@pytest.fixture(scope="module")
+def stop_signals(tmp_path_factory):
+    """The signals table of a short api_feeder_stop run, as a historian would export it."""
+    import pandas as pd
+
+    out = tmp_path_factory.mktemp("stop") / "run"
+    cmsim.run(STOP, overrides=["simulation.duration=6 min"], out=out)
+    return pd.read_parquet(out / "signals.parquet")
+
+
+@pytest.mark.parametrize("column,row,value,words", [
+    ("setpoint.api", 7, -1e-4, "must be a mass flow in [0, "),
+    ("running.mcc", 3, 0.5, "must be 0 or 1"),
+    ("press_running", 9, 2.0, "must be 0 or 1"),
+    ("lc_time_s", 20, 1e300, "must be a time within its row's tick"),
+    ("lc_time_s", 20, 10.9, "must be a time within its row's tick"),  # row 20 is [10, 10.5)
+    ("nir_time_s", 30, np.inf, "inf must be a time or empty (NaN)"),
+    ("nir", 40, 1e300, "must be a predicted mass fraction in [-1, 2]"),
+    ("lc_flow.api", 50, np.inf, "must be a mass flow within"),
+    ("lc_mass.mgst", 60, -1e12, "must be a weight change within"),
+    ("blender_speed", 70, 0.0, "must be a speed > 0 rpm"),
+    ("api_lot_gen", 80, 0.5, "must be a lot generation 0, 1, 2"),
+    ("api_lot_gen", 80, 1.0, "must not decrease"),  # reported at row 81, back to 0
+    ("api_lot_share", 90, 1.5, "must be a share in [0, 1]"),
+])
+def test_replay_names_the_column_and_row_of_a_bad_signal(tmp_path, stop_signals, column, row,
+                                                         value, words):
+    """A historian export with one bad value is refused before the monitor runs, naming the
+    file, the column, the row and its time, the value and the rule (it used to end in a
+    numpy cast warning or an OverflowError deep inside the estimator)."""
+    table = stop_signals.copy()
+    table.loc[row, column] = value
+    table.to_csv(tmp_path / "sig.csv", index=False)
+    with pytest.raises(InputError) as info:
+        replay(tmp_path / "sig.csv", scenario=STOP, overrides=["simulation.duration=6 min"])
+    msg = str(info.value)
+    row += "decrease" in words
+    assert f"sig.csv: column {column}, row {row} (time_s = {row * 0.5:g}): " in msg, msg
+    assert words in msg, msg
+
+
+def test_replay_refuses_a_blender_speed_whose_monitor_cannot_fit(tmp_path, stop_signals):
+    table = stop_signals.copy()
+    table.loc[100:, "blender_speed"] = 1e-12  # rpm: the blender's times grow 1.6e7-fold
+    table.to_csv(tmp_path / "sig.csv", index=False)
+    with pytest.raises(InputError, match=r"column blender_speed = 1e-12 rpm: the residence "
+                                         r"times reach"):
+        replay(tmp_path / "sig.csv", scenario=STOP, overrides=["simulation.duration=6 min"])
+
+
 def test_replay_refuses_a_directory_without_signals(tmp_path):
     with pytest.raises(InputError, match="signals"):
         replay(tmp_path)
