@@ -10,21 +10,18 @@ imports no configuration code.
 
 from __future__ import annotations
 
-import math
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from cmsim import disturbances as dist
 from cmsim.errors import InputError, ScenarioError
+from cmsim.footprint import memory_problems
 from cmsim.rtd import RTDModel, Series
 from cmsim.streams import ChannelMap
 from cmsim.unitops.stage import SPEED_CAPABLE_MODELS, speed_capable
 
-__all__ = ["LineModels", "RunAssembly", "assemble", "build_models", "machine_memory",
-           "memory_problems", "scenario_channel_map"]
+__all__ = ["LineModels", "RunAssembly", "assemble", "build_models", "scenario_channel_map"]
 
 #: scenario paths of the three residence-time tables, in the order of the line
 RTD_PATHS = ("blender.rtd", "press.transfer_rtd", "press.feed_frame_rtd")
@@ -166,126 +163,6 @@ def scenario_channel_map(scenario: Any) -> ChannelMap:
     return ChannelMap.from_lots(lots, api_material=scenario.api_feeder.material)
 
 
-#: Bytes a run keeps per tick at least: per channel (gate flow, line records) and besides
-#: (diversion masks, set points, feeder and monitor signals). A lower bound of measured runs
-#: (about 500 bytes per tick with 3 channels and the monitor), so a refused run never fits.
-BYTES_PER_TICK_CHANNEL = 8
-BYTES_PER_TICK = 80
-#: State of a stage and of the monitor's kernels: two float64 values per channel and tick of
-#: the residence time's reach (mean + 30 standard deviations, beyond its 1e-12 tail).
-BYTES_PER_STATE_TICK_CHANNEL = 16
-
-
-def machine_memory() -> float | None:
-    """Physical memory this process may use [bytes]: the machine's RAM, or the container's
-    (cgroup v2 ``memory.max``) limit where that is lower; None where unknown."""
-    try:
-        total = float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
-    except (AttributeError, ValueError, OSError):
-        return None
-    try:
-        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
-        if limit.isdigit():
-            total = min(total, float(limit))
-    except OSError:
-        pass
-    return total if total > 0 else None
-
-
-def _gib(n_bytes: float) -> str:
-    gib = n_bytes / 2**30
-    return f"{gib:,.1f} GiB" if gib < 1e6 else f"{gib:.3g} GiB"
-
-
-def _count(x: float) -> str:
-    return f"{x:,.0f}" if x < 1e12 else f"{x:.3g}"
-
-
-def _reach(model: Any) -> float:
-    """Mean + 30 standard deviations of an RTD [s] (beyond its 1e-12 tail)."""
-    return float(model.mean) + 30.0 * math.sqrt(max(float(model.variance), 0.0))
-
-
-def _slowest_blender(scenario: Any, speeds: list[tuple[str, float]] | None
-                     ) -> tuple[str, float, float] | None:
-    """The slowest blender speed of ``speeds`` ((field path, speed [rpm]); default: the
-    scenario's ``blender_speed`` disturbances): (path, speed [rpm], factor of the blender's
-    tank times), where it slows the blender; else None."""
-    nominal = getattr(scenario.blender, "speed", None)
-    if speeds is None:
-        speeds = [(f"disturbances[{i}].speed", float(_get(d, "speed")))
-                  for i, d in enumerate(scenario.disturbances)
-                  if _get(d, "type") == "blender_speed"]
-    if nominal is None or not speeds:
-        return None
-    path, speed = min(speeds, key=lambda x: x[1])
-    log_factor = float(scenario.blender.speed_exponent) * math.log(float(nominal) / speed)
-    if log_factor <= 0.0:
-        return None
-    return path, speed, math.exp(min(log_factor, 700.0))
-
-
-def memory_problems(scenario: Any, dt: float, n_ticks: int, n_channels: int,
-                    models: LineModels, limit: float | None = None,
-                    speeds: list[tuple[str, float]] | None = None
-                    ) -> list[tuple[str, Any, str]]:
-    """A run that cannot fit in memory, named by the field that makes it too large.
-
-    The estimate is a lower bound (:data:`BYTES_PER_TICK`, ...): the per-tick records of the
-    run, and the state of the three residence-time stages over their reach.
-
-    Parameters
-    ----------
-    scenario : cmsim.config.Scenario
-        Validated scenario (SI values).
-    dt : float
-        Time step [s].
-    n_ticks : int
-        Ticks of the run [-].
-    n_channels : int
-        Channels of the line's streams [-].
-    models : LineModels
-        The residence-time models.
-    limit : float, optional
-        Memory available [bytes] (default :func:`machine_memory`; no check where unknown).
-    speeds : list of (str, float), optional
-        Blender speeds [rpm] the run will see, with the field that sets each (default: the
-        scenario's ``blender_speed`` disturbances); a slower blender holds its material longer.
-
-    Returns
-    -------
-    list of (field path, value, rule)
-        Empty when the run fits.
-    """
-    limit = machine_memory() if limit is None else float(limit)
-    if limit is None:
-        return []
-    records = n_ticks * (BYTES_PER_TICK + BYTES_PER_TICK_CHANNEL * n_channels)
-    reach = {path: _reach(m) for path, m in models.by_path().items()}
-    slowest = _slowest_blender(scenario, speeds)
-    if slowest is not None:  # a speed change stretches the blender's tanks
-        where, _, factor = slowest
-        tanks = [m for m in getattr(models.blender, "stages", (models.blender,))
-                 if speed_capable(m)]
-        reach[where] = (factor - 1.0) * sum(map(_reach, tanks))
-    state = sum(reach.values()) / dt * BYTES_PER_STATE_TICK_CHANNEL * n_channels
-    if records + state <= limit:
-        return []
-    have = f"this machine has {_gib(limit)}"
-    if records >= state:
-        return [("simulation.duration", f"{n_ticks * dt:g} s",
-                 f"{_count(n_ticks)} ticks at dt = {dt:g} s need at least {_gib(records)} for the "
-                 f"run's per-tick records; {have}: shorten the run or take a longer dt")]
-    path = max(reach, key=reach.get)
-    value = (f"{slowest[1]:g} rpm" if slowest is not None and path == slowest[0]
-             else f"reaches {reach[path]:.4g} s")
-    return [(path, value,
-             f"the residence times reach {sum(reach.values()):.4g} s = "
-             f"{_count(sum(reach.values()) / dt)} ticks at dt = {dt:g} s: the line's and the "
-             f"monitor's state need at least {_gib(state)}; {have}: check the residence "
-             "time's units, or take a longer dt")]
-
-
 def assemble(scenario: Any, models: LineModels | None = None) -> RunAssembly:
     """Read and build what a run needs from a validated scenario, once.
 
@@ -304,7 +181,7 @@ def assemble(scenario: Any, models: LineModels | None = None) -> RunAssembly:
     ------
     cmsim.errors.ScenarioError
         A model refuses its parameters, or the run cannot fit in this machine's memory
-        (:func:`memory_problems`).
+        (:func:`cmsim.footprint.memory_problems`).
     """
     dt, n_ticks = float(scenario.simulation.dt), int(scenario.n_ticks)
     cmap = scenario_channel_map(scenario)

@@ -203,7 +203,8 @@ def replay(source: str | os.PathLike, *, scenario: Any = None,
 def _check_memory(sc: Any, models: Any, table: dict[str, np.ndarray], source: str) -> None:
     """Refuse a table whose monitor cannot fit in memory (the run's length, or the slowest
     blender speed of the table)."""
-    from cmsim.assembly import memory_problems, scenario_channel_map  # noqa: PLC0415
+    from cmsim.assembly import scenario_channel_map  # noqa: PLC0415
+    from cmsim.footprint import memory_problems  # noqa: PLC0415
 
     speed = table["blender_speed"]
     speeds = ([("column blender_speed", float(np.nanmin(speed)))]

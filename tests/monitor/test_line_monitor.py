@@ -238,8 +238,8 @@ def test_replay_refuses_a_blender_speed_whose_monitor_cannot_fit(tmp_path, stop_
     table = stop_signals.copy()
     table.loc[100:, "blender_speed"] = 1e-12  # rpm: the blender's times grow 1.6e7-fold
     table.to_csv(tmp_path / "sig.csv", index=False)
-    with pytest.raises(InputError, match=r"column blender_speed = 1e-12 rpm: the residence "
-                                         r"times reach"):
+    with pytest.raises(InputError, match=r"column blender_speed = 1e-12 rpm: at dt = 0\.5 s "
+                                         r"this part of the run needs at least"):
         replay(tmp_path / "sig.csv", scenario=STOP, overrides=["simulation.duration=6 min"])
 
 

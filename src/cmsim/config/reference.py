@@ -503,10 +503,11 @@ def markdown() -> str:
         "",
         "Before a run starts (and in `cmsim validate`), cmsim also checks that the run fits in "
         "the machine's memory: the per-tick records of `simulation.duration / simulation.dt` "
-        "ticks, and the state of the three residence-time stages over their reach (mean + 30 "
-        "standard deviations). A run that cannot fit is refused with the field that makes it "
-        "too large (`simulation.duration`, or the RTD table with the longest reach), instead "
-        "of failing part way with an out-of-memory error.",
+        "ticks, and the state the stages and the monitor keep over their times (an RTD's "
+        "reach of mean + 30 standard deviations, a blender slowed by a speed change, the gate "
+        "delay, the NIR latency and integration time, the load-cell period and window). A run "
+        "that cannot fit is refused, naming the field with the largest part, instead of "
+        "failing part way with an out-of-memory error.",
         "",
         "## Quantities and units",
         "",

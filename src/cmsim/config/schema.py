@@ -606,12 +606,14 @@ class Blender(_Strict):
     speed : float or None
         Nominal impeller speed [rpm]; needed by ``blender_speed`` disturbances.
     speed_exponent : float
-        beta in tau proportional to speed^-beta [-] (default 0.5).
+        beta in tau proportional to speed^-beta [-], in [0, 5] (default 0.5).
     """
 
     rtd: RTDTable
     speed: Q("speed", gt=0) | None = None
-    speed_exponent: Q("dimensionless", ge=0) = 0.5
+    speed_exponent: Q("dimensionless", ge=0, le=5,
+                      why="; a residence time falling faster than speed^-5 is likely a "
+                      "typo") = 0.5
 
 
 class Press(_Strict):
