@@ -25,7 +25,7 @@ from cmsim import _validate
 from cmsim.errors import ParameterError
 from cmsim.rtd._apply import RecursiveForm
 from cmsim.rtd._axial import AxialDispersion
-from cmsim.rtd._base import Kernel, RTDModel
+from cmsim.rtd._base import Kernel, RTDModel, brent_quantile
 from cmsim.rtd._series import GammaSum, QuadConvolution
 
 __all__ = [
@@ -526,7 +526,9 @@ class Series(RTDModel):
             return np.full(np.shape(target), self.shift)
         if isinstance(self._engine, RTDModel):
             return self._engine._solve(target, use_sf) + self.shift
-        return super()._solve(target, use_sf)
+        # a mixture or a quadrature per point: continuous and increasing beyond its lower bound
+        return brent_quantile(self._cdf, self._sf, target, use_sf, self.lower_bound,
+                              self._scale())
 
 
 def _adapt(m: Any) -> Any:
