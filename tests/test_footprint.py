@@ -57,6 +57,15 @@ def test_a_monitor_time_setting_beyond_memory_names_its_field(field):
     assert _problems(START_UP, [f"{field}=2 min"], limit=2**32) == []
 
 
+def test_a_controller_window_beyond_memory_names_it():
+    """The gravimetric PI's load-cell ring holds a weighing per tick of its window (1e9 s asked
+    numpy for 14.9 GiB per feeder)."""
+    ctl = "scenarios/control_combined.toml"
+    (path, value, _), = _problems(ctl, ["control.feeder_pi.window=1e9 s"], limit=2**34)
+    assert (path, value) == ("control.feeder_pi.window", "1e+09 s")
+    assert _problems(ctl, ["control.feeder_pi.window=1 min"], limit=2**34) == []
+
+
 def test_a_blender_slowed_beyond_memory_names_the_speed_change():
     """A blender_speed disturbance stretches the blender's tank times by (nominal / speed) ^
     speed_exponent; 1 rpm with an exponent of 3 makes the 60 s blender 1.6e7 times slower."""

@@ -1,12 +1,13 @@
 """Will a run fit in memory? A lower bound of what it needs, named by the field that sets it.
 
-A run keeps per-tick records of its whole length, and its stages and monitor keep state that
-grows with their times: a residence time's reach, a plug-flow delay, the NIR latency, the gate
-delay, the load-cell period and window. A value typed in the wrong unit (``1e9 s``) asks for
-hundreds of GiB; without this check numpy fails part way (or the operating system ends the
-process). :func:`memory_problems` adds up a lower bound of each part and, above the memory of
-the machine (or of its container), reports the field with the largest part. The scenario is
-read duck-typed (this module imports no configuration code).
+A run keeps per-tick records of its whole length, and its stages, monitor and controllers keep
+state that grows with their times: a residence time's reach, a plug-flow delay, the NIR
+latency, the gate delay, the load-cell period and window, a feeder controller's load-cell
+window. A value typed in the wrong unit (``1e9 s``) asks for hundreds of GiB; without this
+check numpy fails part way (or the operating system ends the process). :func:`memory_problems`
+adds up a lower bound of each part and, above the memory of the machine (or of its container),
+reports the field with the largest part. The scenario is read duck-typed (this module imports
+no configuration code).
 """
 
 from __future__ import annotations
@@ -110,6 +111,11 @@ def _parts(scenario: Any, dt: float, n_ticks: int, n_channels: int, models: Any,
         times["monitor.load_cell_period"] = (period, 8.0 * _LOAD_CELL_SPAN / dt)
         times["monitor.load_cell_window"] = (_get(mon, "load_cell_window"),
                                              8.0 / max(float(period), dt))
+    ctl = getattr(scenario, "control", None)
+    pi = getattr(ctl, "feeder_pi", None) if ctl is not None else None
+    if pi is not None:  # each controlled feeder's load-cell ring: a float and an index per tick
+        n = len(_get(pi, "feeders") or scenario.feeders)
+        times["control.feeder_pi.window"] = (_get(pi, "window"), 16.0 * n / dt)
     for path, (value, per_second) in times.items():
         if value is not None:
             parts[path] = (f"{float(value):g} s", float(value) * per_second)

@@ -505,7 +505,8 @@ def markdown() -> str:
         "the machine's memory: the per-tick records of `simulation.duration / simulation.dt` "
         "ticks, and the state the stages and the monitor keep over their times (an RTD's "
         "reach of mean + 30 standard deviations, a blender slowed by a speed change, the gate "
-        "delay, the NIR latency and integration time, the load-cell period and window). A run "
+        "delay, the NIR latency and integration time, the load-cell period and window, the "
+        "feeder controllers' load-cell window). A run "
         "that cannot fit is refused, naming the field with the largest part, instead of "
         "failing part way with an out-of-memory error.",
         "",
