@@ -55,6 +55,7 @@ from numba import njit
 
 from cmsim.errors import ParameterError
 from cmsim.monitor.plant import SignalChunk
+from cmsim.rtd import autocorrelation, full_convolve
 
 __all__ = ["EstimatorSettings", "GateEstimate", "LineSpec", "LineStateEstimator",
            "input_responses", "model_error_sd"]
@@ -211,8 +212,8 @@ def model_error_sd(rsd: np.ndarray, shares: np.ndarray, api: int, corr_time: np.
     if seen is not None:
         miss = -np.asarray(seen, dtype=np.float64)
         miss[0] += 1.0
-        g = np.convolve(g, miss)
-    r = np.correlate(g, g, mode="full")[g.size - 1:]
+        g = full_convolve(g, miss)
+    r = autocorrelation(g)
     lags = np.arange(r.size) * dt
     var = 0.0
     for f in range(len(rsd)):

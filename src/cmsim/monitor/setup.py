@@ -37,7 +37,7 @@ from cmsim.monitor.policies import (
 from cmsim.monitor.rules import build_rules
 from cmsim.monitor.sensors import LoadCellBank, NIRSensor
 from cmsim.monitor.windows import cached_quantile, cached_series
-from cmsim.rtd import Series
+from cmsim.rtd import Series, full_convolve
 from cmsim.unitops.stage import chain_shift
 
 __all__ = ["assemble_monitor", "build_line_monitor", "lot_potency", "monitor_parts", "nir_faults",
@@ -124,14 +124,14 @@ def _model_sd(probe_rtd: Any, dt: float, rsd: tuple[float, ...], corr: tuple[flo
     # kernels convolved (a series kernel from its continuous CDF needs a numerical
     # convolution integral per bin, about a minute for an axial-dispersion blender at 0.5 s)
     stages = probe_rtd.stages if isinstance(probe_rtd, Series) else (probe_rtd,)
-    kernel = functools.reduce(np.convolve, [np.asarray(m.kernel(dt, tail=1e-9))
-                                            for m in stages])
+    kernel = functools.reduce(full_convolve, [np.asarray(m.kernel(dt, tail=1e-9))
+                                              for m in stages])
     seen, weighing = input_responses(period, dt) if period > 0 else (None, None)
     var = model_error_sd(np.array(rsd), shares, api, np.array(corr), kernel, dt, seen) ** 2
     if period > 0 and noise > 0:
         # independent weighings every period: sum of the squared content responses, averaged
         # over the phase of the weighing clock
-        g = np.convolve(kernel, weighing)
+        g = full_convolve(kernel, weighing)
         per_kg = float(np.sum(g * g)) / max(1.0, round(period / dt))
         sens = np.where(np.arange(f.size) == api, 1.0 - shares[api], shares)
         var += float(np.sum((sens / f) ** 2)) * noise ** 2 * per_kg
