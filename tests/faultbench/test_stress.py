@@ -96,3 +96,23 @@ def test_kinds_that_do_not_apply_are_refused():
     d["pat"] = d["diversion"] = None
     with pytest.raises(ParameterError, match="no PAT monitor"):
         stress_monitor(d, runs=2)
+
+
+@pytest.mark.parametrize("command", [["stress-monitor", "baseline", "--runs", "1"],
+                                     ["bench-monitor", "--replicates", "1"]])
+def test_an_out_dir_that_cannot_be_written_is_refused_before_any_run(tmp_path, capsys,
+                                                                     monkeypatch, command):
+    """--out used to fail with a FileNotFoundError after the whole campaign, its results
+    lost; it is now refused up front as invalid input."""
+    from cmsim.faultbench import stress  # noqa: PLC0415
+
+    def no_run(*args, **kwargs):
+        raise AssertionError("a run started")
+
+    monkeypatch.setattr(stress, "stress_monitor", no_run)
+    monkeypatch.setattr("cmsim.faultbench.bench.bench_monitor", no_run)
+    (tmp_path / "file").write_text("x")
+    for out, words in ((tmp_path / "file", "exists and is not a directory"),
+                       (tmp_path / "file" / "sub", "cannot create the directory")):
+        assert main([*command, "-q", "--out", str(out)]) == 2
+        assert words in capsys.readouterr().err

@@ -70,6 +70,22 @@ def _names(text: str | None, option: str) -> list[str] | None:
     return names
 
 
+def check_out(out: Path | None) -> None:
+    """Create ``--out`` before any run, so that a directory that cannot be written is refused
+    up front (not after the whole campaign, with its results lost)."""
+    from cmsim.errors import InputError  # noqa: PLC0415
+
+    if out is None:
+        return
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out}: exists and is not a directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"--out {out}: cannot create the directory "
+                         f"({exc.strerror or type(exc).__name__})") from None
+
+
 def local_executor(workers: int) -> Any:
     """A process pool of ``workers`` processes for ``--workers`` (None for 1: run here)."""
     from cmsim.errors import ParameterError  # noqa: PLC0415
@@ -88,6 +104,7 @@ def run_command(args: argparse.Namespace) -> int:
     from cmsim.faultbench.bench import bench_monitor  # noqa: PLC0415
     from cmsim.faultbench.report import to_markdown, write_outputs  # noqa: PLC0415
 
+    check_out(args.out)
     executor = local_executor(args.workers)
     try:
         summary, runs = bench_monitor(

@@ -82,10 +82,11 @@ def run_command(args: argparse.Namespace) -> int:
     from cmsim import _toml_out  # noqa: PLC0415
     from cmsim._fs import write_files  # noqa: PLC0415
     from cmsim.config import load_scenario  # noqa: PLC0415
-    from cmsim.faultbench.command import _names, local_executor  # noqa: PLC0415
+    from cmsim.faultbench.command import _names, check_out, local_executor  # noqa: PLC0415
     from cmsim.faultbench.stress import stress_monitor  # noqa: PLC0415
 
     scenario = load_scenario(args.scenario, overrides=args.set or None)  # once, for both
+    check_out(args.out)
     executor = local_executor(args.workers)
     try:
         summary, runs = stress_monitor(
