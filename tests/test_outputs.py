@@ -285,3 +285,27 @@ def test_report_has_inputs_legend_and_a_readable_event_table(run_dir):
     assert '{"' not in events  # no raw JSON
     assert "feeder_stop" in events and "duration s = 8" in events
     assert set(report.TRIGGERS) >= {"pat_oos", "risk", "feeder", "mspc", "start_up"}
+
+
+@pytest.mark.parametrize("argv", [
+    ["run", "baseline", "--set", "simulation.duration=1 min"],
+    ["sweep", "baseline", "--set", "simulation.duration=1 min", "-q"],
+])
+def test_an_out_dir_that_cannot_be_created_is_invalid_input(tmp_path, capsys, argv):
+    """An --out below a file used to end in 'error: FileNotFoundError' (exit 1)."""
+    from cmsim.cli import main  # noqa: PLC0415
+
+    (tmp_path / "file").write_text("x")
+    assert main([*argv, "--out", str(tmp_path / "file" / "run")]) == 2
+    assert "cannot create" in capsys.readouterr().err
+
+
+def test_replay_refuses_an_out_it_cannot_write_before_replaying(tmp_path, capsys,
+                                                                 monkeypatch):
+    from cmsim import replay as rp  # noqa: PLC0415
+    from cmsim.cli import main  # noqa: PLC0415
+
+    monkeypatch.setattr(rp, "replay", lambda *a, **k: pytest.fail("replayed"))
+    (tmp_path / "file").write_text("x")
+    assert main(["replay", str(tmp_path), "--out", str(tmp_path / "file" / "rep")]) == 2
+    assert "cannot write in" in capsys.readouterr().err

@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -48,6 +49,17 @@ def _pid_alive(pid: int) -> bool:
     except OSError:
         return False
     return True
+
+
+def make_dir(path: Path, label: str, *, probe: bool = False) -> None:
+    """Create the directory ``path`` (and its parents) where missing, and with ``probe`` check
+    that a file can be made in it; else InputError ``"<label> (<reason>)"``."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        if probe:
+            os.rmdir(tempfile.mkdtemp(prefix=".cmsim-probe-", dir=path))
+    except OSError as exc:
+        raise InputError(f"{label} ({exc.strerror or type(exc).__name__})") from None
 
 
 def temp_prefix(out: Path, kind: str = "tmp") -> str:
@@ -166,12 +178,16 @@ class Claim:
         self._owner = False
 
     def __enter__(self) -> Claim:
-        self.out.parent.mkdir(parents=True, exist_ok=True)
+        make_dir(self.out.parent, f"out={str(self.out)!r}: cannot create its directory "
+                                  f"{self.out.parent}")
         clean_stale(self.out.parent)
         for _ in range(3):
             try:
                 _create_with_pid(self.lock)
-            except FileExistsError:
+            except OSError as exc:
+                if not isinstance(exc, FileExistsError):
+                    raise InputError(f"out={str(self.out)!r}: cannot write in "
+                                     f"{self.out.parent} ({exc.strerror})") from None
                 holder = self._holder()
                 if holder == os.getpid():
                     break  # claimed earlier by this process (e.g. cmsim.run, then write)

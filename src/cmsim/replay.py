@@ -269,6 +269,12 @@ def add_replay_parser(sub: Any, common: Any, add_set: Any) -> None:
 
 
 def _cmd_replay(args: Any) -> int:
+    from cmsim._outdir import make_dir  # noqa: PLC0415
+    from cmsim.io import check_output_dir  # noqa: PLC0415
+
+    if args.out is not None:  # refused before replaying, not after
+        parent = check_output_dir(args.out).absolute().parent
+        make_dir(parent, f"--out {args.out}: cannot write in {parent}", probe=True)
     res = replay(args.source, scenario=args.scenario, overrides=args.set)
     s = res.summary()
     iv = s["diverted_intervals_s"]

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from cmsim._fs import atomic_write
+from cmsim._outdir import make_dir
 from cmsim.errors import CmsimError, InputError
 
 __all__ = ["FORMAT", "KeptResults", "SweepDefinitionError", "SweepLockedError", "SweepStore",
@@ -125,7 +126,7 @@ class SweepStore:
         """
         if self.dir.exists() and not self.dir.is_dir():
             raise SweepDefinitionError(f"{self.dir}: exists and is not a directory")
-        self.dir.mkdir(parents=True, exist_ok=True)
+        make_dir(self.dir, f"out={str(self.dir)!r}: cannot create the directory")
         me = {"pid": os.getpid(), "host": socket.gethostname(), "started": _now()}
         for _ in range(3):
             if self._create_lock(me):
