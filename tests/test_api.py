@@ -147,3 +147,15 @@ def test_import_is_cheap():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == ""
+
+
+def test_run_refuses_a_progress_or_sync_times_of_the_wrong_kind():
+    """progress='yes' used to be taken as True, and NaN sync times were skipped silently."""
+    from cmsim.errors import ParameterError  # noqa: PLC0415
+
+    short = ["simulation.duration=1 min"]
+    with pytest.raises(ParameterError, match="progress='yes': must be True, False or a"):
+        cmsim.run("baseline", overrides=short, progress="yes")
+    for bad in ([float("nan")], [-1.0], ["soon"]):
+        with pytest.raises(ParameterError, match="extra_sync_s"):
+            cmsim.run("baseline", overrides=short, extra_sync_s=bad)

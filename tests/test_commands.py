@@ -205,3 +205,20 @@ def test_monitor_charts_as_its_comment_says():
     qs = q.summary()
     assert [(d["start_s"], d["end_s"]) for d in qs["diversion_events"]] == [(1145.0, 1800.0)]
     assert qs["tablets"]["conforming_diverted"] == pytest.approx(4130, rel=0.02)
+
+
+def test_init_into_a_place_that_cannot_be_written_is_invalid_input(tmp_path, capsys,
+                                                                  monkeypatch):
+    """A write the operating system refuses (read-only directory, /proc) used to end in
+    'error: FileNotFoundError' with exit 1."""
+    from cmsim.cli import main  # noqa: PLC0415
+    from cmsim.commands import init  # noqa: PLC0415
+
+    def refused(path, write, **kw):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(init, "atomic_write", refused)
+    target = tmp_path / "s.toml"
+    assert main(["init", str(target)]) == 2
+    assert f"{target}: cannot write it (Permission denied)" in capsys.readouterr().err
+    assert not target.exists()

@@ -87,6 +87,9 @@ def write_new(path: Path, text: str) -> None:
         atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"), overwrite=False)
     except FileExistsError:  # the name appeared while writing
         raise InitError(f"{path}: exists; cmsim init never overwrites a file") from None
+    except OSError as exc:  # a read-only or special directory
+        raise InitError(f"{path}: cannot write it ({exc.strerror or type(exc).__name__})"
+                        ) from None
 
 
 def run(args: argparse.Namespace) -> int:
