@@ -309,3 +309,19 @@ def test_replay_refuses_an_out_it_cannot_write_before_replaying(tmp_path, capsys
     (tmp_path / "file").write_text("x")
     assert main(["replay", str(tmp_path), "--out", str(tmp_path / "file" / "rep")]) == 2
     assert "cannot write in" in capsys.readouterr().err
+
+
+def test_genealogy_windows_and_figures_refuse_what_is_not_a_time_or_a_figure():
+    """lots_between took NaN and strings down to a numpy TypeError, and an infinite end to
+    an OverflowError; plot('x') failed with an AttributeError."""
+    from cmsim.errors import ParameterError  # noqa: PLC0415
+
+    r = cmsim.run("api_feeder_stop", overrides=["simulation.duration=6 min"])
+    whole = r.lots_between(0.0, 360.0)
+    assert r.lots_between(0.0, float("inf")).equals(whole)
+    assert r.lots_between(float("-inf"), 360.0).equals(whole)
+    for t0, t1 in ((float("nan"), 5.0), ("a", "b"), (0.0, float("nan"))):
+        with pytest.raises(ParameterError, match="must be a time"):
+            r.lots_between(t0, t1)
+    with pytest.raises(ParameterError, match="fig='x': must be a matplotlib Figure"):
+        r.plot("x")

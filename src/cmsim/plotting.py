@@ -679,6 +679,10 @@ def overview(result: Any, fig: Any = None) -> Any:
         import matplotlib.pyplot as plt  # noqa: PLC0415
 
         fig = plt.figure(figsize=(9, 8), layout="constrained")
+    elif not hasattr(fig, "subplots"):
+        from cmsim.errors import ParameterError  # noqa: PLC0415
+
+        raise ParameterError("fig", fig, "must be a matplotlib Figure (or None for a new one)")
     axes = fig.subplots(3, 1, sharex=True)
     api_content(result, ax=axes[0])
     mass_flow(result, ax=axes[1])

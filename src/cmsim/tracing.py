@@ -171,12 +171,20 @@ def lots_between(
     """
     dt = _validate.positive("dt", dt)
     epsilon = _validate.probability("epsilon", epsilon)
+    for name, value in (("t0", t0), ("t1", t1)):
+        try:
+            ok = not np.isnan(float(value))
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise ParameterError(name, value, "must be a time [s] (a real number; +-inf allowed)")
+    t0, t1 = float(t0), float(t1)
     if not t1 > t0:
         raise ParameterError("t1", t1, f"must be > t0 = {t0}")
     flow = np.asarray(flow, dtype=np.float64)
     n = flow.shape[1]
-    k0 = max(0, int(np.ceil(t0 / dt - 1e-9)))
-    k1 = min(n, int(np.ceil(t1 / dt - 1e-9)))
+    k0 = int(np.clip(np.ceil(t0 / dt - 1e-9), 0, n))  # clipped first: t0, t1 may be +-inf
+    k1 = int(np.clip(np.ceil(t1 / dt - 1e-9), 0, n))
     channels = [(str(m), str(lt)) for m, lt in channels]
     if k1 <= k0:
         return []
