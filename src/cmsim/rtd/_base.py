@@ -285,7 +285,7 @@ class RTDModel(abc.ABC):
         bad = ~((qa >= 0.0) & (qa <= 1.0))
         if bad.any():
             i = int(np.flatnonzero(bad.ravel())[0])
-            raise ParameterError("q", f"element {i} = {qa.ravel()[i]!r}" if qa.ndim else q,
+            raise ParameterError("q", f"element {i} = {float(qa.ravel()[i])!r}" if qa.ndim else q,
                                  "must be in [0, 1]")
         flat = qa.ravel()
         out = np.empty_like(flat)

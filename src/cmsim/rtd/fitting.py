@@ -463,7 +463,8 @@ def fit(
                              f"must have the same length as t ({tt.size})")
     if tt.size >= 2 and not np.all(np.diff(tt) > 0.0):
         bad = int(np.flatnonzero(np.diff(tt) <= 0.0)[0]) + 1
-        raise ParameterError("t", f"t[{bad}] = {tt[bad]!r} after t[{bad - 1}] = {tt[bad - 1]!r}",
+        raise ParameterError("t", f"t[{bad}] = {float(tt[bad])!r} after "
+                             f"t[{bad - 1}] = {float(tt[bad - 1])!r}",
                              "must be strictly increasing")
     if weights is None:
         ww = np.ones_like(tt)

@@ -63,7 +63,7 @@ def _durations(durations: Any) -> np.ndarray:
     d = _validate.finite_array("durations", durations)
     if np.any(d < 0.0):
         i = int(np.flatnonzero(d.ravel() < 0.0)[0])
-        raise ParameterError("durations", f"element {i} = {d.ravel()[i]!r}", "must be >= 0")
+        raise ParameterError("durations", f"element {i} = {float(d.ravel()[i])!r}", "must be >= 0")
     return d
 
 

@@ -284,11 +284,11 @@ class Empirical(RTDModel):
         d = np.diff(tt)
         if not np.all(d > 0.0):
             i = int(np.flatnonzero(~(d > 0.0))[0]) + 1
-            raise ParameterError("t", f"element {i} = {tt[i]!r} after {tt[i - 1]!r}",
+            raise ParameterError("t", f"element {i} = {float(tt[i])!r} after {float(tt[i - 1])!r}",
                                  "must be strictly increasing")
         if np.any(ee < 0.0):
             i = int(np.flatnonzero(ee < 0.0)[0])
-            raise ParameterError("e", f"element {i} = {ee[i]!r}", "must be >= 0")
+            raise ParameterError("e", f"element {i} = {float(ee[i])!r}", "must be >= 0")
         area = float(np.sum(0.5 * (ee[1:] + ee[:-1]) * d))
         if not area > 0.0:
             raise ParameterError("e", "all zero", "must have positive area (not all zero)")
