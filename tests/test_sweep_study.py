@@ -201,6 +201,9 @@ def test_plot_hist_counts_every_replicate():
         counts, _ = np.histogram(ok[ok["case"] == case]["waste"], bins=edges)
         heights = patch.get_xy()[1:-1:2, 1]  # the step outline's levels
         assert np.array_equal(heights[: len(counts)], counts)
+    assert len(plot_hist(table, "waste", cases=[1, 3]).patches) == 2
+    with pytest.raises(ParameterError, match=r"\[99\] are not cases of the table"):
+        plot_hist(table, "waste", cases=[1, 99])  # drew an empty figure before
     import matplotlib.pyplot as plt
 
     plt.close("all")

@@ -154,6 +154,11 @@ def plot_hist(table: Any, metric: str, *, ax: Any = None, cases: Sequence[int] |
         raise ParameterError("metric", metric, "must be a column of the table")
     ok = table if "error_type" not in table.columns else table[table["error_type"].isna()]
     if cases is not None:
+        unknown = sorted(set(cases) - set(table["case"].tolist()))
+        if unknown:
+            raise ParameterError("cases", list(cases),
+                                 f"{unknown} are not cases of the table (cases: "
+                                 f"{sorted(set(table['case'].tolist()))})")
         ok = ok[ok["case"].isin(list(cases))]
     values = ok[metric].to_numpy(dtype=float)
     values = values[np.isfinite(values)]
