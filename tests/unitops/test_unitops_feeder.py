@@ -318,3 +318,36 @@ def test_a_subnormal_set_point_in_volumetric_mode_scales_without_overflow():
     api = out[CM.index("API", "A1")]
     assert np.all(np.isfinite(api)) and api[12] == pytest.approx(q, rel=1e-12)
     assert f.fed.sum() == pytest.approx(api.sum() * DT, rel=1e-12)
+
+
+def test_long_load_cell_window_keeps_the_least_squares_slope_of_its_readings():
+    """A window longer than 64 readings (a small tick) keeps running sums, O(1) per reading,
+    summed again exactly once per window length; its estimate stays the least-squares slope of
+    the readings in the ring, across refills (which restart the window) and many windows."""
+    from cmsim.unitops import _feeder_kernel as fk  # noqa: PLC0415
+
+    hop = Hopper(capacity=0.3, initial_mass=0.2, refill_low=0.3, refill_high=0.8,
+                 refill_rate=0.01, settle_time=5.0)
+    f = LossInWeightFeeder("api", "API", 5e-4, CM, "A1", DT, n_ticks=12_000, hopper=hop,
+                           rng=np.random.default_rng(5), noise_rsd=0.05)
+    f.enable_load_cell(noise_sd=2e-4, window=100.0)  # 200 readings
+    n_win = int(f._pr[fk.P_WINDOW])
+    assert n_win == 200 > fk.SLOPE_LOOP_MAX
+    rng = np.random.default_rng(6)
+    k, checked, restarts = 0, 0, 0
+    while k < 12_000:
+        n = int(rng.integers(1, 700))
+        n = min(n, 12_000 - k)
+        out = np.zeros((CM.n_channels, n))
+        f.step(out, k)
+        k += n
+        count = int(f._is[fk.I_CELL_N])
+        restarts += count < n_win
+        if count >= n_win:
+            pos = int(f._is[fk.I_CELL_POS])
+            w = np.array([f._ring[(pos - n_win + j) % n_win] for j in range(n_win)])
+            slope = np.polyfit(np.arange(n_win) * DT, w, 1)[0]
+            assert -f._fs[fk.F_MEAS] == pytest.approx(slope, rel=1e-9, abs=1e-12)
+            checked += 1
+    refills = sum(e["type"] == "refill_start" for e in f.events)
+    assert refills >= 2 and checked >= 15 and restarts >= 1

@@ -38,7 +38,9 @@ F_EPREV = 17      # previous control error [kg/s] (PI mode)
 F_MEAS = 18       # latest load-cell flow estimate [kg/s]
 F_CELLW = 19      # weight seen by the load cell without noise [kg] (hopper or -discharged)
 F_CELL_SD = 20    # load-cell reading noise, 1 sigma [kg]
-N_FS = 21
+F_CELL_S = 21     # sum of the readings in the load-cell window [kg] (long windows only)
+F_CELL_T = 22     # sum of j x reading over the window, j = 0 for the oldest [kg]
+N_FS = 23
 
 # ---- int state (is) slots
 I_RUNNING = 0     # 1 running, 0 stopped
@@ -51,7 +53,8 @@ I_HEAD = 6        # FIFO ring head
 I_COUNT = 7       # FIFO parcels in the ring
 I_CELL_POS = 8    # next slot of the load-cell ring
 I_CELL_N = 9      # valid readings in the load-cell ring (since the last refill)
-N_IS = 10
+I_CELL_SINCE = 10  # readings since the window sums were last summed exactly (long windows)
+N_IS = 11
 
 # ---- parameter (pr) slots
 P_HAS_HOPPER = 0
@@ -103,6 +106,49 @@ def _push_event(ev_i, ev_f, n_ev, tick, code, lot, a, b, c):
     ev_f[n_ev, 1] = b
     ev_f[n_ev, 2] = c
     return n_ev + 1
+
+
+#: Windows of up to this many readings take the least-squares slope by a loop over the window;
+#: longer ones (a small tick) keep running sums, O(1) per reading instead of O(window), summed
+#: again exactly once per window length so that rounding cannot accumulate.
+SLOPE_LOOP_MAX = 64
+
+
+@njit(cache=True)
+def window_sums(ring, pos, n_win):
+    """Exact ``(sum w_j, sum j w_j)`` of the last ``n_win`` readings (j = 0 oldest)."""
+    size = ring.size
+    s = 0.0
+    t = 0.0
+    for j in range(n_win):
+        w = ring[(pos - n_win + j) % size]
+        s += w
+        t += j * w
+    return s, t
+
+
+@njit(cache=True)
+def _push_reading(fs, ist, ring, w, n_win):
+    """Store reading ``w`` in the ring; with a long window, update the running sums."""
+    pos = ist[I_CELL_POS]
+    n = ist[I_CELL_N]
+    if n_win > SLOPE_LOOP_MAX:
+        if n >= n_win:  # full: the oldest reading (in the slot written now) leaves
+            old = ring[pos]
+            fs[F_CELL_T] += (n_win - 1) * w - (fs[F_CELL_S] - old)
+            fs[F_CELL_S] += w - old
+        else:
+            fs[F_CELL_T] += n * w
+            fs[F_CELL_S] += w
+    ring[pos] = w
+    ist[I_CELL_POS] = (pos + 1) % ring.size
+    if n < n_win:
+        ist[I_CELL_N] = n + 1
+    elif n_win > SLOPE_LOOP_MAX:
+        ist[I_CELL_SINCE] += 1
+        if ist[I_CELL_SINCE] >= n_win:
+            fs[F_CELL_S], fs[F_CELL_T] = window_sums(ring, ist[I_CELL_POS], n_win)
+            ist[I_CELL_SINCE] = 0
 
 
 @njit(cache=True)
@@ -315,13 +361,17 @@ def _cell_and_pi(fs, ist, pr, ring, meas, i, k, z, dt, n_win, period, pi_mode):
     gravimetric = ist[I_REFILL] == 0 and ist[I_STUCK] == 0
     if ist[I_REFILL] != 0:
         ist[I_CELL_N] = 0  # the weight rises during a refill: no loss-in-weight estimate
+        fs[F_CELL_S] = 0.0
+        fs[F_CELL_T] = 0.0
+        ist[I_CELL_SINCE] = 0
     else:
-        ring[ist[I_CELL_POS]] = fs[F_CELLW] + fs[F_CELL_SD] * z
-        ist[I_CELL_POS] = (ist[I_CELL_POS] + 1) % ring.size
-        if ist[I_CELL_N] < n_win:
-            ist[I_CELL_N] += 1
+        _push_reading(fs, ist, ring, fs[F_CELLW] + fs[F_CELL_SD] * z, n_win)
         if ist[I_CELL_N] >= n_win:
-            fs[F_MEAS] = -_cell_slope(ring, ist[I_CELL_POS], n_win, dt)
+            if n_win > SLOPE_LOOP_MAX:  # sum (j - xm) w_j = T - xm S over sum (j - xm)^2
+                num = fs[F_CELL_T] - 0.5 * (n_win - 1) * fs[F_CELL_S]
+                fs[F_MEAS] = -num / (n_win * (n_win * n_win - 1.0) / 12.0) / dt
+            else:
+                fs[F_MEAS] = -_cell_slope(ring, ist[I_CELL_POS], n_win, dt)
     meas[i] = fs[F_MEAS]
     if not pi_mode or (k + 1) % period != 0:
         return

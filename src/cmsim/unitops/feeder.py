@@ -523,6 +523,9 @@ class LossInWeightFeeder:
         self._ring = fs[fk.F_CELLW] + (n_win - 1 - np.arange(n_win)) * sp * self.dt
         ist[fk.I_CELL_POS] = 0
         ist[fk.I_CELL_N] = n_win
+        # the running sums of a long window (the kernel's own exact sums)
+        fs[fk.F_CELL_S], fs[fk.F_CELL_T] = fk.window_sums(self._ring, 0, n_win)
+        ist[fk.I_CELL_SINCE] = 0
         fs[fk.F_MEAS] = sp
         self._cell_noise = np.zeros(0)
         self._meas = np.zeros(0)
