@@ -116,3 +116,20 @@ def test_an_out_dir_that_cannot_be_written_is_refused_before_any_run(tmp_path, c
                        (tmp_path / "file" / "sub", "cannot create the directory")):
         assert main([*command, "-q", "--out", str(out)]) == 2
         assert words in capsys.readouterr().err
+
+
+def test_a_plain_string_where_a_list_of_names_is_due_is_refused():
+    """bench_monitor(faults='feeder_stop') took the string letter by letter and reported
+    "faults='f': no such fault"; a string of overrides was split the same way."""
+    calls = [
+        (lambda: cmsim.bench_monitor(replicates=1, faults="feeder_stop"), "faults"),
+        (lambda: cmsim.bench_monitor(replicates=1, overrides="simulation.duration=9 min"),
+         "overrides"),
+        (lambda: cmsim.stress_monitor("baseline", runs=1, kinds="feeder_stop"), "kinds"),
+        (lambda: cmsim.stress_monitor("baseline", runs=1, overrides="pat.noise_sd=0.1 %"),
+         "overrides"),
+    ]
+    for call, name in calls:
+        with pytest.raises(ParameterError) as info:
+            call()
+        assert info.value.name == name and "must be a list" in str(info.value)

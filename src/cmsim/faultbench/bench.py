@@ -137,9 +137,21 @@ def run_fault(fault: Fault, *, policies: Sequence[str] | None = None, replicates
 # --------------------------------------------------------------------------- the benchmark
 
 
+def override_list(overrides: Sequence[str]) -> list[str]:
+    """``overrides`` as a list; a plain string is refused (it would be taken letter by
+    letter)."""
+    if isinstance(overrides, str):
+        raise ParameterError("overrides", overrides, "must be a list of 'path=value' strings, "
+                             f"e.g. [{overrides!r}]")
+    return list(overrides)
+
+
 def _pick(faults: list[Fault], names: Iterable[str] | None) -> list[Fault]:
     if names is None:
         return faults
+    if isinstance(names, str):  # not iterated letter by letter
+        raise ParameterError("faults", names, "must be a list of fault names, e.g. "
+                             f"[{names!r}]")
     by_name = {f.name: f for f in faults}
     wanted = list(names)
     unknown = [n for n in wanted if n not in by_name]
@@ -220,7 +232,7 @@ def bench_monitor(*, replicates: int = 200, policies: Sequence[str] | None = Non
         raise ParameterError("replicates", replicates, "must be an integer >= 1")
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
         raise ParameterError("seed", seed, "must be an integer >= 0")
-    overrides = list(overrides)
+    overrides = override_list(overrides)
     pols = _policies(policies)
     chosen = _pick(load_manifest(manifest or default_manifest()), faults)
     for fault in chosen:  # validate every scenario before running any

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from cmsim.errors import ParameterError
+from cmsim.faultbench.bench import override_list
 from cmsim.faultbench.metrics import wilson_interval
 
 __all__ = ["STRESS_KINDS", "draw_disturbances", "stress_monitor"]
@@ -214,11 +215,13 @@ def stress_monitor(scenario: Any, *, runs: int = 200, seed: int = 0,
         if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < lo \
                 or (hi is not None and value > hi):
             raise ParameterError(name, value, f"must be an integer in [{lo}, {hi or 'inf'}]")
-    sc = load_scenario(scenario, overrides=list(overrides) or None)
+    sc = load_scenario(scenario, overrides=override_list(overrides) or None)
     if sc.pat is None and sc.diversion is None:
         raise ParameterError("scenario", str(sc.source or sc.name),
                              "has no PAT monitor to stress (no [pat] or [diversion] table)")
     able = _available(sc, build_models(sc))
+    if isinstance(kinds, str):  # not iterated letter by letter
+        raise ParameterError("kinds", kinds, f"must be a list of kind names, e.g. [{kinds!r}]")
     chosen = list(able) if kinds is None else list(kinds)
     bad = [k for k in chosen if k not in able]
     if bad or not chosen:
