@@ -180,7 +180,7 @@ def replay(source: str | os.PathLike, *, scenario: Any = None,
     raw = scenario if scenario is not None else meta.get("scenario")
     if raw is None:
         raise InputError(f"{path}: no scenario stored with the signals; pass --scenario")
-    sc = load_scenario(raw, overrides=list(overrides) if overrides else None)
+    sc = load_scenario(raw, overrides=overrides or None)  # refuses a plain string
     feeders = [f.name for f in sc.feeders]
     dt = float(sc.simulation.dt)
     _check_table(table, feeders, dt, str(path))

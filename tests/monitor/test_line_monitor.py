@@ -243,6 +243,15 @@ def test_replay_refuses_a_blender_speed_whose_monitor_cannot_fit(tmp_path, stop_
         replay(tmp_path / "sig.csv", scenario=STOP, overrides=["simulation.duration=6 min"])
 
 
+def test_replay_refuses_overrides_given_as_one_string(tmp_path, stop_signals):
+    """replay(..., overrides="path=value") split the string into letters."""
+    from cmsim.errors import ParameterError  # noqa: PLC0415
+
+    stop_signals.to_csv(tmp_path / "sig.csv", index=False)
+    with pytest.raises(ParameterError, match="a single string must be wrapped in a list"):
+        replay(tmp_path / "sig.csv", scenario=STOP, overrides="simulation.duration=6 min")
+
+
 def test_replay_refuses_a_directory_without_signals(tmp_path):
     with pytest.raises(InputError, match="signals"):
         replay(tmp_path)

@@ -116,7 +116,7 @@ def run_fault(fault: Fault, *, policies: Sequence[str] | None = None, replicates
     from cmsim.config import load_scenario  # noqa: PLC0415
     from cmsim.errors import ScenarioError  # noqa: PLC0415
 
-    scenario = load_scenario(fault.path, overrides=list(overrides) or None)
+    scenario = load_scenario(fault.path, overrides=override_list(overrides) or None)
     duration = scenario.simulation.duration
     if fault.start_s is not None and fault.start_s >= duration:
         raise ScenarioError(str(fault.path), [(
