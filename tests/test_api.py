@@ -156,6 +156,6 @@ def test_run_refuses_a_progress_or_sync_times_of_the_wrong_kind():
     short = ["simulation.duration=1 min"]
     with pytest.raises(ParameterError, match="progress='yes': must be True, False or a"):
         cmsim.run("baseline", overrides=short, progress="yes")
-    for bad in ([float("nan")], [-1.0], ["soon"]):
+    for bad in ([float("nan")], [-1.0], ["soon"], "12"):
         with pytest.raises(ParameterError, match="extra_sync_s"):
             cmsim.run("baseline", overrides=short, extra_sync_s=bad)
