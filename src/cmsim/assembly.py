@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cmsim import disturbances as dist
+from cmsim.disturbances import scenario_field
 from cmsim.errors import InputError, ScenarioError
 from cmsim.footprint import memory_problems
 from cmsim.rtd import RTDModel, Series
@@ -131,7 +132,7 @@ def build_models(scenario: Any) -> LineModels:
                      f"a speed change: that needs one {' or one '.join(SPEED_CAPABLE_MODELS)} "
                      "element (plug-flow delays allowed)")
                     for i, d in enumerate(scenario.disturbances)
-                    if _get(d, "type") == "blender_speed"]
+                    if scenario_field(d, "type") == "blender_speed"]
     if problems:
         raise ScenarioError(str(getattr(scenario, "source", None) or "<scenario>"), problems)
     b, tr, ff = (built[p] for p in RTD_PATHS)
@@ -139,9 +140,6 @@ def build_models(scenario: Any) -> LineModels:
     return LineModels(blender=b, transfer=tr, feed_frame=ff, line=Series(b, tr, ff),
                       monitor=monitor)
 
-
-def _get(obj: Any, name: str) -> Any:
-    return obj.get(name) if isinstance(obj, Mapping) else getattr(obj, name, None)
 
 
 def scenario_channel_map(scenario: Any) -> ChannelMap:
@@ -156,10 +154,10 @@ def scenario_channel_map(scenario: Any) -> ChannelMap:
         lots.setdefault(f.material, []).append(str(f.lot))
         material_of[f.name] = f.material
     for d in scenario.disturbances:
-        if _get(d, "type") == "refill":
-            mat = material_of[_get(d, "feeder")]
-            if str(_get(d, "lot")) not in lots[mat]:
-                lots[mat].append(str(_get(d, "lot")))
+        if scenario_field(d, "type") == "refill":
+            mat = material_of[scenario_field(d, "feeder")]
+            if str(scenario_field(d, "lot")) not in lots[mat]:
+                lots[mat].append(str(scenario_field(d, "lot")))
     return ChannelMap.from_lots(lots, api_material=scenario.api_feeder.material)
 
 

@@ -32,7 +32,7 @@ from typing import Any
 
 from cmsim.errors import ParameterError
 
-__all__ = ["Disturbance", "from_scenario"]
+__all__ = ["Disturbance", "from_scenario", "scenario_field"]
 
 _TYPES = ("feeder_stop", "feeder_step", "feeder_noise", "feeder_drift", "refill",
           "blender_speed", "press_stop")
@@ -154,7 +154,9 @@ def _unit(units: Mapping[str, Any], target: str) -> Any:
         raise ParameterError("target", target, f"must be one of {sorted(units)}") from None
 
 
-def _get(obj: Any, name: str, default: Any = None) -> Any:
+def scenario_field(obj: Any, name: str, default: Any = None) -> Any:
+    """Field ``name`` of a scenario entry given as a mapping (raw TOML data) or as a validated
+    object (``default`` where absent)."""
     if isinstance(obj, Mapping):
         return obj.get(name, default)
     return getattr(obj, name, default)
@@ -175,34 +177,34 @@ def from_scenario(entries: Sequence[Any], feeders: Sequence[Any] = ()) -> list[D
     list of Disturbance
         In scenario order.
     """
-    nominal_rsd = {str(_get(f, "name")): float(_get(f, "noise_rsd", 0.0) or 0.0)
+    nominal_rsd = {str(scenario_field(f, "name")): float(scenario_field(f, "noise_rsd", 0.0) or 0.0)
                    for f in feeders}
     out = []
     for i, e in enumerate(entries):
-        t = str(_get(e, "type"))
-        start = float(_get(e, "start"))
-        dur = _get(e, "duration")
+        t = str(scenario_field(e, "type"))
+        start = float(scenario_field(e, "start"))
+        dur = scenario_field(e, "duration")
         dur = None if dur is None else float(dur)
         params: dict[str, Any] = {}
         if t in ("feeder_stop", "feeder_step", "feeder_noise", "feeder_drift", "refill"):
-            name = str(_get(e, "feeder"))
+            name = str(scenario_field(e, "feeder"))
             target = f"feeder.{name}"
             if t == "feeder_step":
-                params["mass_flow"] = float(_get(e, "mass_flow"))
+                params["mass_flow"] = float(scenario_field(e, "mass_flow"))
             elif t == "feeder_noise":
-                params["noise_rsd"] = float(_get(e, "noise_rsd"))
+                params["noise_rsd"] = float(scenario_field(e, "noise_rsd"))
                 params["nominal_noise_rsd"] = nominal_rsd.get(name, 0.0)
             elif t == "feeder_drift":
-                params["rate_per_s"] = float(_get(e, "rate_per_hour")) / 3600.0
-                params["volumetric"] = bool(_get(e, "volumetric", False))
+                params["rate_per_s"] = float(scenario_field(e, "rate_per_hour")) / 3600.0
+                params["volumetric"] = bool(scenario_field(e, "volumetric", False))
             elif t == "refill":
-                params["lot"] = str(_get(e, "lot"))
-                mass = _get(e, "mass")
+                params["lot"] = str(scenario_field(e, "lot"))
+                mass = scenario_field(e, "mass")
                 params["mass"] = None if mass is None else float(mass)
                 params["refill_duration"] = dur
         elif t == "blender_speed":
             target = "blender"
-            params["speed"] = float(_get(e, "speed"))
+            params["speed"] = float(scenario_field(e, "speed"))
         elif t == "press_stop":
             target = "press"
         elif t == "nir_fault":

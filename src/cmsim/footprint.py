@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from cmsim.disturbances import scenario_field
 from cmsim.unitops.stage import speed_capable
 
 __all__ = ["BYTES_PER_STATE_TICK_CHANNEL", "BYTES_PER_TICK", "BYTES_PER_TICK_CHANNEL",
@@ -63,9 +63,6 @@ def _reach(model: Any) -> float:
     return float(model.mean) + 30.0 * math.sqrt(max(float(model.variance), 0.0))
 
 
-def _get(obj: Any, name: str) -> Any:
-    return obj.get(name) if isinstance(obj, Mapping) else getattr(obj, name, None)
-
 
 def _slowest_blender(scenario: Any, speeds: list[tuple[str, float]] | None
                      ) -> tuple[str, float, float] | None:
@@ -74,9 +71,9 @@ def _slowest_blender(scenario: Any, speeds: list[tuple[str, float]] | None
     tank times), where it slows the blender; else None."""
     nominal = getattr(scenario.blender, "speed", None)
     if speeds is None:
-        speeds = [(f"disturbances[{i}].speed", float(_get(d, "speed")))
+        speeds = [(f"disturbances[{i}].speed", float(scenario_field(d, "speed")))
                   for i, d in enumerate(scenario.disturbances)
-                  if _get(d, "type") == "blender_speed"]
+                  if scenario_field(d, "type") == "blender_speed"]
     if nominal is None or not speeds:
         return None
     path, speed = min(speeds, key=lambda x: x[1])
@@ -101,21 +98,22 @@ def _parts(scenario: Any, dt: float, n_ticks: int, n_channels: int, models: Any,
         tanks = [m for m in getattr(blender, "stages", (blender,)) if speed_capable(m)]
         parts[where] = (f"{speed:g} rpm", (factor - 1.0) * sum(map(_reach, tanks)) * state)
     ring = 8.0 * _RING_ROWS / dt
-    times = {"press.gate_delay": (_get(scenario.press, "gate_delay"), ring * _GATE_DELAYS)}
+    gate_delay = scenario_field(scenario.press, "gate_delay")
+    times = {"press.gate_delay": (gate_delay, ring * _GATE_DELAYS)}
     pat, mon = getattr(scenario, "pat", None), getattr(scenario, "monitor", None)
     if pat is not None:
-        times["pat.latency"] = (_get(pat, "latency"), ring)
-        times["pat.integration_time"] = (_get(pat, "integration_time"), ring / 2.0)
+        times["pat.latency"] = (scenario_field(pat, "latency"), ring)
+        times["pat.integration_time"] = (scenario_field(pat, "integration_time"), ring / 2.0)
     if mon is not None:
-        period = _get(mon, "load_cell_period") or 0.0
+        period = scenario_field(mon, "load_cell_period") or 0.0
         times["monitor.load_cell_period"] = (period, 8.0 * _LOAD_CELL_SPAN / dt)
-        times["monitor.load_cell_window"] = (_get(mon, "load_cell_window"),
+        times["monitor.load_cell_window"] = (scenario_field(mon, "load_cell_window"),
                                              8.0 / max(float(period), dt))
     ctl = getattr(scenario, "control", None)
     pi = getattr(ctl, "feeder_pi", None) if ctl is not None else None
     if pi is not None:  # each controlled feeder's load-cell ring: a float and an index per tick
-        n = len(_get(pi, "feeders") or scenario.feeders)
-        times["control.feeder_pi.window"] = (_get(pi, "window"), 16.0 * n / dt)
+        n = len(scenario_field(pi, "feeders") or scenario.feeders)
+        times["control.feeder_pi.window"] = (scenario_field(pi, "window"), 16.0 * n / dt)
     for path, (value, per_second) in times.items():
         if value is not None:
             parts[path] = (f"{float(value):g} s", float(value) * per_second)
