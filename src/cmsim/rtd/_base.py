@@ -541,8 +541,12 @@ def brent_quantile(cdf: Callable[[np.ndarray], np.ndarray],
     lo, hi = _bracket(ok, target, lower, scale, math.inf)
     out = np.empty_like(target)
     for i, q in enumerate(target):
-        if lo[i] == hi[i] or ok(np.array([lo[i]]), np.array([q]))[0]:
-            out[i] = lo[i] if ok(np.array([lo[i]]), np.array([q]))[0] else hi[i]
+        # the bracket leaves ok(lo) false except where lo is still the lower bound
+        if lo[i] == lower and ok(lo[i:i + 1], target[i:i + 1])[0]:
+            out[i] = lo[i]
+            continue
+        if lo[i] == hi[i]:  # a step below the resolution of t: nothing to solve
+            out[i] = hi[i]
             continue
         x = brentq(lambda t, q=q: sign * (float(func(np.array([t]))[0]) - q), lo[i], hi[i],
                    xtol=1e-10, rtol=4.0 * np.finfo(float).eps, maxiter=200)
