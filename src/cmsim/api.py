@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import math
 import os
 import platform
 import sys
@@ -212,15 +211,6 @@ def run(scenario: Any, *, seed: int | np.random.SeedSequence | None = None,
     if not (isinstance(progress, bool) or callable(progress)):
         raise ParameterError("progress", progress, "must be True, False or a callable "
                              "progress(done_ticks, total_ticks)")
-    given = extra_sync_s
-    try:
-        if isinstance(given, str):  # not read digit by digit
-            raise TypeError
-        extra_sync_s = [float(t) for t in given]
-    except (TypeError, ValueError):
-        extra_sync_s = [math.nan]
-    if not all(math.isfinite(t) and t >= 0.0 for t in extra_sync_s):
-        raise ParameterError("extra_sync_s", given, "must be finite times >= 0 [s]")
     sc = load_scenario(scenario, overrides=overrides)
     # the one place that builds the RTD models etc.; a model that refuses its parameters is
     # reported before the output directory is claimed

@@ -19,6 +19,7 @@ events before unit events at equal times.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -32,6 +33,20 @@ __all__ = ["Engine", "ProgressCallback"]
 
 #: ``callback(done_ticks, total_ticks)`` called after every sync.
 ProgressCallback = Callable[[int, int], None]
+
+
+def _sync_times(times: Iterable[float]) -> list[float]:
+    """``times`` as floats [s]; ParameterError unless finite and >= 0 (a string is not read
+    digit by digit)."""
+    try:
+        if isinstance(times, str):
+            raise TypeError
+        out = [float(t) for t in times]
+    except (TypeError, ValueError):
+        out = [math.nan]
+    if not all(math.isfinite(t) and t >= 0.0 for t in out):
+        raise ParameterError("extra_sync_s", times, "must be finite times >= 0 [s]")
+    return out
 
 
 class Engine:
@@ -80,7 +95,7 @@ class Engine:
         if control_period_s is not None and not control_period_s > 0:
             raise ParameterError("control_period_s", control_period_s, "must be > 0")
         self.control_period_s = control_period_s
-        self.extra_sync_s = sorted(float(t) for t in extra_sync_s)
+        self.extra_sync_s = sorted(_sync_times(extra_sync_s))
         self.duration_s = line.n_ticks * line.dt
         self.log: list[dict[str, Any]] = []
         self.n_syncs = 0
