@@ -184,10 +184,7 @@ class Claim:
         for _ in range(3):
             try:
                 _create_with_pid(self.lock)
-            except OSError as exc:
-                if not isinstance(exc, FileExistsError):
-                    raise InputError(f"out={str(self.out)!r}: cannot write in "
-                                     f"{self.out.parent} ({exc.strerror})") from None
+            except FileExistsError:
                 holder = self._holder()
                 if holder == os.getpid():
                     break  # claimed earlier by this process (e.g. cmsim.run, then write)
@@ -199,6 +196,9 @@ class Claim:
                 except FileNotFoundError:
                     pass
                 continue
+            except OSError as exc:  # no lock can be made there (read-only, /proc, ...)
+                raise InputError(f"out={str(self.out)!r}: cannot write in "
+                                 f"{self.out.parent} ({exc.strerror})") from None
             self._owner = True
             break
         else:

@@ -211,7 +211,8 @@ def _check_memory(sc: Any, models: Any, table: dict[str, np.ndarray], source: st
               if np.isfinite(speed).any() else [])
     problems = memory_problems(sc, float(sc.simulation.dt), int(sc.n_ticks),
                                scenario_channel_map(sc).n_channels, models, speeds=speeds)
-    for where, value, rule in problems:
+    if problems:
+        where, value, rule = problems[0]  # one at most: the field with the largest part
         raise InputError(f"{source}: {where} = {value}: {rule}")
 
 
