@@ -263,7 +263,7 @@ def normalize_overrides(overrides: Overrides) -> list[str | tuple[str, Any]]:
 
 def apply_overrides(
     raw: Mapping[str, Any], overrides: Iterable[str | tuple[str, Any]], *,
-    source: str = "--set"
+    source: str = "--set", label: str = "--set"
 ) -> dict[str, Any]:
     """Return a copy of ``raw`` with ``path=value`` overrides applied (the CLI's ``--set``).
 
@@ -279,7 +279,10 @@ def apply_overrides(
         value as it is. Missing tables are created; unknown keys are then reported by
         validation.
     source : str, optional
-        Name used in error messages (default ``"--set"``).
+        The scenario's name in error messages (its file).
+    label : str, optional
+        What the overrides are called in the problems' paths (default ``"--set"``; a sweep
+        says ``"--grid"``).
 
     Returns
     -------
@@ -298,7 +301,7 @@ def apply_overrides(
             path_text, value = item
             shown: Any = value
         elif "=" not in item:
-            problems.append((f"--set {item}", item, "must be path=value"))
+            problems.append((f"{label} {item}", item, "must be path=value"))
             continue
         else:
             path_text, value_text = item.split("=", 1)
@@ -306,11 +309,11 @@ def apply_overrides(
         try:
             parts = parse_field_path(path_text)
         except ValueError as exc:
-            problems.append((f"--set {path_text.strip()}", shown, str(exc)))
+            problems.append((f"{label} {path_text.strip()}", shown, str(exc)))
             continue
         err = _set_path(data, parts, copy.deepcopy(value))
         if err:
-            problems.append((f"--set {path_text.strip()}", shown, err))
+            problems.append((f"{label} {path_text.strip()}", shown, err))
     if problems:
         raise ScenarioError(source, problems)
     return data
@@ -420,6 +423,7 @@ def load_scenario(
     *,
     overrides: Overrides = None,
     source: str | os.PathLike[str] | None = None,
+    override_label: str = "--set",
 ) -> Scenario:
     """Load and validate a scenario.
 
@@ -434,6 +438,8 @@ def load_scenario(
     source : str or path, optional
         For dict input: the file it came from (relative paths resolve against its directory;
         messages name it).
+    override_label : str, optional
+        What the overrides are called in error messages (default ``"--set"``).
 
     Returns
     -------
@@ -470,5 +476,5 @@ def load_scenario(
             [("", type(path_or_dict).__name__, "must be a file path, a dict or a Scenario")],
         )
     if overrides:
-        raw = apply_overrides(raw, overrides, source=src or _IN_MEMORY)
+        raw = apply_overrides(raw, overrides, source=src or _IN_MEMORY, label=override_label)
     return validate_dict(raw, source=src)

@@ -162,14 +162,8 @@ def validate_case(base: Any, overrides: list[str], label: str = "grid") -> None:
     """Validate one grid case before anything runs; a bad path is named as the grid's
     (``label``), not as a ``--set`` override."""
     from cmsim.config import load_scenario  # noqa: PLC0415
-    from cmsim.errors import ScenarioError  # noqa: PLC0415
 
-    try:
-        load_scenario(base, overrides=overrides or None)
-    except ScenarioError as exc:
-        problems = [(f"{label} {p.removeprefix('--set ')}" if p.startswith("--set ") else p, v, r)
-                    for p, v, r in exc.problems]
-        raise ScenarioError(exc.source, problems) from None
+    load_scenario(base, overrides=overrides or None, override_label=label)
 
 
 def sweep(scenario: Any, *, replicates: int = 1,
