@@ -54,6 +54,8 @@ def _pid_alive(pid: int) -> bool:
 def make_dir(path: Path, label: str, *, probe: bool = False) -> None:
     """Create the directory ``path`` (and its parents) where missing, and with ``probe`` check
     that a file can be made in it; else InputError ``"<label> (<reason>)"``."""
+    if path.exists() and not path.is_dir():
+        raise InputError(f"{label} (exists and is not a directory)")
     try:
         path.mkdir(parents=True, exist_ok=True)
         if probe:

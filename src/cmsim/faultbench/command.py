@@ -74,13 +74,9 @@ def check_out(out: Path | None) -> None:
     """Create ``--out`` before any run, so that a directory that cannot be written is refused
     up front (not after the whole campaign, with its results lost)."""
     from cmsim._outdir import make_dir  # noqa: PLC0415
-    from cmsim.errors import InputError  # noqa: PLC0415
 
-    if out is None:
-        return
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out}: exists and is not a directory")
-    make_dir(out, f"--out {out}: cannot create the directory", probe=True)
+    if out is not None:
+        make_dir(out, f"--out {out}: cannot create the directory", probe=True)
 
 
 def local_executor(workers: int) -> Any:
