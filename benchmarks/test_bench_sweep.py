@@ -171,3 +171,42 @@ def test_memory_per_simulated_hour(benchmark):
           f"pickled result {result_mb_h:.2f} MB per hour")
     assert peak_mb_h > 0 and result_mb_h > 0
     assert np.isfinite(peak_mb_h)
+
+
+def _run_ms(sc, seeds: range) -> float:
+    """Median wall time of one ``cmsim.run`` of ``sc`` over ``seeds`` [ms]."""
+    return 1e3 * statistics.median(_timed(lambda s=s: cmsim.run(sc, seed=s))[0]
+                                   for s in seeds)
+
+
+@pytest.mark.benchmark(group="sweep")
+def test_run_cost_split_fixed_and_per_tick(benchmark):
+    """What a batched replicate path could save: one run's cost split into a part fixed per
+    run (set-up, Python calls per chunk, the result) and a part per tick (kernels, random
+    draws, every pass over the tick arrays), from runs of ``faults/no_fault`` at several
+    durations (dt = 0.5 s, least squares). Replicates run together can share at most the fixed
+    part; the per-tick work stays per replicate, so the fixed share bounds the speed-up of
+    batching on one core."""
+    hours = (0.05, 0.1) if benchmark.disabled else (0.25, 0.5, 1.0, 2.0, 4.0)
+    seeds = range(2) if benchmark.disabled else range(15)
+    ticks, ms = [], []
+    for h in hours:
+        sc = load_scenario("scenarios/faults/no_fault.toml",
+                           overrides=[f"simulation.duration={h} h"])
+        cmsim.run(sc, seed=0)  # compiled, caches filled
+        ticks.append(sc.n_ticks)
+        ms.append(_run_ms(sc, seeds))
+    benchmark.pedantic(lambda: None, rounds=1)
+    per_tick_ms, fixed_ms = np.polyfit(np.array(ticks, float), np.array(ms), 1)
+    n_1h = 7200
+    total_1h = fixed_ms + per_tick_ms * n_1h
+    ceiling = total_1h / (per_tick_ms * n_1h)
+    benchmark.extra_info.update(hours=list(hours), ms=ms, fixed_ms=fixed_ms,
+                                per_tick_us=1e3 * per_tick_ms, ceiling_1h=ceiling,
+                                load=_load())
+    print(f"\none run of faults/no_fault ({_load()}): "
+          + ", ".join(f"{h} h {m:.2f} ms" for h, m in zip(hours, ms, strict=True))
+          + f"; fit: {fixed_ms:.2f} ms per run + {1e3 * per_tick_ms:.3f} us per tick; at 1 h "
+          f"{total_1h:.2f} ms, of which {100 * fixed_ms / total_1h:.0f} % fixed: batching "
+          f"replicates gains at most {ceiling:.2f}x per core")
+    assert all(np.isfinite(ms)) and min(ms) > 0
