@@ -6,24 +6,31 @@
   ``F(t) = sum_k p_k P(rho + k, t / b_min)`` with non-negative weights ``p_k`` (sum 1) from a
   positive recursion. All terms are non-negative, so F, 1 - F and E keep full relative accuracy
   (no cancellation). The mixture is cut where the remaining weight is below 1e-17.
-* :class:`QuadConvolution`: F = E_a * F_b by adaptive quadrature (``scipy.integrate.quad``,
-  epsabs 1e-14, epsrel 1e-11) for any other pair, one time point at a time (slow: about 1 ms per
-  point and per function; results are cached per time point).
+* :class:`QuadConvolution`: F = E_a * F_b by adaptive Gauss-Kronrod quadrature (epsabs 1e-14,
+  epsrel 1e-11) for any other pair, all time points of a call together
+  (:mod:`cmsim.rtd._quadrature`); results are cached per time point.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from functools import lru_cache
 
 import numpy as np
 from scipy import special
+
+from cmsim.rtd._quadrature import batch_quad
 
 #: Weight below which the Moschopoulos mixture is truncated.
 MIXTURE_CUT = 1e-17
 #: Most mixture terms before GammaSum refuses (stage scales too far apart).
 MAX_TERMS = 20_000
+#: Error goals of the convolution integrals (absolute, relative; as ``scipy.integrate.quad``).
+EPSABS, EPSREL = 1e-14, 1e-11
+#: Time points whose values a QuadConvolution keeps per function (cleared when full).
+CACHE_POINTS = 65_536
+#: Time points integrated together (the node arrays of a round stay below about 60 MB).
+CHUNK_POINTS = 2048
 
 
 class GammaSum:
@@ -114,75 +121,93 @@ class QuadConvolution:
     """Law of A + B (independent) by adaptive quadrature over the density of ``a``.
 
     ``a`` and ``b`` need ``_pdf``, ``_cdf``, ``_sf`` (array in, array out), ``lower_bound``,
-    ``upper_bound`` and a ``breakpoints`` tuple (may be empty) of kinks of E_a.
+    ``upper_bound`` and a ``breakpoints`` tuple (may be empty) of kinks of E_a. All time points
+    of one call are integrated together (:func:`cmsim.rtd._quadrature.batch_quad`: the
+    densities are evaluated on the nodes of every point in one array), with
+    ``scipy.integrate.quad`` as the fallback for a point whose subdivision does not converge.
+    Values are cached per time point.
     """
 
     def __init__(self, a, b, median: float) -> None:
         self.a = a
         self.b = b
         self.median = median
-        self._cdf1 = lru_cache(maxsize=65536)(self._cdf_scalar)
-        self._sf1 = lru_cache(maxsize=65536)(self._sf_scalar)
-        self._pdf1 = lru_cache(maxsize=65536)(self._pdf_scalar)
+        self._cache: dict[str, dict[float, float]] = {"cdf": {}, "sf": {}, "pdf": {}}
 
-    def _limits(self, u: float) -> tuple[float, float, list[float]]:
-        lo = self.a.lower_bound
-        hi = min(u - self.b.lower_bound, self.a.upper_bound)
-        pts = [p for p in getattr(self.a, "breakpoints", ()) if lo < p < hi]
-        return lo, hi, pts
+    def _limits(self, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        lo = np.full(u.shape, float(self.a.lower_bound))
+        hi = np.minimum(u - self.b.lower_bound, self.a.upper_bound)
+        return lo, hi
 
-    def _integrate(self, f, lo: float, hi: float, pts: list[float]) -> float:
-        if not hi > lo:
-            return 0.0
-        from scipy import integrate  # noqa: PLC0415 - lazy: imports scipy.optimize
+    def _convolve(self, u: np.ndarray, fb) -> np.ndarray:
+        """``int E_a(s) fb(u - s) ds`` over the support for every ``u``."""
+        fa = self.a._pdf
+        lo, hi = self._limits(u)
+        pts = np.asarray(getattr(self.a, "breakpoints", ()), dtype=np.float64)
 
-        val, _ = integrate.quad(f, lo, hi, points=pts or None, epsabs=1e-14, epsrel=1e-11,
-                                limit=400)
-        return val
+        def integrand(s: np.ndarray, k: np.ndarray) -> np.ndarray:
+            return fa(s) * fb(u[k][:, None] - s)
 
-    def _cdf_scalar(self, u: float) -> float:
-        if u >= self.median:
-            return 1.0 - self._sf_scalar(u)
-        lo, hi, pts = self._limits(u)
-        fa, fb = self.a._pdf, self.b._cdf
-        return self._integrate(lambda s: float(fa(np.array(s)) * fb(np.array(u - s))),
-                               lo, hi, pts)
+        def fallback(j: int) -> float:
+            from scipy import integrate  # noqa: PLC0415 - lazy: imports scipy.optimize
 
-    def _sf_scalar(self, u: float) -> float:
-        if u < self.median:
-            return 1.0 - self._cdf_scalar(u)
-        lo, hi, pts = self._limits(u)
-        fa, sb = self.a._pdf, self.b._sf
-        # sf(u) = sf_a(u - lb_b) + int_{lb_a}^{u - lb_b} E_a(s) sf_b(u - s) ds
-        head = float(self.a._sf(np.array(u - self.b.lower_bound)))
-        return head + self._integrate(lambda s: float(fa(np.array(s)) * sb(np.array(u - s))),
-                                      lo, hi, pts)
+            x = float(u[j])
+            inner = [float(p) for p in pts if lo[j] < p < hi[j]]
+            val, _ = integrate.quad(lambda s: float(fa(np.array(s)) * fb(np.array(x - s))),
+                                    float(lo[j]), float(hi[j]), points=inner or None,
+                                    epsabs=EPSABS, epsrel=EPSREL, limit=400)
+            return val
 
-    def _pdf_scalar(self, u: float) -> float:
-        lo, hi, pts = self._limits(u)
-        fa, fb = self.a._pdf, self.b._pdf
-        return self._integrate(lambda s: float(fa(np.array(s)) * fb(np.array(u - s))),
-                               lo, hi, pts)
+        out = np.empty(u.size)
+        for i0 in range(0, u.size, CHUNK_POINTS):  # bounds the node arrays (~60 MB)
+            sl = slice(i0, i0 + CHUNK_POINTS)
+            out[sl] = batch_quad(lambda s, k, o=i0: integrand(s, k + o), lo[sl], hi[sl], pts,
+                                 epsabs=EPSABS, epsrel=EPSREL,
+                                 fallback=lambda j, o=i0: fallback(j + o))
+        return out
 
-    def _map(self, f, u: np.ndarray, below: float, above: float) -> np.ndarray:
+    def _compute(self, kind: str, u: np.ndarray) -> np.ndarray:
+        """F, 1 - F or E at the points ``u`` (finite, above the lower bound): F below the
+        median and 1 - F above it are integrated, the other from them."""
+        out = np.empty_like(u)
+        if kind == "pdf":
+            return self._convolve(u, self.b._pdf)
+        low = u < self.median
+        if low.any():
+            f = self._convolve(u[low], self.b._cdf)
+            out[low] = f if kind == "cdf" else 1.0 - f
+        if (~low).any():
+            x = u[~low]
+            # sf(u) = sf_a(u - lb_b) + int_{lb_a}^{u - lb_b} E_a(s) sf_b(u - s) ds
+            sf = self.a._sf(x - self.b.lower_bound) + self._convolve(x, self.b._sf)
+            out[~low] = sf if kind == "sf" else 1.0 - sf
+        return out
+
+    def _map(self, kind: str, u: np.ndarray, below: float, above: float) -> np.ndarray:
         u = np.asarray(u, dtype=np.float64)
         flat = u.ravel()
         out = np.empty_like(flat)
         lb = self.a.lower_bound + self.b.lower_bound
-        for i, x in enumerate(flat):
-            if x <= lb:
-                out[i] = below
-            elif math.isinf(x):
-                out[i] = above
-            else:
-                out[i] = f(float(x))
+        out[flat <= lb] = below
+        out[np.isinf(flat) & (flat > lb)] = above
+        inner = (flat > lb) & np.isfinite(flat)
+        cache = self._cache[kind]
+        keys = flat[inner].tolist()
+        missing = sorted({x for x in keys if x not in cache})
+        if len(cache) + len(missing) > CACHE_POINTS:
+            cache.clear()
+            missing = sorted(set(keys))
+        if missing:
+            values = self._compute(kind, np.array(missing, dtype=np.float64))
+            cache.update(zip(missing, values.tolist(), strict=True))
+        out[inner] = [cache[x] for x in keys]
         return out.reshape(u.shape)
 
     def cdf(self, u: np.ndarray) -> np.ndarray:
-        return np.clip(self._map(self._cdf1, u, 0.0, 1.0), 0.0, 1.0)
+        return np.clip(self._map("cdf", u, 0.0, 1.0), 0.0, 1.0)
 
     def sf(self, u: np.ndarray) -> np.ndarray:
-        return np.clip(self._map(self._sf1, u, 1.0, 0.0), 0.0, 1.0)
+        return np.clip(self._map("sf", u, 1.0, 0.0), 0.0, 1.0)
 
     def pdf(self, u: np.ndarray) -> np.ndarray:
-        return np.maximum(self._map(self._pdf1, u, 0.0, 0.0), 0.0)
+        return np.maximum(self._map("pdf", u, 0.0, 0.0), 0.0)

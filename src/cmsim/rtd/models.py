@@ -423,9 +423,8 @@ class Series(RTDModel):
       (Moschopoulos' mixture with non-negative terms, truncated below 1e-17): relative accuracy
       ~1e-14 in F, 1 - F and E, fully vectorised (about 1 us per point and mixture term).
     * Any other stage (axial dispersion, empirical) is convolved with the rest by adaptive
-      quadrature, point by point (``quad``, epsabs 1e-14, epsrel 1e-11; ~1e-11 absolute in F).
-      This path is slow (milliseconds per point, cached): keep such series short or build the
-      kernel at moderate resolution.
+      Gauss-Kronrod quadrature over its density, all time points of a call together (epsabs
+      1e-14, epsrel 1e-11; ~1e-11 absolute in F; tens of microseconds per point, cached).
     """
 
     def __init__(self, *models: RTDModel) -> None:
@@ -448,7 +447,10 @@ class Series(RTDModel):
                                         math.fsum(m.mean for m in gam)))
             except OverflowError:
                 engines.extend(gam)
-        engines.extend(rest)
+        # the quadrature integrates over the density of the earlier engine: a stage with kinks
+        # (an empirical curve) goes first, so its knots start the subdivision, and the gamma
+        # part, smooth beyond 0, is the law it convolves with
+        engines = rest + engines
         mean = math.fsum(m.mean for m in stages)
         var = math.fsum(m.variance for m in stages)
         engine: Any = None
