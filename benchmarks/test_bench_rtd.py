@@ -17,10 +17,12 @@ from cmsim.rtd import (
     PFR,
     AxialDispersion,
     Convolver,
+    Empirical,
     Series,
     TanksInSeries,
     TanksInSeriesFilter,
     convolve,
+    peak_response,
 )
 from conftest import interleaved_rounds, median_time, ratio_summary
 
@@ -357,6 +359,57 @@ def test_bench_model_eval(benchmark, name: str) -> None:
     if benchmark.enabled:
         med = benchmark.stats.stats.median
         benchmark.extra_info["x_np_exp"] = med / median_time(lambda: np.exp(-t / 60.0))
+
+
+FUNNEL_LINES = {
+    "tanks": lambda: Series(TanksInSeries(60.0, 5), PFR(10.0), CSTR(30.0)),
+    "dispersion": lambda: Series(AxialDispersion(60.0, 20.0), PFR(10.0), CSTR(30.0)),
+    "tracer_curve": lambda: Series(Empirical(np.arange(0.0, 602.0, 2.0), TanksInSeries(
+        60.0, 5).pdf(np.arange(0.0, 602.0, 2.0))), PFR(10.0), CSTR(30.0)),
+}
+
+
+def _scipy_point(model: Series, t: float) -> float:
+    """F of a numerically integrated series at one time by ``scipy.integrate.quad`` (the
+    route before the batched quadrature; the baseline of the ratio)."""
+    from scipy import integrate
+
+    conv = model._engine._cdf.__self__
+    a, b = conv.a, conv.b
+    u = t - model.shift
+    hi = min(u - b.lower_bound, a.upper_bound)
+    pts = [p for p in a.breakpoints if a.lower_bound < p < hi] or None
+    val, _ = integrate.quad(lambda s: float(a._pdf(np.array(s)) * b._cdf(np.array(u - s))),
+                            a.lower_bound, hi, points=pts, epsabs=1e-14, epsrel=1e-11, limit=400)
+    return val
+
+
+@pytest.mark.parametrize("name", list(FUNNEL_LINES))
+def test_bench_funnel_of_line_series(benchmark, name: str) -> None:
+    """The report's funnel: g(d) of the feeder-to-gate RTD for 32 durations, with a blender of
+    tanks in series, closed-closed dispersion or a tracer curve (301 points). The last two
+    integrate numerically (cmsim.rtd._quadrature); ``extra_info`` has the time per point of
+    F on 200 points against scipy's quad point by point (measured on 20), and the funnel's
+    time against the tanks-in-series line of the same run."""
+    benchmark.group = "funnel of the line RTD, 32 durations"
+    durations = np.geomspace(0.1, 3000.0, 8 if benchmark.disabled else 32)
+
+    def funnel() -> np.ndarray:
+        model = FUNNEL_LINES[name]()  # fresh caches: what a new process pays
+        return peak_response(model, durations)
+
+    g = benchmark.pedantic(funnel, rounds=1 if benchmark.disabled else 3, iterations=1)
+    assert np.all((g > 0) & (g <= 1)) and np.all(np.diff(g) >= -1e-12)
+    if benchmark.enabled and name != "tanks":
+        model = FUNNEL_LINES[name]()
+        t = np.linspace(model.lower_bound + 1.0, float(model.isf(1e-9)), 200)
+        batched = median_time(lambda: FUNNEL_LINES[name]().cdf(t), repeats=3) / t.size
+        scalar = median_time(lambda: [_scipy_point(model, x) for x in t[::10]], repeats=1) / 20
+        tanks = median_time(lambda: peak_response(FUNNEL_LINES["tanks"](), durations), repeats=3)
+        benchmark.extra_info.update(
+            batched_ms_per_point=1e3 * batched, scipy_ms_per_point=1e3 * scalar,
+            x_faster_than_scipy=scalar / batched,
+            funnel_x_tanks=benchmark.stats.stats.median / tanks)
 
 
 # ----------------------------------------------------------------------------- ratio gates

@@ -523,8 +523,8 @@ def _delta_pair(delta: Any) -> tuple[float, float]:
     return d, d
 
 
-#: Peak responses g(d) already computed, keyed by (model, durations bytes); g of a series of
-#: RTDs costs ~40 ms per duration, and a report draws the same funnel for every run.
+#: Peak responses g(d) already computed, keyed by (model, durations bytes): a funnel of a series
+#: of RTDs costs 30-430 ms, and a report draws the same funnel for every run.
 _PEAK_CACHE: dict[tuple[Any, bytes], np.ndarray] = {}
 _PEAK_CACHE_SIZE = 32
 

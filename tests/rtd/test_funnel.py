@@ -69,6 +69,24 @@ def test_bimodal_empirical():
         assert g >= gb - 1e-14 and g - gb < 1e-7
 
 
+@pytest.mark.parametrize("model", [
+    Series(AxialDispersion(60.0, 20.0), PFR(10.0), CSTR(30.0)),
+    Series(Empirical(np.linspace(0.0, 200.0, 101),
+                     np.exp(-0.5 * ((np.linspace(0.0, 200.0, 101) - 60.0) / 15.0) ** 2)),
+           CSTR(30.0)),
+], ids=["dispersion-series", "empirical-series"])
+def test_series_that_integrate_numerically_many_durations_at_once(model):
+    """The report's case: g(d) of a feeder-to-gate series with a dispersion or tracer-curve
+    blender for 32 durations in one call, against brute force and one duration at a time."""
+    d = np.geomspace(model.mean / 1000.0, 30.0 * model.mean, 32)
+    g = peak_response(model, d)
+    one = np.array([peak_response(model, float(x)) for x in d[::8]])
+    np.testing.assert_allclose(g[::8], one, rtol=0, atol=1e-12)
+    for x, gx in zip(d[4::9], g[4::9], strict=True):
+        gb = brute_g(model, float(x), step=0.05)
+        assert gx >= gb - 1e-12 and gx - gb < 1e-6
+
+
 def test_pfr_and_limits():
     assert peak_response(PFR(5.0), 0.0) == 0.0
     assert peak_response(PFR(5.0), 0.1) == 1.0
