@@ -140,3 +140,14 @@ def test_dispersion_kernel_bins_stay_non_negative_differences_of_f():
     diff = np.diff(m.cdf(edges))
     assert diff.min() > -1e-15
     np.testing.assert_allclose(w[1:], np.maximum(diff, 0.0)[1:], rtol=1e-12, atol=1e-15)
+
+
+def test_a_numerically_integrated_series_pickles_without_its_cache():
+    import pickle
+
+    s = SERIES[0]
+    t = np.linspace(0.0, 400.0, 3000)
+    f = s.cdf(t)
+    blob = pickle.dumps(s)
+    assert len(blob) < 20_000  # the 3,000 cached values stay behind
+    np.testing.assert_array_equal(pickle.loads(blob).cdf(t), f)

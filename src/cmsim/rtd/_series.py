@@ -134,6 +134,10 @@ class QuadConvolution:
         self.median = median
         self._cache: dict[str, dict[float, float]] = {"cdf": {}, "sf": {}, "pdf": {}}
 
+    def __getstate__(self) -> dict:
+        """Pickled without the cached values (up to a few MB; recomputed on demand)."""
+        return {**self.__dict__, "_cache": {"cdf": {}, "sf": {}, "pdf": {}}}
+
     def _limits(self, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         lo = np.full(u.shape, float(self.a.lower_bound))
         hi = np.minimum(u - self.b.lower_bound, self.a.upper_bound)
