@@ -171,6 +171,23 @@ def test_no_rtd_means_no_funnel_but_a_note(run_dir, tmp_path):
     assert 'id="fig-funnel"' in raw
 
 
+@pytest.mark.parametrize("name", ["blender_gericke_like_axial", "blender_empirical_example"])
+def test_report_of_a_line_with_a_numerically_integrated_rtd(name, tmp_path):
+    """A shipped dispersion or tracer-curve blender: the report draws the funnel of the line's
+    series (integrated numerically; this took minutes before the batched quadrature), and its
+    boundary at the figure's durations is the model's own."""
+    out = tmp_path / "run"
+    result = cmsim.run(SCENARIO, out=out, overrides=[
+        f'blender.rtd={{model="model", name="{name}"}}', "simulation.duration=6 min"])
+    raw = (out / "report.html").read_text(encoding="utf-8")
+    assert 'id="fig-funnel"' in raw and (out / "funnel.png").stat().st_size > 0
+    stages = result.metadata["line_rtd"]["stages"]
+    assert stages[0]["model"] in ("AxialDispersion", "Empirical")
+    model = report.rtd_from_params(result.metadata["line_rtd"])
+    g = rtd.peak_response(model, [1.0, 10.0, 100.0])
+    assert np.all(np.diff(g) > 0) and 0 < g[0] < g[-1] <= 1
+
+
 def test_no_funnel_when_no_overfeed_can_leave_the_limits(run_dir):
     result, _ = run_dir
     r = with_monitoring(result)
