@@ -47,14 +47,19 @@ class GammaSum:
         if r == 0.0:
             weights = np.array([1.0])
         else:
-            # terms needed: p_k ~ C r^k k^(a-1); cap and refuse when too many
+            # terms needed: p_k ~ C r^k k^(a-1) in the tail; the index k of the mixture is a sum
+            # of negative binomials, whose mean and SD place the weights' bulk (far from 0 when
+            # C is tiny); cap and refuse when too many
             logc = float(np.sum(a * np.log(b1 / b)))
             if not r < 1.0:  # a scale below 1e-16 of another: the series cannot weigh them
                 raise OverflowError("stage scales too far apart for the gamma mixture")
-            k_est = int(math.ceil((math.log(MIXTURE_CUT) - logc) / math.log(r))) + 50
-            if k_est > MAX_TERMS:
+            odds = ratio / (1.0 - ratio)
+            mean_k = float(np.sum(a * odds))
+            sd_k = math.sqrt(float(np.sum(a * odds / (1.0 - ratio))))
+            k_est = max((math.log(MIXTURE_CUT) - logc) / math.log(r), mean_k + 40.0 * sd_k)
+            if not k_est + 50 <= MAX_TERMS:
                 raise OverflowError("stage scales too far apart for the gamma mixture")
-            kmax = max(k_est, 60)
+            kmax = max(int(math.ceil(k_est)) + 50, 60)
             k = np.arange(1, kmax + 1, dtype=np.float64)
             # gamma_k = sum_i a_i ratio_i^k / k, computed in log space where ratio_i > 0
             gam = np.zeros(kmax + 1)
@@ -70,10 +75,13 @@ class GammaSum:
             for kk in range(kmax):
                 # delta_{kk+1} = 1/(kk+1) sum_{i=1}^{kk+1} i gamma_i delta_{kk+1-i}
                 delta[kk + 1] = np.dot(igam[1: kk + 2], delta[kk::-1]) / (kk + 1)
-                if kk > 10 and c * delta[kk + 1] * (kk + 1) * tail_factor < MIXTURE_CUT:
+                if kk > max(10.0, mean_k) and \
+                        c * delta[kk + 1] * (kk + 1) * tail_factor < MIXTURE_CUT:
                     last = kk + 1
                     break
             weights = c * delta[: last + 1]
+            if not abs(weights.sum() - 1.0) < 1e-12:  # the cut missed weight: do not renormalise
+                raise OverflowError("gamma mixture did not converge within its terms")
             weights /= weights.sum()                 # remainder < 1e-17 by construction
         self.weights = weights
         self.shapes = self.rho + np.arange(weights.size)
