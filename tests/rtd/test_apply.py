@@ -172,6 +172,31 @@ def test_gain_limit_is_what_decides_between_paths() -> None:
     assert gain <= MAX_PARTIAL_FRACTION_GAIN
 
 
+def test_long_chains_and_overflowing_partial_fractions_take_the_fir_path() -> None:
+    """A chain of more than MAX_RECURSIVE_TANKS tanks costs n^2 per tick in its recursion (1,000
+    tanks: 14 s for 2e4 samples), and partial fractions of chains this long overflow (their
+    gain became NaN, which passed the gain test and gave NaN outputs); both go through the
+    kernel, silently (no numpy warning) and equal to it."""
+    import warnings
+
+    from cmsim.rtd._apply import apply_path
+    from cmsim.rtd.filters import MAX_RECURSIVE_TANKS
+
+    long_chain = TanksInSeries(60.0, MAX_RECURSIVE_TANKS + 1)
+    overflow = Series(TanksInSeries(180.0, 1), TanksInSeries(56.6, 1000), TanksInSeries(6.67, 100))
+    with np.errstate(over="ignore", invalid="ignore"):
+        gain = sum(abs(c) for c, _, _ in partial_fractions(overflow._recursive_form().stages))
+    assert not math.isfinite(gain)
+    assert apply_path(TanksInSeries(60.0, MAX_RECURSIVE_TANKS), DT) == "recursive"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert apply_path(long_chain, DT) == "fir" and apply_path(overflow, DT) == "fir"
+        x = np.random.default_rng(5).uniform(0.0, 1.0, 3000)
+        np.testing.assert_allclose(long_chain.apply(x, DT),
+                                   convolve(x, long_chain.kernel(DT, tail=1e-12)), rtol=1e-12,
+                                   atol=1e-15)
+
+
 def test_single_chain_reuses_the_streaming_filter() -> None:
     """One-shot apply and the streaming filter fed in chunks give the same numbers."""
     x = _signal()

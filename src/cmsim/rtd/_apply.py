@@ -17,7 +17,8 @@ Which models have an exact recursion (:class:`RecursiveForm`):
   (:class:`cmsim.rtd.TanksInSeriesFilter`) shifted by ``D`` ticks. Tanks with different stage
   times are split into partial fractions, a weighted sum of equal-tank chains; the weights are
   exact, but when they are large (close stage times) their cancellation would cost more than
-  ``MAX_PARTIAL_FRACTION_GAIN`` units of round-off, and the FIR path is used instead.
+  ``MAX_PARTIAL_FRACTION_GAIN`` units of round-off, and the FIR path is used instead. So is a
+  chain of more than ``MAX_RECURSIVE_TANKS`` tanks, whose recursion costs n^2 per tick.
 
 A plug-flow delay that is not a whole number of ticks in front of tanks moves the tanks' kernel
 by a fraction of a tick (a different kernel, not a shift): that series goes through the FIR path,
@@ -34,7 +35,12 @@ import numpy as np
 
 from cmsim import _validate
 from cmsim.errors import ParameterError
-from cmsim.rtd.filters import TanksInSeriesFilter, _finite_array, _float_array
+from cmsim.rtd.filters import (
+    MAX_RECURSIVE_TANKS,
+    TanksInSeriesFilter,
+    _finite_array,
+    _float_array,
+)
 
 #: Largest sum of |partial-fraction weights| accepted for the recursive path (round-off grows
 #: with it, about gain x 3e-15 of the largest output: 100 keeps it near 3e-13).
@@ -140,8 +146,11 @@ def plan_for(form: RecursiveForm | None, dt: float) -> _Plan | None:
     ticks = round(ratio)
     if abs(ratio - ticks) > WHOLE_TICK_RTOL * max(1.0, ratio):
         return None
-    terms = partial_fractions(form.stages)
-    if sum(abs(c) for c, _, _ in terms) > MAX_PARTIAL_FRACTION_GAIN:
+    if max(n for _, n in form.stages) > MAX_RECURSIVE_TANKS:
+        return None
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is a gain of inf or NaN
+        terms = partial_fractions(form.stages)
+    if not math.fsum(abs(c) for c, _, _ in terms) <= MAX_PARTIAL_FRACTION_GAIN:
         return None
     return _Plan(int(ticks), tuple(terms))
 

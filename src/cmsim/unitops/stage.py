@@ -32,15 +32,11 @@ import numpy as np
 from cmsim import _validate as v
 from cmsim import rtd
 from cmsim.errors import ParameterError
+from cmsim.rtd.filters import MAX_RECURSIVE_TANKS
 
 __all__ = ["MAX_RECURSIVE_TANKS", "SPEED_CAPABLE_MODELS", "RTDStage", "alignment_shift",
            "chain_shift", "speed_capable"]
 
-#: Most tanks of the recursive (mass-state) form. Its cost per tick grows as n^2 beyond about
-#: 20 tanks (1.4 s for 8 h at dt = 0.5 s with 200 tanks, where the bin kernel takes 1.3 ms),
-#: and its coefficients take seconds to build beyond a few hundred: longer chains, which are
-#: nearly plug flow, stream through their bin kernel.
-MAX_RECURSIVE_TANKS = 200
 #: RTD models whose stage supports a mean-residence-time change (mass-state form).
 SPEED_CAPABLE_MODELS = ("CSTR", f"TanksInSeries with integer n_tanks <= {MAX_RECURSIVE_TANKS}")
 
