@@ -5,6 +5,7 @@ Private module: :class:`AxialDispersion` is re-exported by :mod:`cmsim.rtd.model
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Any
 
@@ -281,12 +282,10 @@ class AxialDispersion(RTDModel):
             peak = max(1.0, math.sqrt(self.pe / (4.0 * math.pi))) if what == "pdf" else 1.0
             table = None
             if cut < hi:
-                try:
+                with contextlib.suppress(ArithmeticError):  # too rough: no table
                     table = PiecewiseChebyshev(
                         lambda x: self._fourier(x, what) * scale, cut, hi,
                         _TABLE_ATOL[what] * peak, rtol=1e-3, floor=_TABLE_FLOOR[what] * peak)
-                except ArithmeticError:
-                    table = None
             if len(_TABLES) >= _TABLES_SIZE:
                 _TABLES.pop(next(iter(_TABLES)))
             _TABLES[key] = table

@@ -63,10 +63,11 @@ class PiecewiseChebyshev:
             x = mid[:, None] + half[:, None] * np.concatenate((nodes, probes))[None, :]
             y = fn(x.ravel()).reshape(x.shape)
             for (a, b), row in zip(ab, y, strict=True):
-                coef = _coefficients(row[: DEGREE + 1])
-                y = row[DEGREE + 1:]
-                tol = np.minimum(atol, np.maximum(floor, rtol * np.abs(y))) if rtol else atol
-                ok = np.all(np.abs(chebyshev.chebval(probes, coef) - y) <= tol)
+                coef = _BASIS @ row[: DEGREE + 1]
+                at_probes = row[DEGREE + 1:]
+                tol = (np.minimum(atol, np.maximum(floor, rtol * np.abs(at_probes))) if rtol
+                       else atol)
+                ok = np.all(np.abs(chebyshev.chebval(probes, coef) - at_probes) <= tol)
                 if ok or b - a <= 64.0 * np.finfo(float).eps * max(abs(a), abs(b)):
                     panels.append((a, b, coef))
                 else:
@@ -90,13 +91,13 @@ class PiecewiseChebyshev:
         return u * b1 - b2 + c[:, 0]
 
 
-def _coefficients(values: np.ndarray) -> np.ndarray:
-    """Chebyshev coefficients of the interpolant through ``values`` at the first-kind points
-    ``cos(pi (j + 1/2) / (n + 1))``, ``j = 0..n``."""
-    n = values.size
+def _basis(n: int) -> np.ndarray:
+    """Matrix taking the values at the first-kind points ``cos(pi (j + 1/2) / n)``,
+    ``j = 0..n-1``, to the Chebyshev coefficients of their interpolant."""
     j = np.arange(n)
-    k = j[:, None]
-    basis = np.cos(np.pi * k * (j[None, :] + 0.5) / n)
-    coef = (2.0 / n) * (basis @ values)
-    coef[0] *= 0.5
-    return coef
+    basis = (2.0 / n) * np.cos(np.pi * j[:, None] * (j[None, :] + 0.5) / n)
+    basis[0] *= 0.5
+    return basis
+
+
+_BASIS = _basis(DEGREE + 1)

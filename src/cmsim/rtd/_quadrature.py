@@ -139,7 +139,7 @@ def batch_quad(integrand: Integrand, lo: np.ndarray, hi: np.ndarray,
     k, a, b = _initial_intervals(lo[ids], hi[ids], pts)
     k = ids[k]
     est, err = _rule(integrand, k, a, b)
-    for _ in range(MAX_ROUNDS):
+    for rounds in range(MAX_ROUNDS + 1):
         total = np.bincount(k, est, minlength=lo.size)
         errsum = np.bincount(k, err, minlength=lo.size)
         count = np.bincount(k, minlength=lo.size)
@@ -147,18 +147,19 @@ def batch_quad(integrand: Integrand, lo: np.ndarray, hi: np.ndarray,
         open_ = (errsum > tol) & (count > 0)
         width_ok = (b - a) > 8.0 * _EPMACH * np.maximum(np.abs(a), np.abs(b))
         split = open_[k] & (err > tol[k] / np.maximum(count[k], 1)) & width_ok
-        stuck = open_ & (np.bincount(k, split, minlength=lo.size) == 0)
-        crowded = open_ & (count >= MAX_INTERVALS)
-        finished = ~open_ | stuck | crowded
-        done = finished[k]
+        stuck = np.bincount(k, split, minlength=lo.size) == 0
+        # an open integral that cannot be split, holds too many intervals or has used its
+        # rounds keeps its estimate, or goes to the fallback
+        give_up = open_ & (stuck | (count >= MAX_INTERVALS) | (rounds == MAX_ROUNDS))
+        done = (~open_ | give_up)[k]
         split &= ~done
         out += np.bincount(k[done], est[done], minlength=lo.size)
         if fallback is not None:
-            for j in np.flatnonzero((stuck | crowded) & (count > 0)):
+            for j in np.flatnonzero(give_up):
                 out[j] = fallback(int(j))
-        keep = ~done & ~split
         if not split.any():
             break
+        keep = ~done & ~split
         mid = 0.5 * (a[split] + b[split])
         nk = np.concatenate((k[split], k[split]))
         na = np.concatenate((a[split], mid))
@@ -169,10 +170,4 @@ def batch_quad(integrand: Integrand, lo: np.ndarray, hi: np.ndarray,
         b = np.concatenate((b[keep], nb))
         est = np.concatenate((est[keep], nest))
         err = np.concatenate((err[keep], nerr))
-    else:
-        left = np.unique(k)
-        out += np.bincount(k, est, minlength=lo.size)
-        if fallback is not None:
-            for j in left:
-                out[j] = fallback(int(j))
     return out

@@ -181,9 +181,9 @@ class QuadConvolution:
     def _compute(self, kind: str, u: np.ndarray) -> np.ndarray:
         """F, 1 - F or E at the points ``u`` (finite, above the lower bound): F below the
         median and 1 - F above it are integrated, the other from them."""
-        out = np.empty_like(u)
         if kind == "pdf":
             return self._convolve(u, self.b._pdf)
+        out = np.empty_like(u)
         low = u < self.median
         if low.any():
             f = self._convolve(u[low], self.b._cdf)

@@ -132,22 +132,21 @@ def _argmax_h_all(model: RTDModel, d: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return np.where(better, t_ref, t_grid), np.where(better, g_ref, g_grid)
 
 
-def _argmax_h(model: RTDModel, d: float) -> float:
-    """Time t* of the maximum of F(t) - F(t - d) (:func:`_argmax_h_all` for one duration)."""
-    return float(_argmax_h_all(model, np.array([float(d)]))[0][0])
+def _peaks(model: RTDModel, d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Times t* of the maxima of F(t) - F(t - d) and the maxima g(d), durations ``d`` > 0."""
+    if model.monotone_density:
+        # E non-increasing after the delay: the maximum is at t = lower_bound + d
+        t = model.lower_bound + d
+        return t, model._cdf(t)
+    return _argmax_h_all(model, d)
 
 
 def _g_all(model: RTDModel, d: np.ndarray) -> np.ndarray:
     """g(d) for an array of durations [s] (0 where d <= 0)."""
     out = np.zeros(d.shape)
     pos = d > 0.0
-    if not pos.any():
-        return out
-    if model.monotone_density:
-        # E non-increasing after the delay: the maximum is at t = lower_bound + d
-        out[pos] = model._cdf(model.lower_bound + d[pos])
-    else:
-        out[pos] = _argmax_h_all(model, d[pos])[1]
+    if pos.any():
+        out[pos] = _peaks(model, d[pos])[1]
     return out
 
 
@@ -291,11 +290,10 @@ def excursion_duration(model: RTDModel, duration: float, multiple: float) -> flo
     m = _validate.positive("multiple", multiple)
     if m < 1.0:
         raise ParameterError("multiple", multiple, "must be >= 1")
-    g = _g_scalar(model, d)
-    level = g / m
     if m == 1.0:
         return 0.0
-    t_star = model.lower_bound + d if model.monotone_density else _argmax_h(model, d)
+    t_peak, g_peak = _peaks(model, np.array([d]))
+    t_star, level = float(t_peak[0]), float(g_peak[0]) / m
     t_far = float(model._solve(np.array([1e-15]), True)[0]) + d
 
     def f(x: float) -> float:
